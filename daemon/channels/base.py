@@ -1,0 +1,67 @@
+"""The one seam between the daemon and a WhatsApp provider.
+
+Meta's Cloud API and Twilio differ in everything on the wire (JSON vs form posts, signatures,
+4096 vs 1600 characters, upload-then-id vs public media URL). The web layer and the turn talk
+to this protocol only and never ask which provider is behind it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from daemon.model import Batch, Inbound, Media, User
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookRequest:
+    """What the web layer hands a channel: the raw request, nothing parsed yet."""
+
+    url: str  # the URL as the daemon saw it (scheme://host[:port]/path?query)
+    headers: Mapping[str, str]  # lower-case names
+    query: Mapping[str, str]
+    body: bytes
+
+
+class BadWebhook(ValueError):
+    """The body is not a webhook this channel understands (answered 400)."""
+
+
+class Channel(Protocol):
+    name: str  # "meta" | "twilio": for logs and metrics, never for branching
+    text_limit: int  # the longest text one message may carry
+
+    def handshake(self, query: Mapping[str, str]) -> str | None:
+        """Answer a GET subscription handshake: the body to return, or None to refuse."""
+        ...
+
+    def verify(self, request: WebhookRequest) -> bool:
+        """True when the request carries a valid signature of its raw body."""
+        ...
+
+    def parse(self, request: WebhookRequest) -> Batch:
+        """Every message and status of one delivery. Raises BadWebhook on a wrong shape."""
+        ...
+
+    def accepted(self) -> tuple[bytes, str]:
+        """Body and content type of the immediate success answer."""
+        ...
+
+    async def acknowledge(self, message: Inbound) -> None:
+        """Tell the user we got it: read receipt and typing indicator, where supported."""
+        ...
+
+    async def send_text(self, user: User, text: str) -> list[str]:
+        """Send an answer, split into messages of at most ``text_limit``. Returns their ids."""
+        ...
+
+    async def send_voice(self, user: User, ogg_opus: bytes) -> str:
+        """Send Ogg/Opus bytes as a voice note. Returns the message id."""
+        ...
+
+    async def fetch_media(self, media: Media) -> bytes:
+        """Download inbound media, bounded in size."""
+        ...
+
+    async def aclose(self) -> None: ...

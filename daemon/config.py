@@ -1,0 +1,441 @@
+"""Typed settings: config.toml, then secrets from the environment or $CREDENTIALS_DIRECTORY.
+
+Every key has a safe default, so a file that sets only the upstream ids works. Unknown keys
+are errors (a typo must not silently fall back to a default), and every error names the key
+and says why, e.g. ``[timeouts] agent: must be a number > 0, got "fast"``.
+
+Secrets never live in config.toml. Each comes from the environment variable of its name, or
+from a file of the same name in lower-case-with-dashes under ``$CREDENTIALS_DIRECTORY``
+(systemd ``LoadCredential=``); the credential file wins, because it is the deliberate,
+least-exposed source.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+SECRET_NAMES = (
+    "WHATSAPP_ACCESS_TOKEN",
+    "WHATSAPP_APP_SECRET",
+    "WHATSAPP_VERIFY_TOKEN",
+    "AGENTFORCE_CLIENT_ID",
+    "AGENTFORCE_CLIENT_SECRET",
+    "ELEVENLABS_API_KEY",
+    "WA_AGENTD_ADMIN_TOKEN",
+    "TWILIO_AUTH_TOKEN",
+)
+
+
+class ConfigError(ValueError):
+    """A setting is missing or wrong. ``key`` is "[section] name" or a secret's name."""
+
+    def __init__(self, key: str, why: str) -> None:
+        super().__init__(f"{key}: {why}")
+        self.key = key
+        self.why = why
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    bind: str = "127.0.0.1:8080"
+    webhook_path: str = "/webhook"
+    # Meta's webhook payloads are at most 3 MB (reference/whatsapp.md §3); a little headroom.
+    max_body_bytes: int = 3 * 1024 * 1024
+    # Inbound messages accepted but not yet turned, across all users. Full -> 503, Meta retries.
+    queue_size: int = 1000
+    # Seconds an HTTP request in flight may take to finish after a stop was asked for.
+    graceful_timeout: float = 5.0
+    # Seconds turns in flight may take to finish after the listener closed.
+    drain_timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class ChannelConfig:
+    provider: str = "meta"
+
+
+@dataclass(frozen=True)
+class WhatsAppConfig:
+    graph_url: str = "https://graph.facebook.com/v23.0"
+    phone_number_id: str = ""
+    # The bearer token goes only to these hosts. "*.example.com" matches subdomains.
+    media_hosts: tuple[str, ...] = ("lookaside.fbsbx.com",)
+    # WhatsApp's own audio limit is 16 MB (reference/whatsapp.md §4.1).
+    max_media_bytes: int = 16 * 1024 * 1024
+    # Only answer messages that came in on phone_number_id (a WABA can have several numbers).
+    only_own_number: bool = True
+
+
+@dataclass(frozen=True)
+class TwilioConfig:
+    api_url: str = "https://api.twilio.com"
+    account_sid: str = ""
+    from_: str = "whatsapp:+14155238886"
+    public_url: str = ""
+    media_hosts: tuple[str, ...] = ("api.twilio.com", "media.twiliocdn.com")
+
+
+@dataclass(frozen=True)
+class AgentforceConfig:
+    token_url: str = ""
+    api_url: str = "https://api.salesforce.com/einstein/ai-agent/v1"
+    instance_endpoint: str = ""
+    agent_id: str = ""
+    # Idle sessions are ended (DELETE, reason Expiration) after this many seconds. The Agent
+    # API documents no idle timeout; bridges use 20-30 min (reference/agentforce.md §8).
+    session_idle: float = 1200.0
+    max_sessions: int = 10_000
+    # The token response has no expires_in; when the JWT has no readable exp, refresh after
+    # this long (the documented default app token timeout is 30 min).
+    token_ttl: float = 1500.0
+    # Forward the greeting the agent sends when a session starts. Off: the user asked a
+    # question and wants its answer, not a "How can I help?" first.
+    forward_greeting: bool = False
+
+
+@dataclass(frozen=True)
+class ElevenLabsConfig:
+    api_url: str = "https://api.elevenlabs.io"
+    voice_id: str = ""
+    tts_model: str = "eleven_flash_v2_5"
+    stt_model: str = "scribe_v1"
+    # Ogg/Opus straight from the API: no transcode on the happy path (reference/speech.md §1.5).
+    output_format: str = "opus_48000_32"
+
+
+@dataclass(frozen=True)
+class VoiceConfig:
+    reply: str = "mirror"  # mirror | always | never
+    # Longest text spoken as a voice note. At 32 kbit/s WhatsApp shows the play button up to
+    # 512 KB, about 2 minutes of speech (reference/whatsapp.md §4.2); longer answers go as
+    # text only.
+    max_tts_chars: int = 1500
+
+
+@dataclass(frozen=True)
+class TimeoutsConfig:
+    download: float = 10.0
+    stt: float = 30.0
+    agent: float = 60.0
+    tts: float = 30.0
+    whatsapp: float = 10.0
+    turn: float = 120.0
+
+
+@dataclass(frozen=True)
+class LanesConfig:
+    # Most users with a lane at once; a new user beyond it waits for a free one.
+    max_lanes: int = 10_000
+    # Messages one user may have waiting behind the turn in flight; more are answered 503.
+    max_pending: int = 20
+    # A lane with nothing to do goes away after this many seconds.
+    idle_seconds: float = 60.0
+    # Turns running at once across all users (bounds memory and upstream concurrency).
+    max_concurrent_turns: int = 64
+
+
+@dataclass(frozen=True)
+class InboxConfig:
+    # Meta redelivers for up to 7 days (reference/whatsapp.md §3).
+    dedupe_ttl: float = 7 * 24 * 3600.0
+    dedupe_max_ids: int = 200_000
+
+
+@dataclass(frozen=True)
+class TextsConfig:
+    """What the user reads when the answer cannot be the agent's."""
+
+    agent_down: str = (
+        "Sorry, I can't answer right now because of a technical problem. Please try again in a "
+        "few minutes."
+    )
+    not_understood: str = (
+        "Sorry, I couldn't make out your voice note. Could you type your question instead?"
+    )
+    no_speech: str = (
+        "I couldn't hear anything in your voice note. Could you speak a little louder, or type "
+        "your question?"
+    )
+    unsupported: str = (
+        "Sorry, I can only read text messages and listen to voice notes. Please send your "
+        "question as text or as a voice note."
+    )
+    escalated: str = "I'm passing your request on to a colleague, who will get back to you."
+
+
+@dataclass(frozen=True)
+class AdminConfig:
+    bind: str = ""  # "" = served on [server].bind
+
+
+@dataclass(frozen=True)
+class StateConfig:
+    dir: str = ""  # "" = $STATE_DIRECTORY (systemd), else ./state
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    dir: str = ""  # "" = $CACHE_DIRECTORY (systemd), else ./cache
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str = "info"  # debug | info | warning | error
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    """Per upstream pool. Connect and pool waits are short: an upstream that can't be
+    reached fails fast, the per-call timeouts in [timeouts] bound the rest."""
+
+    max_connections: int = 50
+    max_keepalive: int = 20
+    keepalive_expiry: float = 30.0
+    connect_timeout: float = 5.0
+    pool_timeout: float = 5.0
+
+
+@dataclass(frozen=True)
+class Secrets:
+    values: Mapping[str, str] = field(default_factory=dict)
+
+    def get(self, name: str) -> str:
+        return self.values.get(name, "")
+
+    def __repr__(self) -> str:  # never print a secret, not even by accident in a traceback
+        return f"Secrets({sorted(k for k, v in self.values.items() if v)})"
+
+
+@dataclass(frozen=True)
+class Settings:
+    server: ServerConfig = ServerConfig()
+    channel: ChannelConfig = ChannelConfig()
+    whatsapp: WhatsAppConfig = WhatsAppConfig()
+    twilio: TwilioConfig = TwilioConfig()
+    agentforce: AgentforceConfig = AgentforceConfig()
+    elevenlabs: ElevenLabsConfig = ElevenLabsConfig()
+    voice: VoiceConfig = VoiceConfig()
+    timeouts: TimeoutsConfig = TimeoutsConfig()
+    lanes: LanesConfig = LanesConfig()
+    inbox: InboxConfig = InboxConfig()
+    texts: TextsConfig = TextsConfig()
+    admin: AdminConfig = AdminConfig()
+    state: StateConfig = StateConfig()
+    cache: CacheConfig = CacheConfig()
+    log: LogConfig = LogConfig()
+    http: HttpConfig = HttpConfig()
+    secrets: Secrets = Secrets()
+
+    def state_dir(self) -> Path:
+        return Path(self.state.dir or os.environ.get("STATE_DIRECTORY", "") or "state")
+
+    def cache_dir(self) -> Path:
+        return Path(self.cache.dir or os.environ.get("CACHE_DIRECTORY", "") or "cache")
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _toml_name(f: dataclasses.Field[Any]) -> str:
+    return f.name.rstrip("_")  # from_ -> from (a Python keyword)
+
+
+def _coerce(key: str, value: Any, annotation: Any) -> Any:
+    """Check one TOML value against the dataclass annotation; name the key when it fails."""
+    origin = typing.get_origin(annotation)
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(key, f"must be true or false, got {value!r}")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(key, f"must be a whole number, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(key, f"must be a number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(key, f"must be a string, got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(key, f"must be a list of strings, got {value!r}")
+        return tuple(value)
+    raise ConfigError(key, f"unsupported type {annotation!r}")  # pragma: no cover
+
+
+def _section(name: str, cls: type[Any], table: Any) -> Any:
+    if not isinstance(table, dict):
+        raise ConfigError(f"[{name}]", "must be a table")
+    hints = typing.get_type_hints(cls)
+    fields = {_toml_name(f): f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in table.items():
+        f = fields.get(key)
+        if f is None:
+            known = ", ".join(sorted(fields))
+            raise ConfigError(f"[{name}] {key}", f"unknown key (known: {known})")
+        kwargs[f.name] = _coerce(f"[{name}] {key}", value, hints[f.name])
+    return cls(**kwargs)
+
+
+def _secrets(env: Mapping[str, str]) -> Secrets:
+    values: dict[str, str] = {}
+    cred_dir = env.get("CREDENTIALS_DIRECTORY", "")
+    for name in SECRET_NAMES:
+        value = env.get(name, "")
+        if cred_dir:
+            path = Path(cred_dir) / name.lower().replace("_", "-")
+            if path.is_file():
+                value = path.read_text(encoding="utf-8").strip()
+        values[name] = value
+    return Secrets(values)
+
+
+def parse(data: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from an already-parsed TOML document and an environment."""
+    env = os.environ if env is None else env
+    hints = typing.get_type_hints(Settings)
+    sections: dict[str, Any] = {}
+    for name, table in data.items():
+        if name == "secrets" or name not in hints:
+            known = ", ".join(sorted(n for n in hints if n != "secrets"))
+            raise ConfigError(f"[{name}]", f"unknown section (known: {known})")
+        sections[name] = _section(name, hints[name], table)
+    settings = Settings(**sections, secrets=_secrets(env))
+    validate_values(settings)
+    return settings
+
+
+def load(path: str | Path | None, env: Mapping[str, str] | None = None) -> Settings:
+    """Read a config file (None: defaults only) and validate its values."""
+    if path is None:
+        return parse({}, env)
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(str(p), f"cannot read: {exc.strerror}") from exc
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(p), f"not valid TOML: {exc}") from exc
+    return parse(data, env)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _check_bind(key: str, value: str, *, allow_empty: bool = False) -> None:
+    if allow_empty and value == "":
+        return
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(key, f'must be "host:port", got {value!r}')
+
+
+def _check_url(key: str, value: str, *, allow_empty: bool = False) -> None:
+    if allow_empty and value == "":
+        return
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(key, f"must be an http(s) URL, got {value!r}")
+
+
+def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(key, f"must be one of {' | '.join(choices)}, got {value!r}")
+
+
+def _check_positive(section: str, obj: Any) -> None:
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value <= 0:
+            raise ConfigError(f"[{section}] {_toml_name(f)}", f"must be > 0, got {value!r}")
+
+
+def validate_values(s: Settings) -> None:
+    """Checks every key can pass on its own, whatever else is set."""
+    _check_bind("[server] bind", s.server.bind)
+    _check_bind("[admin] bind", s.admin.bind, allow_empty=True)
+    if not s.server.webhook_path.startswith("/"):
+        raise ConfigError("[server] webhook_path", f"must start with /, got {s.server.webhook_path!r}")
+    _check_choice("[channel] provider", s.channel.provider, ("meta", "twilio"))
+    _check_choice("[voice] reply", s.voice.reply, ("mirror", "always", "never"))
+    _check_choice("[log] level", s.log.level, ("debug", "info", "warning", "error"))
+    _check_url("[whatsapp] graph_url", s.whatsapp.graph_url)
+    _check_url("[twilio] api_url", s.twilio.api_url)
+    _check_url("[twilio] public_url", s.twilio.public_url, allow_empty=True)
+    _check_url("[agentforce] token_url", s.agentforce.token_url, allow_empty=True)
+    _check_url("[agentforce] api_url", s.agentforce.api_url)
+    _check_url("[agentforce] instance_endpoint", s.agentforce.instance_endpoint, allow_empty=True)
+    _check_url("[elevenlabs] api_url", s.elevenlabs.api_url)
+    if not s.elevenlabs.output_format.startswith(("opus_", "mp3_", "pcm_", "wav_")):
+        raise ConfigError(
+            "[elevenlabs] output_format",
+            f"must be an ElevenLabs output format such as opus_48000_32, got "
+            f"{s.elevenlabs.output_format!r}",
+        )
+    for section in ("server", "timeouts", "lanes", "inbox", "http", "voice"):
+        _check_positive(section, getattr(s, section))
+    _check_positive("agentforce", s.agentforce)
+    _check_positive("whatsapp", s.whatsapp)
+    for name in ("media_hosts",):
+        if not s.whatsapp.media_hosts:
+            raise ConfigError(f"[whatsapp] {name}", "must name at least one host")
+
+
+def validate_ready(s: Settings) -> None:
+    """Checks that only matter to serve real traffic: ids and secrets are present."""
+    required: list[tuple[str, str, str]] = [
+        ("[agentforce] token_url", s.agentforce.token_url, "https://<MyDomain>/services/oauth2/token"),
+        ("[agentforce] instance_endpoint", s.agentforce.instance_endpoint, "https://<MyDomain>"),
+        ("[agentforce] agent_id", s.agentforce.agent_id, "the 0Xx... id of your agent"),
+        ("[elevenlabs] voice_id", s.elevenlabs.voice_id, "the ElevenLabs voice to speak with"),
+    ]
+    secrets = ["AGENTFORCE_CLIENT_ID", "AGENTFORCE_CLIENT_SECRET", "ELEVENLABS_API_KEY"]
+    if s.channel.provider == "meta":
+        required.append(
+            ("[whatsapp] phone_number_id", s.whatsapp.phone_number_id, "your business number id")
+        )
+        secrets += ["WHATSAPP_ACCESS_TOKEN", "WHATSAPP_APP_SECRET"]
+    else:
+        required += [
+            ("[twilio] account_sid", s.twilio.account_sid, "your AC... account SID"),
+            ("[twilio] public_url", s.twilio.public_url, "the https URL Twilio calls"),
+        ]
+        secrets.append("TWILIO_AUTH_TOKEN")
+    for key, value, what in required:
+        if not value:
+            raise ConfigError(key, f"required: {what}")
+    for name in secrets:
+        if not s.secrets.get(name):
+            cred = name.lower().replace("_", "-")
+            raise ConfigError(
+                name,
+                f"required secret: set the environment variable {name} or the credential "
+                f"file $CREDENTIALS_DIRECTORY/{cred}",
+            )
+
+
+def replace(s: Settings, **sections: Any) -> Settings:
+    """A copy of ``s`` with whole sections or single keys replaced: ``replace(s,
+    timeouts={"agent": 1.0})``. For tests, the demo and the simulators."""
+    changes: dict[str, Any] = {}
+    for name, value in sections.items():
+        if isinstance(value, dict):
+            changes[name] = dataclasses.replace(getattr(s, name), **value)
+        else:
+            changes[name] = value
+    return dataclasses.replace(s, **changes)
+

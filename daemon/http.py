@@ -1,0 +1,35 @@
+"""One pooled httpx client per upstream, built the same way everywhere.
+
+Each upstream client (Graph, Agentforce, ElevenLabs) gets its own ``httpx.AsyncClient`` with
+explicit limits, created once at start-up and closed at exit. The per-call budgets of
+``[timeouts]`` are trio cancel scopes set by the caller; the httpx timeouts here are only the
+network phases (connect, pool wait) that should fail fast on their own.
+"""
+
+from __future__ import annotations
+
+import httpx
+
+from daemon import __version__
+from daemon.config import HttpConfig
+
+USER_AGENT = f"wa-agentd/{__version__}"
+
+
+def make_client(cfg: HttpConfig, *, read_timeout: float, base_url: str = "") -> httpx.AsyncClient:
+    """A pooled client. ``read_timeout`` backs up the caller's cancel scope."""
+    return httpx.AsyncClient(
+        base_url=base_url,
+        limits=httpx.Limits(
+            max_connections=cfg.max_connections,
+            max_keepalive_connections=cfg.max_keepalive,
+            keepalive_expiry=cfg.keepalive_expiry,
+        ),
+        timeout=httpx.Timeout(
+            read_timeout, connect=cfg.connect_timeout, pool=cfg.pool_timeout
+        ),
+        headers={"User-Agent": USER_AGENT},
+        # Redirects are followed only where a client asks for it (media downloads check
+        # every hop against the allowed hosts themselves).
+        follow_redirects=False,
+    )

@@ -1,0 +1,59 @@
+"""What every simulator shares: serving a quart-trio app on a loopback port, fault knobs.
+
+Simulators are faithful fakes of the upstream APIs for the demo, the tests and the
+benchmarks. Each one records what reached it, so tests assert on what the daemon really
+sent over the wire.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve
+
+
+@dataclass
+class Faults:
+    """Latency and error injection for one simulator, changeable while it runs.
+
+    ``latency`` is a (low, high) range in seconds, drawn uniformly per request.
+    ``error_rate`` is the share of requests answered with ``error_status`` instead.
+    ``hang_rate`` is the share of requests that never answer (until the client gives up).
+    """
+
+    latency: tuple[float, float] = (0.0, 0.0)
+    error_rate: float = 0.0
+    error_status: int = 503
+    hang_rate: float = 0.0
+    rng: random.Random = field(default_factory=lambda: random.Random(1))
+
+    async def delay(self) -> None:
+        low, high = self.latency
+        if high > 0:
+            await trio.sleep(self.rng.uniform(low, high))
+        if self.hang_rate and self.rng.random() < self.hang_rate:
+            await trio.sleep_forever()
+
+    def should_fail(self) -> bool:
+        return bool(self.error_rate) and self.rng.random() < self.error_rate
+
+
+def quiet_config(bind: str = "127.0.0.1:0") -> Config:
+    cfg = Config()
+    cfg.bind = [bind]
+    cfg.accesslog = None
+    cfg.errorlog = logging.getLogger("sim.hypercorn")
+    cfg.graceful_timeout = 0.1
+    return cfg
+
+
+async def start_app(nursery: trio.Nursery, app: Any, bind: str = "127.0.0.1:0") -> str:
+    """Start serving ``app`` in ``nursery``; return its base URL (``http://127.0.0.1:PORT``)."""
+    binds: list[str] = await nursery.start(partial(serve, app, quiet_config(bind)))
+    return binds[0]
