@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import httpx
 
-from daemon import __version__
+from daemon import __version__, http_guard
 from daemon.config import HttpConfig
+
+http_guard.install()
 
 USER_AGENT = f"wa-agentd/{__version__}"
 
