@@ -8,7 +8,10 @@ log without the salt.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import sys
+from typing import TextIO
 
 # A per-host salt would be better for privacy but would make hashes differ between hosts
 # behind one load balancer; an operator can set WA_AGENTD_LOG_SALT to choose.
@@ -18,3 +21,53 @@ _SALT = os.environ.get("WA_AGENTD_LOG_SALT", "wa-agentd").encode()
 def hashed(value: str) -> str:
     """A short, stable, non-reversible tag for a phone number or user id."""
     return "u:" + hashlib.blake2s(value.encode(), key=_SALT[:32], digest_size=5).hexdigest()
+
+
+# --------------------------------------------------------------------------- set-up
+
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+           "error": logging.ERROR}
+
+
+def _priority(levelno: int) -> int:
+    """syslog priority of a logging level (journald reads it from a <N> line prefix)."""
+    if levelno >= logging.CRITICAL:
+        return 2
+    if levelno >= logging.ERROR:
+        return 3
+    if levelno >= logging.WARNING:
+        return 4
+    if levelno >= logging.INFO:
+        return 6
+    return 7
+
+
+class JournalFormatter(logging.Formatter):
+    """``<N>`` on every line, so a multi-line traceback keeps its priority in the journal.
+
+    journald strips the prefix and files the line at priority N (SyslogLevelPrefix=, on by
+    default); ``journalctl -p warning`` then shows exactly the problems.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = f"<{_priority(record.levelno)}>"
+        return "\n".join(prefix + line for line in super().format(record).splitlines())
+
+
+def setup(level: str = "info", stream: TextIO | None = None) -> None:
+    """One line per event on stderr. Under journald no timestamps (it adds its own)."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    if os.environ.get("JOURNAL_STREAM"):
+        handler.setFormatter(JournalFormatter("%(name)s: %(message)s"))
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+        )
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(_LEVELS.get(level, logging.INFO))
+    # Per-request access lines would drown the turn summaries; hypercorn errors still show.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)

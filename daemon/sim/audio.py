@@ -69,7 +69,7 @@ def listen(data: bytes) -> tuple[str, str, float]:
     can be driven with arbitrary Ogg/Opus files too. Raises NotAudio on anything undecodable.
     """
     try:
-        with av.open(io.BytesIO(data)) as container:
+        with av.open(io.BytesIO(data), "r") as container:
             if not container.streams.audio:
                 raise NotAudio("no audio stream")
             stream = container.streams.audio[0]
@@ -93,7 +93,7 @@ def listen(data: bytes) -> tuple[str, str, float]:
 
 def describe(data: bytes) -> dict[str, object]:
     """Container, codec, channels and sample rate of an audio clip (for checks in tests)."""
-    with av.open(io.BytesIO(data)) as container:
+    with av.open(io.BytesIO(data), "r") as container:
         stream = container.streams.audio[0]
         return {
             "format": container.format.name,

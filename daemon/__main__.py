@@ -1,0 +1,92 @@
+"""Command line: ``wa-agentd serve | check-config | demo``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import trio
+
+from daemon import __version__, config
+from daemon.observe import logs
+
+
+def _config_path(args: argparse.Namespace) -> str | None:
+    path: str | None = args.config or os.environ.get("WA_AGENTD_CONFIG") or None
+    return path
+
+
+def _load(args: argparse.Namespace, *, ready: bool) -> config.Settings:
+    settings = config.load(_config_path(args))
+    if ready:
+        config.validate_ready(settings)
+    return settings
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from daemon import runtime
+
+    try:
+        settings = _load(args, ready=True)
+    except config.ConfigError as exc:
+        print(f"wa-agentd: config error: {exc}", file=sys.stderr)
+        return 2
+    logs.setup(settings.log.level)
+    trio.run(runtime.run, settings)
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    try:
+        settings = _load(args, ready=True)
+    except config.ConfigError as exc:
+        print(f"wa-agentd: config error: {exc}", file=sys.stderr)
+        return 2
+    where = _config_path(args) or "built-in defaults"
+    print(
+        f"config ok ({where}): provider={settings.channel.provider} "
+        f"bind={settings.server.bind} webhook={settings.server.webhook_path}"
+    )
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from daemon import demo
+
+    logs.setup("warning" if not args.verbose else "info")
+    try:
+        trio.run(demo.main, args.bind, args.once)
+    except KeyboardInterrupt:
+        print("\nbye")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="wa-agentd", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"wa-agentd {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the daemon")
+    serve.add_argument("--config", help="config file (default: $WA_AGENTD_CONFIG)")
+    serve.set_defaults(func=cmd_serve)
+
+    check = sub.add_parser("check-config", help="validate config and secrets, then exit")
+    check.add_argument("--config", help="config file (default: $WA_AGENTD_CONFIG)")
+    check.set_defaults(func=cmd_check_config)
+
+    demo = sub.add_parser(
+        "demo", help="run against built-in simulators with a scripted conversation"
+    )
+    demo.add_argument("--bind", default="127.0.0.1:8080", help="webhook listener address")
+    demo.add_argument("--once", action="store_true", help="exit after the script")
+    demo.add_argument("-v", "--verbose", action="store_true", help="show the daemon's logs")
+    demo.set_defaults(func=cmd_demo)
+
+    args = parser.parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

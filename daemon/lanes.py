@@ -1,0 +1,188 @@
+"""Per-user ordering: one turn at a time per user, in arrival order; users in parallel.
+
+Agentforce answers 423 to a second request on a busy session, and users send bursts, so the
+messages of one user must be turned strictly one after another. Each user with work gets a
+*lane*: a bounded queue and one task draining it. A lane with nothing to do for
+``idle_seconds`` goes away, so memory follows the number of active users, not of all users.
+
+Bounds, each answered with ``Overloaded`` (the web layer turns it into 503, and Meta retries):
+``max_lanes`` lanes at once, ``max_pending`` messages waiting in one lane, ``queue_size``
+messages waiting across all lanes. ``max_concurrent_turns`` caps turns running at once.
+
+The lanes run in a nursery the daemon owns (never the web framework's: quart-trio cancels its
+background tasks at shutdown, reference/trio-stack.md §1). ``close()`` stops intake; every
+lane then finishes what it holds and ends, which is the drain.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import trio
+
+from daemon.model import Inbound
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Inbound], Awaitable[None]]
+
+
+class Overloaded(Exception):
+    """No room for this message now; the sender should retry later."""
+
+
+class Closed(Exception):
+    """The lanes are draining and take no new work."""
+
+
+@dataclass
+class _Lane:
+    send: trio.MemorySendChannel[Inbound]
+    receive: trio.MemoryReceiveChannel[Inbound]
+
+
+class Lanes:
+    def __init__(
+        self,
+        nursery: trio.Nursery,
+        handler: Handler,
+        *,
+        max_lanes: int,
+        max_pending: int,
+        queue_size: int,
+        idle_seconds: float,
+        max_concurrent_turns: int,
+    ) -> None:
+        self._nursery = nursery
+        self._handler = handler
+        self._max_lanes = max_lanes
+        self._max_pending = max_pending
+        self._queue_size = queue_size
+        self._idle = idle_seconds
+        self._limiter = trio.CapacityLimiter(max_concurrent_turns)
+        self._lanes: dict[str, _Lane] = {}
+        self._queued = 0  # accepted, not yet started, across all lanes
+        self._running = 0
+        self._closed = False
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls,
+        handler: Handler,
+        *,
+        max_lanes: int,
+        max_pending: int,
+        queue_size: int,
+        idle_seconds: float,
+        max_concurrent_turns: int,
+    ) -> AsyncIterator[Lanes]:
+        """Lanes whose tasks live in a nursery of their own; leaving the block drains them."""
+        async with trio.open_nursery() as nursery:
+            lanes = cls(
+                nursery,
+                handler,
+                max_lanes=max_lanes,
+                max_pending=max_pending,
+                queue_size=queue_size,
+                idle_seconds=idle_seconds,
+                max_concurrent_turns=max_concurrent_turns,
+            )
+            try:
+                yield lanes
+            finally:
+                lanes.close()
+
+    # -- intake ---------------------------------------------------------------------------
+
+    def submit(self, message: Inbound) -> None:
+        """Queue ``message`` on its user's lane, without blocking.
+
+        Raises Overloaded when a bound is reached and Closed while draining. Synchronous on
+        purpose: the web layer checks dedupe, submits and marks the id with no checkpoint in
+        between, so two deliveries of one id can never both get through.
+        """
+        if self._closed:
+            raise Closed()
+        if self._queued >= self._queue_size:
+            raise Overloaded("queue full")
+        key = message.user.key
+        lane = self._lanes.get(key)
+        if lane is None:
+            if len(self._lanes) >= self._max_lanes:
+                raise Overloaded("too many active users")
+            send, receive = trio.open_memory_channel[Inbound](self._max_pending)
+            lane = self._lanes[key] = _Lane(send, receive)
+            self._nursery.start_soon(self._drain, key, lane)
+        try:
+            lane.send.send_nowait(message)
+        except trio.WouldBlock:
+            raise Overloaded("too many messages waiting for this user") from None
+        self._queued += 1
+
+    def close(self) -> None:
+        """Take no new work; lanes finish what they hold, then end."""
+        self._closed = True
+        for lane in self._lanes.values():
+            lane.send.close()
+
+    # -- state, for health and metrics ----------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def active(self) -> int:
+        return len(self._lanes)
+
+    @property
+    def queued(self) -> int:
+        return self._queued
+
+    @property
+    def running(self) -> int:
+        return self._running
+
+    # -- the lane task ---------------------------------------------------------------------
+
+    async def _drain(self, key: str, lane: _Lane) -> None:
+        try:
+            while True:
+                message = await self._next(lane)
+                if message is None:
+                    return
+                try:
+                    await self._limiter.acquire()
+                finally:
+                    self._queued -= 1  # started (or cancelled while waiting for a slot)
+                self._running += 1
+                try:
+                    await self._handler(message)
+                except Exception:  # one broken turn must not end the lane or the daemon
+                    log.exception("turn handler failed")
+                finally:
+                    self._running -= 1
+                    self._limiter.release()
+        finally:
+            # No checkpoint between the last receive and this removal, so a message can't
+            # slip into a lane that is going away: the next submit makes a new lane.
+            if self._lanes.get(key) is lane:
+                del self._lanes[key]
+            lane.send.close()
+            lane.receive.close()
+
+    async def _next(self, lane: _Lane) -> Inbound | None:
+        """The next message, or None when the lane was idle too long or is closed and empty."""
+        with trio.move_on_after(self._idle):
+            try:
+                return await lane.receive.receive()
+            except trio.EndOfChannel:
+                return None
+        try:
+            return lane.receive.receive_nowait()
+        except (trio.WouldBlock, trio.EndOfChannel):
+            return None

@@ -1,0 +1,273 @@
+"""The trio main: builds the object graph, owns the nurseries, serves, drains, stops.
+
+    run()
+     ├── signal watcher          SIGTERM/SIGINT -> graceful stop
+     ├── session reaper          ends idle Agentforce sessions (DELETE, reason Expiration)
+     ├── watchdog                WATCHDOG=1 from the event loop, when systemd asks for it
+     └── lanes nursery           the turns (owned here, never by the web framework)
+          └── http nursery       hypercorn: webhook (+ admin routes, or a second listener)
+
+Stop sequence: stop asked -> webhooks answered 503 (Meta retries) -> listener closes once
+requests in flight are done (graceful_timeout) -> lanes finish the turns they hold within
+[server] drain_timeout -> pooled clients closed -> return.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from functools import partial
+
+import httpx
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+
+from daemon import web_guard
+from daemon.agentforce.client import AgentforceClient
+from daemon.agentforce.sessions import SessionStore
+from daemon.channels.base import Channel
+from daemon.channels.meta.channel import MetaChannel
+from daemon.channels.meta.client import GraphClient
+from daemon.config import Settings
+from daemon.http import make_client
+from daemon.lanes import Lanes
+from daemon.model import Inbound
+from daemon.observe.notify import notify, watchdog_interval
+from daemon.speech.elevenlabs import ElevenLabs
+from daemon.state.inbox import Inbox
+from daemon.turn import Agent, Speech, Turn, TurnReport
+from daemon.web import WebContext, create_admin_app, create_app
+
+log = logging.getLogger("wa_agentd")
+
+
+@dataclass
+class Running:
+    """A started daemon, as tests and the demo see it."""
+
+    url: str  # base URL of the webhook listener
+    admin_url: str  # base URL of the admin routes (== url unless [admin] bind is set)
+    webhook_url: str
+    stop: trio.Event  # set it to ask for a graceful stop
+    web: WebContext
+    lanes: Lanes
+    agent: AgentforceClient
+
+
+@dataclass
+class Upstreams:
+    """The three upstream clients and the pooled httpx clients under them."""
+
+    channel: Channel
+    agent: AgentforceClient
+    speech: ElevenLabs
+    pools: list[httpx.AsyncClient]
+
+
+def build_upstreams(settings: Settings, stack: AsyncExitStack) -> Upstreams:
+    t, h, s = settings.timeouts, settings.http, settings.secrets
+    graph_http = make_client(h, read_timeout=max(t.whatsapp, t.download))
+    agent_http = make_client(h, read_timeout=t.agent)
+    speech_http = make_client(h, read_timeout=max(t.stt, t.tts))
+    pools = [graph_http, agent_http, speech_http]
+    for pool in pools:
+        stack.push_async_callback(pool.aclose)
+    wa = settings.whatsapp
+    if settings.channel.provider != "meta":
+        raise NotImplementedError(f"channel provider {settings.channel.provider!r}")
+    channel = MetaChannel(
+        GraphClient(
+            graph_http,
+            graph_url=wa.graph_url,
+            phone_number_id=wa.phone_number_id,
+            access_token=s.get("WHATSAPP_ACCESS_TOKEN"),
+            media_hosts=wa.media_hosts,
+            max_media_bytes=wa.max_media_bytes,
+        ),
+        app_secret=s.get("WHATSAPP_APP_SECRET"),
+        verify_token=s.get("WHATSAPP_VERIFY_TOKEN"),
+        phone_number_id=wa.phone_number_id,
+        only_own_number=wa.only_own_number,
+    )
+    af = settings.agentforce
+    agent = AgentforceClient(
+        agent_http,
+        token_url=af.token_url,
+        api_url=af.api_url,
+        instance_endpoint=af.instance_endpoint,
+        agent_id=af.agent_id,
+        client_id=s.get("AGENTFORCE_CLIENT_ID"),
+        client_secret=s.get("AGENTFORCE_CLIENT_SECRET"),
+        sessions=SessionStore(max_sessions=af.max_sessions, idle_seconds=af.session_idle),
+        token_ttl=af.token_ttl,
+        forward_greeting=af.forward_greeting,
+    )
+    el = settings.elevenlabs
+    speech = ElevenLabs(
+        speech_http,
+        api_url=el.api_url,
+        api_key=s.get("ELEVENLABS_API_KEY"),
+        voice_id=el.voice_id,
+        tts_model=el.tts_model,
+        stt_model=el.stt_model,
+        output_format=el.output_format,
+    )
+    return Upstreams(channel=channel, agent=agent, speech=speech, pools=pools)
+
+
+def _hypercorn_config(bind: str, settings: Settings) -> HypercornConfig:
+    cfg = HypercornConfig()
+    cfg.bind = [bind]
+    cfg.graceful_timeout = settings.server.graceful_timeout
+    cfg.accesslog = None
+    cfg.errorlog = logging.getLogger("wa_agentd.http")
+    # A client that connects and sends nothing is dropped (slow-loris); idle keep-alive
+    # connections are closed after keep_alive_timeout (hypercorn default 5 s).
+    cfg.read_timeout = 30
+    return cfg
+
+
+async def _watch_signals(
+    stop: trio.Event, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        task_status.started()
+        async for signum in signals:
+            log.info("received %s, stopping gracefully", signal.Signals(signum).name)
+            stop.set()
+
+
+async def _reap_sessions(agent: AgentforceClient, every: float) -> None:
+    while True:
+        await trio.sleep(every)
+        try:
+            ended = await agent.end_idle_sessions()
+        except Exception:  # the reaper must outlive any single bad round
+            log.exception("ending idle sessions failed")
+            continue
+        if ended:
+            log.info("ended %d idle agent sessions", ended)
+
+
+async def _watchdog(interval: float) -> None:
+    while True:
+        notify("WATCHDOG=1")
+        await trio.sleep(interval)
+
+
+async def run(
+    settings: Settings,
+    *,
+    handle_signals: bool = True,
+    stop: trio.Event | None = None,
+    upstreams: Callable[[Settings, AsyncExitStack], Upstreams] = build_upstreams,
+    on_report: Callable[[TurnReport], None] | None = None,
+    task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the daemon until ``stop`` is set (or SIGTERM/SIGINT), then drain and return."""
+    web_guard.install()
+    stop = stop or trio.Event()
+    async with AsyncExitStack() as stack, trio.open_nursery() as top:
+        if handle_signals:
+            await top.start(_watch_signals, stop)
+        ups = upstreams(settings, stack)
+        async with _serving(settings, ups, stop, on_report, top) as running:
+            task_status.started(running)
+            await stop.wait()
+            notify("STOPPING=1")
+            running.web.draining = True
+            log.info("draining: webhooks answered 503, finishing turns in flight")
+        top.cancel_scope.cancel()
+    log.info("stopped")
+
+
+@asynccontextmanager
+async def _serving(
+    settings: Settings,
+    ups: Upstreams,
+    stop: trio.Event,
+    on_report: Callable[[TurnReport], None] | None,
+    top: trio.Nursery,
+) -> AsyncIterator[Running]:
+    turn = Turn(
+        channel=ups.channel,
+        agent=ups.agent,
+        speech=ups.speech,
+        timeouts=settings.timeouts,
+        voice=settings.voice,
+        texts=settings.texts,
+        on_report=on_report,
+    )
+
+    async def handle(message: Inbound) -> None:
+        await turn.run(message)
+
+    lanes_cfg = settings.lanes
+    inbox = Inbox(max_ids=settings.inbox.dedupe_max_ids, ttl=settings.inbox.dedupe_ttl)
+    top.start_soon(_reap_sessions, ups.agent, min(60.0, settings.agentforce.session_idle / 4))
+    interval = watchdog_interval()
+    if interval:
+        top.start_soon(_watchdog, interval)
+
+    drain_scope = trio.CancelScope()
+    with drain_scope:
+        async with Lanes.open(
+            handle,
+            max_lanes=lanes_cfg.max_lanes,
+            max_pending=lanes_cfg.max_pending,
+            queue_size=settings.server.queue_size,
+            idle_seconds=lanes_cfg.idle_seconds,
+            max_concurrent_turns=lanes_cfg.max_concurrent_turns,
+        ) as lanes:
+            ctx = WebContext(
+                channel=ups.channel,
+                inbox=inbox,
+                lanes=lanes,
+                webhook_path=settings.server.webhook_path,
+                max_body_bytes=settings.server.max_body_bytes,
+                ready=lambda: (not lanes.closed, "ready" if not lanes.closed else "draining"),
+            )
+            separate_admin = bool(settings.admin.bind)
+            async with trio.open_nursery() as http:
+                urls = await http.start(
+                    partial(
+                        serve,
+                        create_app(ctx, admin_routes=not separate_admin),
+                        _hypercorn_config(settings.server.bind, settings),
+                        shutdown_trigger=stop.wait,
+                    )
+                )
+                admin_urls = urls
+                if separate_admin:
+                    admin_urls = await http.start(
+                        partial(
+                            serve,
+                            create_admin_app(ctx),
+                            _hypercorn_config(settings.admin.bind, settings),
+                            shutdown_trigger=stop.wait,
+                        )
+                    )
+                url = urls[0]
+                log.info("listening on %s (webhook %s)", url, settings.server.webhook_path)
+                notify(f"READY=1\nSTATUS=listening on {url}")
+                yield Running(
+                    url=url,
+                    admin_url=admin_urls[0],
+                    webhook_url=url + settings.server.webhook_path,
+                    stop=stop,
+                    web=ctx,
+                    lanes=lanes,
+                    agent=ups.agent,
+                )
+            # The listeners are closed: nobody can queue work now. Drain with a deadline.
+            lanes.close()
+            drain_scope.deadline = trio.current_time() + settings.server.drain_timeout
+    if drain_scope.cancelled_caught:
+        log.warning(
+            "drain timeout (%.0fs): turns still running were cancelled",
+            settings.server.drain_timeout,
+        )

@@ -1,0 +1,154 @@
+"""HTTP routes, kept thin: verify -> parse -> inbox -> lanes -> 200.
+
+The webhook answers within milliseconds and before any upstream call; the work happens in
+the lanes, in a nursery the daemon owns. Bad input gets a clear status and never a 500:
+
+    401  missing or forged signature
+    413  body over [server] max_body_bytes (Meta's payloads are at most 3 MB)
+    400  not JSON / not a webhook shape
+    503  queue full or draining (Meta retries for up to 7 days)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from quart import Response, request
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from daemon.channels.base import BadWebhook, Channel, WebhookRequest
+from daemon.lanes import Closed, Lanes, Overloaded
+from daemon.state.inbox import Inbox
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WebStats:
+    """Counters the web layer keeps; metrics read them."""
+
+    webhooks: dict[str, int] = field(default_factory=dict)  # outcome -> count
+    messages: dict[str, int] = field(default_factory=dict)  # accepted / duplicate / ...
+    statuses: dict[str, int] = field(default_factory=dict)  # delivered -> count
+
+    def count(self, table: dict[str, int], key: str, n: int = 1) -> None:
+        table[key] = table.get(key, 0) + n
+
+
+@dataclass
+class WebContext:
+    channel: Channel
+    inbox: Inbox
+    lanes: Lanes
+    webhook_path: str
+    max_body_bytes: int
+    ready: Callable[[], tuple[bool, str]]  # (ready?, reason) for /readyz
+    stats: WebStats = field(default_factory=WebStats)
+    draining: bool = False
+
+
+def create_app(ctx: WebContext, *, admin_routes: bool = True) -> QuartTrio:
+    app = QuartTrio("wa-agentd")
+    app.config["MAX_CONTENT_LENGTH"] = ctx.max_body_bytes
+    # A body that trickles in slower than this is cut off (408), so it can't hold a slot.
+    app.config["BODY_TIMEOUT"] = 15
+
+    def answer(outcome: str, status: int, body: str = "", content_type: str = "text/plain") -> Response:
+        ctx.stats.count(ctx.stats.webhooks, outcome)
+        return Response(body, status=status, content_type=content_type)
+
+    @app.get(ctx.webhook_path)
+    async def handshake() -> Response:
+        challenge = ctx.channel.handshake(dict(request.args))
+        if challenge is None:
+            log.warning("webhook handshake refused (wrong verify token or mode)")
+            return answer("handshake_refused", 403, "Forbidden")
+        log.info("webhook handshake accepted")
+        return answer("handshake", 200, challenge)
+
+    @app.post(ctx.webhook_path)
+    async def webhook() -> Response:
+        if ctx.draining:
+            return answer("draining", 503, "draining, retry later")
+        try:
+            body = await request.get_data(cache=False)
+        except RequestEntityTooLarge:
+            return answer("too_large", 413, "body too large")
+        assert isinstance(body, bytes)
+        hook = WebhookRequest(
+            url=request.url,
+            headers={k.lower(): v for k, v in request.headers.items()},
+            query=dict(request.args),
+            body=body,
+        )
+        if not ctx.channel.verify(hook):
+            log.warning("webhook refused: missing or bad signature")
+            return answer("bad_signature", 401, "bad signature")
+        try:
+            batch = ctx.channel.parse(hook)
+        except BadWebhook as exc:
+            log.warning("webhook refused: %s", exc)
+            return answer("bad_request", 400, f"bad webhook: {exc}")
+        for status, n in batch.statuses.items():
+            ctx.stats.count(ctx.stats.statuses, status, n)
+        for reason, n in batch.ignored.items():
+            ctx.stats.count(ctx.stats.messages, f"ignored_{reason}", n)
+        for error in batch.errors:
+            log.warning("provider reported: %s", error)
+        for message in batch.messages:
+            if ctx.inbox.seen(message.message_id):
+                ctx.stats.count(ctx.stats.messages, "duplicate")
+                continue
+            try:
+                ctx.lanes.submit(message)
+            except Closed:
+                return answer("draining", 503, "draining, retry later")
+            except Overloaded as exc:
+                # The messages before this one are queued and marked; Meta's redelivery of
+                # the whole batch will skip them as duplicates and bring this one again.
+                log.warning("webhook refused: %s", exc)
+                return answer("overloaded", 503, "busy, retry later")
+            ctx.inbox.mark(message.message_id)
+            ctx.stats.count(ctx.stats.messages, "accepted")
+        body_out, content_type = ctx.channel.accepted()
+        return answer("accepted", 200, body_out.decode(), content_type)
+
+    if admin_routes:
+        add_admin_routes(app, ctx)
+
+    @app.errorhandler(HTTPException)
+    async def http_error(exc: HTTPException) -> Response:
+        status = exc.code or 400
+        return Response(exc.name, status=status, content_type="text/plain")
+
+    @app.errorhandler(Exception)
+    async def unexpected(exc: Exception) -> Response:
+        # Never a 500 to Meta: a 503 makes it retry, and the log says what broke.
+        log.exception("unexpected error in a request", exc_info=exc)
+        return Response("temporarily unavailable", status=503, content_type="text/plain")
+
+    return app
+
+
+def add_admin_routes(app: QuartTrio, ctx: WebContext) -> None:
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        # Answering at all proves the event loop runs.
+        return Response("ok\n", status=200, content_type="text/plain")
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        if ctx.draining:
+            return Response("draining\n", status=503, content_type="text/plain")
+        ok, reason = ctx.ready()
+        return Response(f"{reason}\n", status=200 if ok else 503, content_type="text/plain")
+
+
+def create_admin_app(ctx: WebContext) -> QuartTrio:
+    """The admin routes alone, for [admin] bind on a separate (loopback) address."""
+    app = QuartTrio("wa-agentd-admin")
+    add_admin_routes(app, ctx)
+    return app

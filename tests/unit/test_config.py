@@ -1,0 +1,119 @@
+"""Config: defaults, the shipped config.toml, errors that name the key, secrets."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from daemon import config
+from daemon.__main__ import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+READY_ENV = {
+    "WHATSAPP_ACCESS_TOKEN": "t",
+    "WHATSAPP_APP_SECRET": "s",
+    "AGENTFORCE_CLIENT_ID": "id",
+    "AGENTFORCE_CLIENT_SECRET": "secret",
+    "ELEVENLABS_API_KEY": "k",
+}
+READY_IDS = {
+    "whatsapp": {"phone_number_id": "106540352242922"},
+    "agentforce": {
+        "token_url": "https://acme.my.salesforce.com/services/oauth2/token",
+        "instance_endpoint": "https://acme.my.salesforce.com",
+        "agent_id": "0XxQZ0000000Ty50AE",
+    },
+    "elevenlabs": {"voice_id": "voice"},
+}
+
+
+def test_shipped_config_toml_equals_the_built_in_defaults() -> None:
+    # config.toml documents every key with its default; it must not drift from the code.
+    from_file = config.load(ROOT / "config.toml", env={})
+    assert dataclasses.replace(from_file, secrets=config.Secrets()) == config.Settings()
+
+
+def test_shipped_config_toml_lists_every_key() -> None:
+    data = tomllib.loads((ROOT / "config.toml").read_text())
+    for f in dataclasses.fields(config.Settings):
+        if f.name == "secrets":
+            continue
+        section = data.get(f.name)
+        assert section is not None, f"[{f.name}] missing from config.toml"
+        for key in dataclasses.fields(f.type if isinstance(f.type, type) else getattr(config, f.type)):
+            assert key.name.rstrip("_") in section, f"[{f.name}] {key.name} missing"
+
+
+@pytest.mark.parametrize(
+    ("data", "key", "why"),
+    [
+        ({"server": {"bnd": "x"}}, "[server] bnd", "unknown key"),
+        ({"sever": {}}, "[sever]", "unknown section"),
+        ({"server": {"bind": "8080"}}, "[server] bind", "host:port"),
+        ({"timeouts": {"agent": "fast"}}, "[timeouts] agent", "must be a number"),
+        ({"timeouts": {"agent": 0}}, "[timeouts] agent", "> 0"),
+        ({"voice": {"reply": "sometimes"}}, "[voice] reply", "mirror | always | never"),
+        ({"channel": {"provider": "telegram"}}, "[channel] provider", "meta | twilio"),
+        ({"whatsapp": {"graph_url": "graph.facebook.com"}}, "[whatsapp] graph_url", "URL"),
+        ({"whatsapp": {"media_hosts": "lookaside.fbsbx.com"}}, "[whatsapp] media_hosts", "list"),
+        ({"lanes": {"max_lanes": 1.5}}, "[lanes] max_lanes", "whole number"),
+        ({"server": {"webhook_path": "webhook"}}, "[server] webhook_path", "start with /"),
+    ],
+)
+def test_bad_values_name_the_key(data: dict[str, object], key: str, why: str) -> None:
+    with pytest.raises(config.ConfigError) as err:
+        config.parse(data, env={})
+    assert err.value.key == key
+    assert why in err.value.why
+
+
+def test_ready_requires_ids_and_secrets() -> None:
+    settings = config.parse(READY_IDS, env=READY_ENV)
+    config.validate_ready(settings)  # complete: no error
+    with pytest.raises(config.ConfigError) as err:
+        config.validate_ready(config.parse(READY_IDS, env={**READY_ENV, "ELEVENLABS_API_KEY": ""}))
+    assert err.value.key == "ELEVENLABS_API_KEY"
+    assert "elevenlabs-api-key" in err.value.why
+    ids = {**READY_IDS, "agentforce": {**READY_IDS["agentforce"], "agent_id": ""}}
+    with pytest.raises(config.ConfigError) as err:
+        config.validate_ready(config.parse(ids, env=READY_ENV))
+    assert err.value.key == "[agentforce] agent_id"
+
+
+def test_credentials_directory_wins_over_environment(tmp_path: Path) -> None:
+    (tmp_path / "whatsapp-app-secret").write_text("from-file\n")
+    settings = config.parse(
+        {}, env={"WHATSAPP_APP_SECRET": "from-env", "CREDENTIALS_DIRECTORY": str(tmp_path)}
+    )
+    assert settings.secrets.get("WHATSAPP_APP_SECRET") == "from-file"
+    assert "from-file" not in repr(settings)  # secrets never printed
+
+
+def test_check_config_exits_non_zero_naming_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[timeouts]\nagent = "soon"\n')
+    assert main(["check-config", "--config", str(bad)]) == 2
+    assert "[timeouts] agent" in capsys.readouterr().err
+
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[server\n")
+    assert main(["check-config", "--config", str(broken)]) == 2
+    assert "not valid TOML" in capsys.readouterr().err
+
+    good = tmp_path / "good.toml"
+    good.write_text(
+        '[whatsapp]\nphone_number_id = "1"\n[agentforce]\n'
+        'token_url = "https://a.my.salesforce.com/services/oauth2/token"\n'
+        'instance_endpoint = "https://a.my.salesforce.com"\nagent_id = "0Xx1"\n'
+        '[elevenlabs]\nvoice_id = "v"\n'
+    )
+    for name, value in READY_ENV.items():
+        monkeypatch.setenv(name, value)
+    assert main(["check-config", "--config", str(good)]) == 0
+    assert "config ok" in capsys.readouterr().out

@@ -1,0 +1,138 @@
+"""Lanes: per-user order, users in parallel, bounds, idle lanes go away, drain."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+
+from daemon.lanes import Closed, Lanes, Overloaded
+from daemon.model import Inbound, Kind, User
+
+
+def msg(user: str, n: int) -> Inbound:
+    return Inbound(message_id=f"{user}-{n}", user=User(user, "+" + user), kind=Kind.TEXT, text=str(n))
+
+
+def lanes_kwargs(**over: float) -> dict[str, float]:
+    base: dict[str, float] = dict(
+        max_lanes=100, max_pending=10, queue_size=100, idle_seconds=5.0, max_concurrent_turns=10
+    )
+    base.update(over)
+    return base
+
+
+async def test_one_user_in_order_users_in_parallel() -> None:
+    done: list[str] = []
+    release = trio.Event()
+    b_done = trio.Event()
+
+    async def handler(m: Inbound) -> None:
+        if m.user.key == "a":
+            await release.wait()  # user a's turns are blocked ...
+        done.append(m.message_id)
+        if m.user.key == "b":
+            b_done.set()
+
+    with trio.fail_after(5):
+        async with Lanes.open(handler, **lanes_kwargs()) as lanes:  # type: ignore[arg-type]
+            for n in range(3):
+                lanes.submit(msg("a", n))
+            lanes.submit(msg("b", 0))
+            await b_done.wait()  # ... while user b is answered
+            assert done == ["b-0"]
+            assert lanes.running == 1 and lanes.queued == 2
+            release.set()
+    assert done == ["b-0", "a-0", "a-1", "a-2"]
+
+
+async def test_a_lane_runs_one_turn_at_a_time() -> None:
+    in_flight = 0
+    most = 0
+
+    async def handler(m: Inbound) -> None:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        await trio.sleep(0.01)
+        in_flight -= 1
+
+    with trio.fail_after(5):
+        async with Lanes.open(handler, **lanes_kwargs()) as lanes:  # type: ignore[arg-type]
+            for n in range(5):
+                lanes.submit(msg("a", n))
+    assert most == 1
+
+
+async def test_bounds_answer_overloaded() -> None:
+    block = trio.Event()
+
+    async def handler(m: Inbound) -> None:
+        await block.wait()
+
+    with trio.fail_after(5):
+        async with Lanes.open(
+            handler, **lanes_kwargs(max_pending=2, max_lanes=2, queue_size=4)  # type: ignore[arg-type]
+        ) as lanes:
+            lanes.submit(msg("a", 0))
+            await trio.testing.wait_all_tasks_blocked()  # a-0 is running, not queued
+            lanes.submit(msg("a", 1))
+            lanes.submit(msg("a", 2))
+            with pytest.raises(Overloaded, match="this user"):
+                lanes.submit(msg("a", 3))
+            lanes.submit(msg("b", 0))
+            with pytest.raises(Overloaded, match="active users"):
+                lanes.submit(msg("c", 0))
+            lanes.submit(msg("b", 1))
+            with pytest.raises(Overloaded, match="queue full"):
+                lanes.submit(msg("b", 2))
+            block.set()
+
+
+async def test_idle_lane_goes_away_and_comes_back(autojump_clock: trio.testing.MockClock) -> None:
+    seen: list[str] = []
+
+    async def handler(m: Inbound) -> None:
+        seen.append(m.message_id)
+
+    async with Lanes.open(handler, **lanes_kwargs(idle_seconds=60)) as lanes:  # type: ignore[arg-type]
+        lanes.submit(msg("a", 0))
+        await trio.sleep(1)
+        assert lanes.active == 1  # still within its idle time
+        await trio.sleep(60)
+        assert lanes.active == 0
+        lanes.submit(msg("a", 1))
+        await trio.sleep(1)
+        assert seen == ["a-0", "a-1"]
+
+
+async def test_close_drains_what_is_queued_and_refuses_more() -> None:
+    seen: list[str] = []
+
+    async def handler(m: Inbound) -> None:
+        await trio.sleep(0.001)
+        seen.append(m.message_id)
+
+    with trio.fail_after(5):
+        async with Lanes.open(handler, **lanes_kwargs()) as lanes:  # type: ignore[arg-type]
+            for n in range(3):
+                lanes.submit(msg("a", n))
+            lanes.close()
+            with pytest.raises(Closed):
+                lanes.submit(msg("a", 9))
+    assert seen == ["a-0", "a-1", "a-2"]
+
+
+async def test_a_failing_turn_does_not_end_the_lane() -> None:
+    seen: list[str] = []
+
+    async def handler(m: Inbound) -> None:
+        seen.append(m.message_id)
+        if m.message_id == "a-0":
+            raise RuntimeError("bug")
+
+    with trio.fail_after(5):
+        async with Lanes.open(handler, **lanes_kwargs()) as lanes:  # type: ignore[arg-type]
+            lanes.submit(msg("a", 0))
+            lanes.submit(msg("a", 1))
+    assert seen == ["a-0", "a-1"]
