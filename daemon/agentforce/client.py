@@ -1,0 +1,329 @@
+"""The Agentforce Agent API client: OAuth token, one session per user, synchronous sends.
+
+Section numbers (§) refer to reference/agentforce.md; the wire format lives in ``wire.py``.
+
+The client sets no timeouts of its own: the caller wraps ``ask`` in a trio cancel scope
+(config ``[timeouts] agent``), and the injected ``httpx.AsyncClient`` fails fast on connect
+and pool waits. A cancellation at any await leaves the client usable:
+
+- token fetch: the cached token is untouched, the lock is released;
+- session start: nothing is stored; a session the server created anyway is reaped upstream;
+- message send: the session's sequence counter already moved on (§9), so the next send
+  uses a fresh number; if the server is still busy with the cancelled turn, the next send
+  gets 423 and is retried with backoff (§3.2, §10).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import httpx
+import trio
+
+from daemon.agentforce import wire
+from daemon.agentforce.sessions import AgentSession, SessionStore
+from daemon.errors import UpstreamError, UpstreamRejected, UpstreamUnavailable
+from daemon.model import AgentMessage, AgentReply
+from daemon.observe.logs import hashed
+
+log = logging.getLogger(__name__)
+
+UPSTREAM = wire.UPSTREAM
+
+# Waits before retrying a send answered 423 "Session Already Locked" (§7.1, §10): one try
+# plus one retry after each delay. The caller's cancel scope bounds the total anyway.
+BUSY_RETRY_DELAYS = (0.5, 1.0, 2.0)
+
+# Ending a session upstream (DELETE, §5) answers 200 with a SessionEnded body, maybe 204
+# (§5 [C]), and 404 when the session had already ended: all mean "it is gone".
+_ENDED_STATUSES = frozenset({200, 204, 404})
+
+# Ending idle sessions: a few at a time, not thousands of DELETEs at once.
+_END_CONCURRENCY = 4
+
+_JSON = "application/json"
+
+
+class _SessionGone(Exception):
+    """The session no longer exists upstream (404 on send, §8)."""
+
+    def __init__(self, error: UpstreamError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+class AgentforceClient:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        token_url: str,
+        api_url: str,
+        instance_endpoint: str,
+        agent_id: str,
+        client_id: str,
+        client_secret: str,
+        sessions: SessionStore,
+        token_ttl: float = 1500.0,
+        forward_greeting: bool = False,
+        clock: Callable[[], float] = trio.current_time,
+    ) -> None:
+        self._http = http
+        self._token_url = token_url
+        self._api_url = api_url.rstrip("/")
+        self._instance_endpoint = instance_endpoint
+        self._agent_id = agent_id
+        self._client_id = client_id
+        self._client_secret = client_secret
+        self._sessions = sessions
+        self._token_ttl = token_ttl
+        self._forward_greeting = forward_greeting
+        self._clock = clock
+        self._token: wire.Token | None = None
+        # One fetch at a time; callers that waited find the fresh token (checked again).
+        self._token_lock = trio.Lock()
+        # Sessions the store pushed out (size bound, replacement) that still need a DELETE.
+        # Ending them inside ask would make the user wait for someone else's cleanup, so
+        # end_idle_sessions does it. Bounded: if it overflows, the oldest are left to the
+        # server's own reaper (§8), which is what would happen without a DELETE anyway.
+        self._to_end: deque[str] = deque(maxlen=max(sessions.max_sessions, 100))
+
+    @property
+    def sessions_open(self) -> int:
+        return len(self._sessions)
+
+    # -- the turn's entry point ------------------------------------------------------------
+
+    async def ask(self, user_key: str, text: str) -> AgentReply:
+        """Send the user's text to the agent in the user's session; return the agent's reply.
+
+        The session is started on first use. When the session turns out to be gone (404) or
+        the agent ends it without answering, a new one is started and the text sent once
+        more (§8); conversation context is lost then, which the agent cannot help.
+        """
+        retried = False
+        while True:
+            session = self._sessions.get(user_key)
+            greeting: tuple[AgentMessage, ...] = ()
+            if session is None:
+                session, greeting = await self._start_session(user_key)
+            else:
+                self._sessions.touch(user_key)
+            try:
+                reply = await self._send(session, text)
+            except _SessionGone as gone:
+                self._sessions.drop(user_key, session.session_id)
+                log.info("agentforce session of %s is gone upstream", hashed(user_key))
+                if retried:
+                    raise gone.error from None
+                retried = True
+                continue
+            self._sessions.touch(user_key)
+            if reply.has("SessionEnded"):
+                # The agent ended the session itself (§8): the next message needs a new one.
+                self._sessions.drop(user_key, session.session_id)
+                log.info("agentforce ended the session of %s", hashed(user_key))
+                if not _answers(reply):
+                    if retried:
+                        raise UpstreamRejected(
+                            UPSTREAM, "the session ended without an answer", code="SessionEnded"
+                        )
+                    retried = True
+                    continue
+            return AgentReply(greeting + reply.messages) if greeting else reply
+
+    # -- session lifecycle -------------------------------------------------------------------
+
+    async def _start_session(self, user_key: str) -> tuple[AgentSession, tuple[AgentMessage, ...]]:
+        # A fresh random key per session, as the docs ask (§2.1); never the phone number,
+        # which would put it into Salesforce's event logs.
+        body = wire.start_session_body(str(uuid.uuid4()), self._instance_endpoint)
+        response = await self._request(
+            "POST",
+            f"{self._api_url}/agents/{self._agent_id}/sessions",
+            json=body,
+            headers={"Content-Type": _JSON},
+        )
+        if not response.is_success:
+            raise wire.parse_error(response.status_code, response.content)
+        session_id, greeting = wire.parse_session_start(response.content)
+        now = self._clock()
+        session = AgentSession(session_id, next_sequence=1, last_used=now, started_at=now)
+        pushed_out = self._sessions.put(user_key, session)
+        if pushed_out is not None:
+            self._to_end.append(pushed_out[1].session_id)
+        log.info("agentforce session %s started for %s", session_id, hashed(user_key))
+        if not self._forward_greeting:
+            return session, ()
+        return session, greeting.messages
+
+    async def _send(self, session: AgentSession, text: str) -> AgentReply:
+        url = f"{self._api_url}/sessions/{session.session_id}/messages"
+        for attempt in range(len(BUSY_RETRY_DELAYS) + 1):
+            sequence_id = session.next_sequence
+            session.next_sequence += 1  # before the await: see the module docstring
+            log.debug(
+                "agentforce send %s seq %d (%d chars)", session.session_id, sequence_id, len(text)
+            )
+            response = await self._request(
+                "POST",
+                url,
+                json=wire.message_body(sequence_id, text),
+                headers={"Accept": _JSON, "Content-Type": _JSON},
+            )
+            if response.is_success:
+                return wire.parse_messages(response.content)
+            if response.status_code == 404:
+                raise _SessionGone(wire.parse_error(404, response.content))
+            if response.status_code == 423 and attempt < len(BUSY_RETRY_DELAYS):
+                log.info("agentforce session %s busy, retrying", session.session_id)
+                await trio.sleep(BUSY_RETRY_DELAYS[attempt])
+                continue
+            raise wire.parse_error(response.status_code, response.content)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def end_session(self, user_key: str, reason: str = "UserRequest") -> bool:
+        """End the user's session upstream, if there is one. True if it is gone."""
+        if reason not in wire.END_REASONS:
+            raise ValueError(f"x-session-end-reason must be one of {wire.END_REASONS}")
+        session = self._sessions.drop(user_key)
+        if session is None:
+            return True
+        return await self._end(session.session_id, reason)
+
+    async def end_idle_sessions(self) -> int:
+        """End (reason Expiration) the sessions idle too long and those the size bound pushed
+        out. Returns how many are gone upstream; failures are logged, never raised. Meant to
+        be called periodically by the runtime.
+        """
+        idle = self._sessions.take_idle(self._clock())
+        pending = [session.session_id for _, session in idle]
+        pending.extend(self._to_end)
+        self._to_end.clear()
+        if not pending:
+            return 0
+        remaining = set(pending)
+        ended = 0
+        limiter = trio.CapacityLimiter(_END_CONCURRENCY)
+
+        async def end_one(session_id: str) -> None:
+            nonlocal ended
+            async with limiter:
+                if await self._end(session_id, "Expiration"):
+                    ended += 1
+                remaining.discard(session_id)
+
+        try:
+            async with trio.open_nursery() as nursery:
+                for session_id in pending:
+                    nursery.start_soon(end_one, session_id)
+        finally:
+            # Cancelled midway: keep what was not ended for the next sweep.
+            self._to_end.extend(sid for sid in pending if sid in remaining)
+        log.info("agentforce ended %d of %d idle sessions", ended, len(pending))
+        return ended
+
+    async def _end(self, session_id: str, reason: str) -> bool:
+        try:
+            response = await self._request(
+                "DELETE",
+                f"{self._api_url}/sessions/{session_id}",
+                headers={"x-session-end-reason": reason},
+            )
+        except UpstreamError as exc:
+            log.warning("agentforce could not end session %s: %s", session_id, exc)
+            return False
+        if response.status_code in _ENDED_STATUSES:
+            return True
+        error = wire.parse_error(response.status_code, response.content)
+        log.warning("agentforce could not end session %s: %s", session_id, error)
+        return False
+
+    # -- HTTP and the token ------------------------------------------------------------------
+
+    async def _request(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Any = None,
+        headers: Mapping[str, str],
+    ) -> httpx.Response:
+        """One Agent API call with a bearer token; on 401 a new token and one more try.
+
+        Returns the response whatever its status (a second 401 included): the caller
+        decides what the status means.
+        """
+        for attempt in (1, 2):
+            token = await self._access_token()
+            try:
+                response = await self._http.request(
+                    method,
+                    url,
+                    json=json,
+                    headers={**headers, "Authorization": f"Bearer {token}"},
+                )
+            except httpx.TransportError as exc:
+                raise UpstreamUnavailable(UPSTREAM, f"{method} failed: {exc!r}") from exc
+            except httpx.HTTPError as exc:  # e.g. a body that does not decode
+                raise UpstreamRejected(UPSTREAM, f"{method} failed: {exc!r}") from exc
+            if response.status_code == 401 and attempt == 1:
+                log.info("agentforce answered 401, fetching a new token")
+                self._forget_token(token)
+                continue
+            return response
+        raise AssertionError("unreachable: the second attempt returns")
+
+    async def _access_token(self) -> str:
+        token = self._token
+        if token is not None and token.expires_at > self._clock():
+            return token.access_token
+        async with self._token_lock:
+            token = self._token  # another task may have fetched it while we waited
+            if token is None or token.expires_at <= self._clock():
+                token = await self._fetch_token()
+                self._token = token
+            return token.access_token
+
+    def _forget_token(self, rejected: str) -> None:
+        # Only if it is still the cached one: a concurrent caller may have replaced it.
+        if self._token is not None and self._token.access_token == rejected:
+            self._token = None
+
+    async def _fetch_token(self) -> wire.Token:
+        try:
+            response = await self._http.post(
+                self._token_url,
+                data=wire.token_form(self._client_id, self._client_secret),
+                headers={"Accept": _JSON},
+            )
+        except httpx.TransportError as exc:
+            raise UpstreamUnavailable(UPSTREAM, f"token request failed: {exc!r}") from exc
+        except httpx.HTTPError as exc:
+            raise UpstreamRejected(UPSTREAM, f"token request failed: {exc!r}") from exc
+        if not response.is_success:
+            raise wire.parse_error(response.status_code, response.content)
+        token = wire.parse_token(
+            response.content,
+            self._clock(),
+            fallback_ttl=self._token_ttl,
+            wall_now=time.time(),
+        )
+        if token.missing_scopes:
+            log.warning(
+                "agentforce token lacks the scopes %s (reference §1.1)",
+                " ".join(token.missing_scopes),
+            )
+        log.info("agentforce token fetched, used for %.0f s", token.expires_at - self._clock())
+        return token
+
+
+def _answers(reply: AgentReply) -> bool:
+    """Whether a reply that ended the session still says something to act on: text for the
+    user, or an Escalate (the cue to hand the user to a human, §6) that must not be lost."""
+    return bool(reply.text.strip()) or reply.has("Escalate")

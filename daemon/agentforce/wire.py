@@ -1,0 +1,394 @@
+"""The Agentforce Agent API on the wire: payloads to build, bodies to parse. Pure, no I/O.
+
+Section numbers (§) refer to reference/agentforce.md. The client (``client.py``) does the
+HTTP; everything here is tested on the documented sample bodies without a socket.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from daemon.errors import UpstreamError, UpstreamRejected, UpstreamUnavailable
+from daemon.model import AgentMessage, AgentReply
+
+log = logging.getLogger(__name__)
+
+UPSTREAM = "agentforce"
+
+# Refresh this long before the JWT says the token expires, so a request signed just before
+# expiry does not arrive just after it (and clocks between hosts disagree a little).
+TOKEN_SAFETY_MARGIN = 60.0
+
+# Scopes the connected app needs (§1.1); POZIL checks the same three (§1.3).
+REQUIRED_SCOPES = ("api", "chatbot_api", "sfap_api")
+
+# x-session-end-reason values (§5).
+END_REASONS = ("UserRequest", "Transfer", "Expiration", "Error", "Other")
+
+# Agent messages whose `message` field is what the agent says to the user (§6).
+_SPOKEN_TYPES = frozenset({"Inform", "Inquire", "Confirm", "Failure", "Escalate"})
+# Stream-only progress types: never an answer, even if one turns up in a sync reply (§4.1).
+_PROGRESS_TYPES = frozenset(
+    {"ProgressIndicator", "TextChunk", "ValidationFailureChunk", "EndOfTurn"}
+)
+# Known types that carry no user-facing text (§6): the turn looks at their presence only.
+_SILENT_TYPES = frozenset({"SessionEnded", "Error"})
+
+_MAX_ERROR_TEXT = 300
+
+
+# -- OAuth (§1) ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """An access token and when to stop using it.
+
+    ``expires_at`` is on the caller's clock (the ``now`` passed to ``parse_token``, e.g.
+    ``trio.current_time()``), not wall time.
+    """
+
+    access_token: str = field(repr=False)  # never in a log line or a traceback
+    expires_at: float
+    api_instance_url: str | None = None
+    scope: str = ""
+
+    @property
+    def missing_scopes(self) -> tuple[str, ...]:
+        """Required scopes (§1.1) the token lacks; empty when the response named no scope."""
+        if not self.scope:
+            return ()
+        have = set(self.scope.split())
+        return tuple(s for s in REQUIRED_SCOPES if s not in have)
+
+
+def token_form(client_id: str, client_secret: str) -> dict[str, str]:
+    """The form body of the client-credentials token request (§1.2)."""
+    return {
+        "grant_type": "client_credentials",
+        "client_id": client_id,
+        "client_secret": client_secret,
+    }
+
+
+def parse_token(
+    body: bytes,
+    now: float,
+    *,
+    fallback_ttl: float = 1500.0,
+    wall_now: float | None = None,
+) -> Token:
+    """Parse a token response (§1.3).
+
+    The response has no ``expires_in`` (§1.4), so the lifetime comes from the JWT's ``exp``
+    claim, measured from the response's own ``issued_at`` (both stamped by Salesforce, so our
+    clock's skew does not matter) or else from ``wall_now`` (our ``time.time()``), minus
+    ``TOKEN_SAFETY_MARGIN``. Without a readable ``exp`` the token is kept ``fallback_ttl``
+    seconds; a 401 makes the client fetch a new one anyway.
+    """
+    data = _json_object(body)
+    if data is None:
+        raise UpstreamRejected(UPSTREAM, "token response is not a JSON object")
+    if "error" in data:
+        raise _oauth_error(None, data)
+    access_token = data.get("access_token")
+    if not isinstance(access_token, str) or not access_token:
+        raise UpstreamRejected(UPSTREAM, "token response has no access_token")
+    api_instance_url = data.get("api_instance_url")
+    scope = data.get("scope")
+    return Token(
+        access_token=access_token,
+        expires_at=now + _token_ttl(access_token, data.get("issued_at"), wall_now, fallback_ttl),
+        api_instance_url=api_instance_url if isinstance(api_instance_url, str) else None,
+        scope=scope if isinstance(scope, str) else "",
+    )
+
+
+def _token_ttl(
+    access_token: str, issued_at: object, wall_now: float | None, fallback_ttl: float
+) -> float:
+    exp = jwt_exp(access_token)
+    if exp is None:
+        return fallback_ttl
+    start = _issued_at_seconds(issued_at)
+    if start is None:
+        start = wall_now
+    if start is None:
+        return fallback_ttl
+    lifetime = exp - start
+    if lifetime <= 0:
+        # The claims contradict each other or our wall clock is far off: trust neither and
+        # let the fallback (and the 401 refresh) handle it.
+        return fallback_ttl
+    # A short-lived token still gets used for half its life rather than not at all.
+    return max(lifetime - TOKEN_SAFETY_MARGIN, lifetime / 2)
+
+
+def jwt_exp(token: str) -> float | None:
+    """The ``exp`` claim (epoch seconds) of a JWT, without checking its signature; else None."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    payload = parts[1]
+    try:
+        raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+        claims = json.loads(raw)
+    except (binascii.Error, ValueError):
+        return None
+    if not isinstance(claims, dict):
+        return None
+    exp = claims.get("exp")
+    if isinstance(exp, bool) or not isinstance(exp, int | float):
+        return None
+    return float(exp)
+
+
+def _issued_at_seconds(value: object) -> float | None:
+    # issued_at is epoch *milliseconds* as a string (§1.3).
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str | int | float):
+        try:
+            return float(value) / 1000.0
+        except ValueError:
+            return None
+    return None
+
+
+def _oauth_error(status: int | None, data: dict[str, Any]) -> UpstreamError:
+    code = _str_or_none(data.get("error"))
+    description = _str_or_none(data.get("error_description")) or ""
+    text = _clip(": ".join(part for part in ("token", code or "error", description) if part))
+    if status is not None and _is_transient(status):
+        return UpstreamUnavailable(UPSTREAM, text, status=status, code=code)
+    return UpstreamRejected(UPSTREAM, text, status=status, code=code)
+
+
+# -- request bodies (§2.1, §3.1) ------------------------------------------------------------
+
+
+def start_session_body(
+    external_session_key: str,
+    instance_endpoint: str,
+    variables: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The documented minimum start-session body (§2.1), plus ``variables`` when given."""
+    body: dict[str, Any] = {
+        "externalSessionKey": external_session_key,
+        "instanceConfig": {"endpoint": instance_endpoint},
+        "streamingCapabilities": {"chunkTypes": ["Text"]},
+        "bypassUser": True,
+    }
+    if variables is not None:
+        body["variables"] = variables
+    return body
+
+
+def message_body(sequence_id: int, text: str) -> dict[str, Any]:
+    """A synchronous (or streaming: same body, §4) send-message body (§3.1)."""
+    return {
+        "message": {"sequenceId": sequence_id, "type": "Text", "text": text},
+        "variables": [],
+    }
+
+
+# -- responses (§2.2, §3.2, §6) ------------------------------------------------------------
+
+
+def parse_messages(body: bytes) -> AgentReply:
+    """A send-message (or end-session) response: 0..n messages of any type (§3.2, §6)."""
+    data = _json_object(body)
+    if data is None:
+        raise UpstreamRejected(UPSTREAM, "reply is not a JSON object")
+    return AgentReply(_messages(data.get("messages")))
+
+
+def parse_session_start(body: bytes) -> tuple[str, AgentReply]:
+    """A start-session response (§2.2): the session id and the greeting."""
+    data = _json_object(body)
+    if data is None:
+        raise UpstreamRejected(UPSTREAM, "session start reply is not a JSON object")
+    session_id = data.get("sessionId")
+    if not isinstance(session_id, str) or not session_id:
+        raise UpstreamRejected(UPSTREAM, "session start reply has no sessionId")
+    return session_id, AgentReply(_messages(data.get("messages")))
+
+
+def _messages(raw: object) -> tuple[AgentMessage, ...]:
+    # An empty or missing array happens (agent not activated, §3.2 [C]); the turn decides
+    # what to tell the user. Anything but a list is a broken reply.
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise UpstreamRejected(UPSTREAM, "reply 'messages' is not an array")
+    out: list[AgentMessage] = []
+    for item in raw:
+        message = _message(item)
+        if message is not None:
+            out.append(message)
+    return tuple(out)
+
+
+def _message(item: object) -> AgentMessage | None:
+    if not isinstance(item, dict):
+        log.warning("agentforce reply: skipping a message that is not an object")
+        return None
+    kind = item.get("type")
+    if not isinstance(kind, str) or not kind:
+        log.warning("agentforce reply: skipping a message without a type")
+        return None
+    text = _str_or_none(item.get("message")) or ""
+    if kind in _SPOKEN_TYPES:
+        return AgentMessage(kind, text)
+    if kind in _PROGRESS_TYPES:
+        return None
+    if kind == "Error":
+        # Its `message` is a server diagnostic (the §7.2 fields), not words for the user.
+        log.warning(
+            "agentforce reply carries an Error message: %s %s",
+            _str_or_none(item.get("error")) or "",
+            _clip(text),
+        )
+        return AgentMessage(kind)
+    if kind in _SILENT_TYPES:
+        return AgentMessage(kind)
+    # A type this code does not know yet: keep whatever it says, the user may need it.
+    log.info("agentforce reply: unknown message type %r", kind)
+    return AgentMessage(kind, text)
+
+
+# -- errors (§7) -----------------------------------------------------------------------------
+
+
+def parse_error(status: int, body: bytes) -> UpstreamError:
+    """The error for a non-2xx answer, from the §7.2 envelope (``error``, ``message``).
+
+    Token-endpoint answers use OAuth's ``error`` / ``error_description`` (§1.4) and are
+    read the same way. 423, 429 and 5xx may pass ("not now", §7.1); other codes will not.
+    """
+    data = _json_object(body)
+    if data is not None and "error_description" in data and "message" not in data:
+        return _oauth_error(status, data)
+    code: str | None = None
+    detail = ""
+    if data is not None:
+        code = _str_or_none(data.get("error"))
+        detail = _str_or_none(data.get("message")) or ""
+    else:
+        detail = body[:200].decode("utf-8", errors="replace").strip()
+    text = _clip(" ".join(part for part in (f"HTTP {status}", code, detail) if part))
+    if _is_transient(status):
+        return UpstreamUnavailable(UPSTREAM, text, status=status, code=code)
+    return UpstreamRejected(UPSTREAM, text, status=status, code=code)
+
+
+def _is_transient(status: int) -> bool:
+    return status in (408, 423, 429) or status >= 500
+
+
+# -- streaming (§4) ------------------------------------------------------------------------
+
+
+class SseTurn:
+    """Collects one streamed turn (§4) from SSE lines, for a future streaming client.
+
+    Dispatches on ``data.message.type``, never on ``event:`` (§4.2: the robust choice). The
+    complete messages (Inform, ...) are the answer; ``TextChunk`` text is kept only as a
+    fallback for a turn that ends without a complete message, and a
+    ``ValidationFailureChunk`` throws away the chunks so far (§4.1). ``done`` turns true at
+    ``EndOfTurn``: stop reading there, the server closes the stream (§4.3).
+    """
+
+    def __init__(self) -> None:
+        self.done = False
+        self._messages: list[AgentMessage] = []
+        self._chunks: list[str] = []
+        self._data: list[str] = []
+
+    def feed_line(self, line: str) -> None:
+        line = line.rstrip("\r\n")
+        if not line:
+            self._dispatch()
+        elif line.startswith(":"):
+            return  # an SSE comment (heartbeat)
+        else:
+            name, _, value = line.partition(":")
+            if name == "data":
+                self._data.append(value.removeprefix(" "))
+            # event:, id:, retry: are not needed to understand the turn (§4.2).
+
+    def reply(self) -> AgentReply:
+        """The turn so far. Raises if the stream ended with neither a message nor EndOfTurn."""
+        self._dispatch()
+        if self._messages:
+            return AgentReply(tuple(self._messages))
+        if self.done:
+            text = "".join(self._chunks)
+            return AgentReply((AgentMessage("Inform", text),) if text else ())
+        raise UpstreamUnavailable(UPSTREAM, "stream ended before the end of the turn")
+
+    def _dispatch(self) -> None:
+        if not self._data:
+            return
+        raw = "\n".join(self._data)
+        self._data = []
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            log.warning("agentforce stream: skipping an event whose data is not JSON")
+            return
+        if not isinstance(data, dict):
+            return
+        if isinstance(data.get("messages"), list):
+            # The documented Inform sample is a sync-style body (§4.1): parse it as one.
+            self._messages.extend(_messages(data["messages"]))
+            return
+        message = data.get("message")
+        if not isinstance(message, dict):
+            return
+        kind = message.get("type")
+        if kind == "TextChunk":
+            self._chunks.append(_str_or_none(message.get("message")) or "")
+        elif kind == "ValidationFailureChunk":
+            self._chunks = []
+        elif kind == "EndOfTurn":
+            self.done = True
+        else:
+            parsed = _message(message)
+            if parsed is not None:
+                self._messages.append(parsed)
+
+
+def parse_sse(lines: Iterable[str]) -> AgentReply:
+    """A whole streamed turn (§4) from its lines; see ``SseTurn``."""
+    turn = SseTurn()
+    for line in lines:
+        turn.feed_line(line)
+        if turn.done:
+            break
+    return turn.reply()
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    try:
+        data = json.loads(body)
+    except ValueError:  # includes UnicodeDecodeError
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _MAX_ERROR_TEXT else text[: _MAX_ERROR_TEXT - 1] + "…"
