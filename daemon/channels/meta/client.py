@@ -1,0 +1,216 @@
+"""Graph API I/O for the WhatsApp Cloud API: send, mark read, media URL, download, upload.
+
+Thin on purpose: payloads come from ``wire``, errors are mapped by ``wire.parse_graph_error``,
+and the ``httpx.AsyncClient`` is injected (the runtime owns it and its limits). The per-call
+time budget is the caller's cancel scope.
+
+The access token is a bearer secret. It goes to ``graph_url`` and, for media downloads, only
+to the hosts in ``media_hosts``: a media URL comes from a Graph answer, and a redirect or a
+tampered URL must not be able to carry the token anywhere else.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from daemon.channels.meta.wire import UPSTREAM, parse_graph_error
+from daemon.errors import UpstreamRejected, UpstreamUnavailable
+from daemon.http import USER_AGENT
+
+log = logging.getLogger(__name__)
+
+MAX_REDIRECTS = 3
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_ERROR_BODY_BYTES = 64 * 1024  # enough for any Graph error JSON; the rest is not read
+
+
+def host_allowed(url: httpx.URL, hosts: Sequence[str]) -> bool:
+    """True when ``url``'s host is one of ``hosts``.
+
+    An entry matches its host exactly (case-insensitive, trailing dot ignored); "*.example.com"
+    matches any subdomain of example.com but not example.com itself, and never
+    "evilexample.com". Ports are not compared.
+    """
+    host = url.host.lower().rstrip(".")
+    if not host:
+        return False
+    for entry in hosts:
+        allowed = entry.strip().lower().rstrip(".")
+        if allowed.startswith("*."):
+            if host.endswith(allowed[1:]):  # the dot is kept: "evilexample.com" fails
+                return True
+        elif allowed and host == allowed:
+            return True
+    return False
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class GraphClient:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        graph_url: str,
+        phone_number_id: str,
+        access_token: str,
+        media_hosts: Sequence[str],
+        max_media_bytes: int,
+    ) -> None:
+        self._http = http
+        self._graph_url = graph_url.rstrip("/")
+        self._phone_number_id = phone_number_id
+        self._auth = {"Authorization": f"Bearer {access_token}"}
+        self._media_hosts = tuple(media_hosts)
+        self._max_media_bytes = max_media_bytes
+        # Plain http would expose the token on the wire. It is accepted for media only where
+        # the operator already chose it for Graph itself (a simulator) or on loopback.
+        self._plain_http_ok = httpx.URL(self._graph_url).scheme == "http"
+
+    # --- Graph calls ---------------------------------------------------------------------------
+
+    async def post_message(self, payload: Mapping[str, Any]) -> str:
+        """POST /{phone_number_id}/messages (§5). The new wamid; "" for read receipts."""
+        doc = await self._call("POST", f"/{self._phone_number_id}/messages", json=dict(payload))
+        messages = doc.get("messages")
+        if isinstance(messages, list) and messages and isinstance(messages[0], dict):
+            wamid = messages[0].get("id")
+            if isinstance(wamid, str) and wamid:
+                return wamid
+        if doc.get("success") is True:  # mark-read and typing answer {"success": true}
+            return ""
+        raise UpstreamRejected(UPSTREAM, "send answered without a message id", status=200)
+
+    async def media_url(self, media_id: str) -> tuple[str, str]:
+        """GET /{media_id}: a download URL (valid about 5 minutes) and its MIME type (§4)."""
+        doc = await self._call(
+            "GET",
+            f"/{quote(media_id, safe='')}",
+            params={"phone_number_id": self._phone_number_id},
+        )
+        url, mime_type = doc.get("url"), doc.get("mime_type")
+        if not isinstance(url, str) or not url:
+            raise UpstreamRejected(UPSTREAM, "media answer without a url", status=200)
+        return url, mime_type if isinstance(mime_type, str) else ""
+
+    async def upload(
+        self, data: bytes, mime_type: str = "audio/ogg", filename: str = "voice.ogg"
+    ) -> str:
+        """POST /{phone_number_id}/media as multipart (§4). The new media id."""
+        doc = await self._call(
+            "POST",
+            f"/{self._phone_number_id}/media",
+            data={"messaging_product": "whatsapp", "type": mime_type},
+            files={"file": (filename, data, mime_type)},
+        )
+        media_id = doc.get("id")
+        if not isinstance(media_id, str) or not media_id:
+            raise UpstreamRejected(UPSTREAM, "upload answered without an id", status=200)
+        return media_id
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            response = await self._http.request(
+                method, self._graph_url + path, headers=self._auth, follow_redirects=False, **kwargs
+            )
+        except httpx.TransportError as exc:
+            raise UpstreamUnavailable(UPSTREAM, f"{method} failed: {type(exc).__name__}") from exc
+        if response.status_code >= 400:
+            raise parse_graph_error(response.status_code, response.content)
+        try:
+            doc = json.loads(response.content)
+        except ValueError:
+            doc = None
+        if not isinstance(doc, dict):
+            raise UpstreamRejected(UPSTREAM, "answer is not a JSON object", status=200)
+        return doc
+
+    # --- media download ------------------------------------------------------------------------
+
+    def _check_media_url(self, url: httpx.URL) -> None:
+        if url.scheme not in ("https", "http") or url.userinfo:
+            raise UpstreamRejected(UPSTREAM, "media URL refused: scheme or userinfo")
+        if url.scheme == "http" and not (self._plain_http_ok or _is_loopback(url.host)):
+            raise UpstreamRejected(UPSTREAM, "media URL refused: plain http")
+        if not host_allowed(url, self._media_hosts):
+            raise UpstreamRejected(UPSTREAM, f"media host not allowed: {url.host}")
+
+    async def download(self, url: str) -> bytes:
+        """GET a media URL with the bearer token (§4), at most ``max_media_bytes``.
+
+        The token is sent only to allowed hosts; redirects are followed by hand, each hop
+        checked again, at most ``MAX_REDIRECTS``. 404 means the URL expired: the caller may
+        ask ``media_url`` for a fresh one.
+        """
+        try:
+            target = httpx.URL(url)
+        except httpx.InvalidURL:
+            raise UpstreamRejected(UPSTREAM, "media URL is not a URL") from None
+        # Some CDNs refuse clients without a User-Agent (§4 gotchas), so it is set here too.
+        headers = {**self._auth, "User-Agent": USER_AGENT}
+        try:
+            for _hop in range(MAX_REDIRECTS + 1):
+                self._check_media_url(target)
+                async with self._http.stream(
+                    "GET", target, headers=headers, follow_redirects=False
+                ) as response:
+                    if response.status_code in _REDIRECTS:
+                        location = response.headers.get("location")
+                        if not location:
+                            raise UpstreamRejected(
+                                UPSTREAM, "redirect without Location", status=response.status_code
+                            )
+                        target = target.join(location)
+                        log.debug("media download redirected to %s", target.host)
+                        continue
+                    return await self._read_media(response)
+        except httpx.TransportError as exc:
+            raise UpstreamUnavailable(UPSTREAM, f"media download: {type(exc).__name__}") from exc
+        except httpx.InvalidURL:
+            raise UpstreamRejected(UPSTREAM, "redirect to an invalid URL") from None
+        raise UpstreamRejected(UPSTREAM, f"more than {MAX_REDIRECTS} redirects")
+
+    async def _read_media(self, response: httpx.Response) -> bytes:
+        status = response.status_code
+        if status == 404:
+            raise UpstreamRejected(UPSTREAM, "media not found (URL expired?)", status=404)
+        if status >= 400:
+            raise parse_graph_error(status, await self._read_capped(response, _ERROR_BODY_BYTES))
+        if status != 200:
+            raise UpstreamRejected(UPSTREAM, f"media download answered {status}", status=status)
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self._max_media_bytes:
+            raise UpstreamRejected(UPSTREAM, "media too large", status=status)
+        data = await self._read_capped(response, self._max_media_bytes + 1)
+        if len(data) > self._max_media_bytes:
+            raise UpstreamRejected(UPSTREAM, "media too large", status=status)
+        return data
+
+    @staticmethod
+    async def _read_capped(response: httpx.Response, cap: int) -> bytes:
+        """At most ``cap`` bytes of the body; reading stops there, the rest is never fetched.
+
+        Stopping early leaves httpx's inner async generators for trio to finalize, which
+        warns (ResourceWarning, encode/httpx#3686, fixes not released); harmless, and the
+        price of never buffering an oversized body.
+        """
+        data = bytearray()
+        async for chunk in response.aiter_bytes():
+            data += chunk
+            if len(data) >= cap:
+                break
+        return bytes(data[:cap])

@@ -1,0 +1,349 @@
+"""Meta WhatsApp Cloud API wire format: pure functions, no I/O.
+
+Inbound: the subscription handshake (reference/whatsapp.md §1), the ``X-Hub-Signature-256``
+check (§2.1) and the webhook body (§2.2-§2.7, §3) turned into a provider-neutral ``Batch``.
+Outbound: the ``/messages`` payloads (§5) and Graph error bodies mapped onto the daemon's
+error tree (§5.1).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from daemon.channels.base import BadWebhook
+from daemon.errors import UpstreamError, UpstreamRejected, UpstreamUnavailable
+from daemon.model import Batch, Inbound, Kind, Media, User
+
+UPSTREAM = "whatsapp"
+SIGNATURE_HEADER = "x-hub-signature-256"
+TEXT_LIMIT = 4096  # characters in a text body (§5)
+
+_HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
+
+# Message types that owe no answer, and the reason counted in Batch.ignored. A reaction is not
+# a question; system messages (number or identity changed, §2.5) and request_welcome come
+# from WhatsApp itself; edits and deletions refer to a message already answered.
+_NO_ANSWER_TYPES = frozenset({"reaction", "system", "request_welcome", "edit", "revoke"})
+# Older deliveries report edits as ``unsupported`` with the real type inside (§2.5 example).
+_NO_ANSWER_UNSUPPORTED = frozenset({"edit", "revoke"})
+
+# Graph error codes worth retrying later (§5.1): server errors, throttling, maintenance.
+_RETRYABLE_CODES = frozenset({1, 2, 4, 80007, 130429, 131000, 131016, 131056, 131057})
+# Codes that will not get better by retrying (§5.1): auth, permissions, bad parameters,
+# the 24 h window, undeliverable, spam limits, media, restricted accounts.
+_FATAL_CODES = frozenset(
+    {0, 3, 10, 100, 190, 368}
+    | set(range(200, 300))
+    | {130472, 131008, 131009, 131021, 131026, 131031, 131047, 131048, 131049, 131050}
+    | {131051, 131052, 131053}
+)
+
+
+# --- handshake and signature ------------------------------------------------------------------
+
+
+def handshake(query: Mapping[str, str], verify_token: str) -> str | None:
+    """The ``hub.challenge`` to echo when Meta's subscription GET is genuine (§1), else None."""
+    if not verify_token or query.get("hub.mode") != "subscribe":
+        return None
+    given = query.get("hub.verify_token", "")
+    if not hmac.compare_digest(given.encode(), verify_token.encode()):
+        return None
+    challenge = query.get("hub.challenge", "")
+    return challenge or None
+
+
+def verify_signature(app_secret: str, body: bytes, header: str | None) -> bool:
+    """Check ``X-Hub-Signature-256: sha256=<hex>`` against the RAW body bytes (§2.1).
+
+    Never over re-serialised JSON: Meta signs its ASCII-escaped encoding (``\\u00e4``), which a
+    round trip through a JSON parser does not reproduce.
+    """
+    if not app_secret or not header:
+        return False
+    scheme, sep, given = header.strip().partition("=")
+    given = given.strip().lower()
+    if sep != "=" or scheme.strip().lower() != "sha256" or not _HEX_DIGEST.fullmatch(given):
+        return False
+    expected = hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, given)
+
+
+# --- webhook body -----------------------------------------------------------------------------
+
+
+def parse_webhook(body: bytes, *, phone_number_id: str | None) -> Batch:
+    """Every message and status of one delivery (§2.2, §3: loop over every level).
+
+    All or nothing: a malformed delivery raises ``BadWebhook`` (answered 400) before any of
+    it is handed on. With ``phone_number_id`` set, messages and statuses addressed to another
+    number of the same WABA are only counted, in ``ignored["other_number"]``.
+    """
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise BadWebhook(f"body is not JSON: {type(exc).__name__}") from None
+    if not isinstance(doc, dict):
+        raise BadWebhook("body is not a JSON object")
+    if doc.get("object") != "whatsapp_business_account":
+        raise BadWebhook("object is not whatsapp_business_account")
+    batch = Batch()
+    for entry in _objects(doc, "entry", "body", required=True):
+        for change in _objects(entry, "changes", "entry", required=True):
+            _parse_change(change, batch, phone_number_id)
+    return batch
+
+
+def _count(counter: dict[str, int], key: str, n: int = 1) -> None:
+    counter[key] = counter.get(key, 0) + n
+
+
+def _objects(parent: Mapping[str, Any], key: str, where: str, *, required: bool) -> list[Any]:
+    """``parent[key]`` as a list of JSON objects; BadWebhook when missing (if required) or not."""
+    if key not in parent:
+        if required:
+            raise BadWebhook(f"{where}: {key} missing")
+        return []
+    items = parent[key]
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise BadWebhook(f"{where}: {key} is not a list of objects")
+    return items
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _parse_change(change: Mapping[str, Any], batch: Batch, own_number: str | None) -> None:
+    field = change.get("field")
+    if not isinstance(field, str):
+        raise BadWebhook("change: field missing")
+    if field != "messages":
+        # account_update, message_template_status_update, calls, ...: not ours to answer.
+        _count(batch.ignored, f"field:{field}")
+        return
+    value = change.get("value")
+    if not isinstance(value, dict):
+        raise BadWebhook("change: value missing")
+    metadata = value.get("metadata", {})
+    if not isinstance(metadata, dict):
+        raise BadWebhook("value: metadata is not an object")
+    number = _text(metadata.get("phone_number_id"))
+    contacts = _objects(value, "contacts", "value", required=False)
+    messages = [_check_message(m) for m in _objects(value, "messages", "value", required=False)]
+    statuses = _objects(value, "statuses", "value", required=False)
+    errors = _objects(value, "errors", "value", required=False)
+
+    if own_number is not None and number != own_number:
+        if messages or statuses:
+            _count(batch.ignored, "other_number", len(messages) + len(statuses))
+        return
+    for error in errors:
+        batch.errors.append(f"value error {_code(error)}")
+    for status in statuses:
+        state = _text(status.get("status")) or "unknown"
+        _count(batch.statuses, state)
+        if state == "failed":
+            codes = [_code(e) for e in _objects(status, "errors", "status", required=False)]
+            batch.errors.extend(f"status failed {c}" for c in codes or ["unknown"])
+    for message in messages:
+        inbound = _inbound(message, contacts, number, batch)
+        if isinstance(inbound, Inbound):
+            batch.messages.append(inbound)
+        else:
+            _count(batch.ignored, inbound)
+
+
+def _code(error: Mapping[str, Any]) -> str:
+    code = error.get("code")
+    return str(code) if isinstance(code, int | str) and not isinstance(code, bool) else "unknown"
+
+
+def _check_message(message: dict[str, Any]) -> dict[str, Any]:
+    """Reject a message that lacks what every message has: id, type, and a sender."""
+    for key in ("id", "type"):
+        if not isinstance(message.get(key), str) or not message[key]:
+            raise BadWebhook(f"message: {key} missing")
+    sender = message.get("from")
+    # ``from`` may be "" for a username user (§2.7); it must still be there, or the BSUID.
+    if not isinstance(sender, str) and not _text(message.get("from_user_id")):
+        raise BadWebhook("message: from missing")
+    return message
+
+
+def _user(message: Mapping[str, Any], contacts: list[dict[str, Any]]) -> User | None:
+    """Who sent it (§2.7): key on the BSUID when there is one, answer to the phone if known."""
+    sender = _text(message.get("from"))
+    sender_uid = _text(message.get("from_user_id"))
+    contact: Mapping[str, Any] = {}
+    for candidate in contacts:
+        if (sender and _text(candidate.get("wa_id")) == sender) or (
+            sender_uid and _text(candidate.get("user_id")) == sender_uid
+        ):
+            contact = candidate
+            break
+    else:
+        # A username user may come with "" everywhere but the contact's user_id: the one
+        # contact of the change is then the sender.
+        if not sender and not sender_uid and len(contacts) == 1:
+            contact = contacts[0]
+    user_id = _text(contact.get("user_id")) or sender_uid
+    phone = (_text(contact.get("wa_id")) or sender).lstrip("+")
+    key = user_id or phone
+    if not key:
+        return None
+    return User(key=key, address=f"+{phone}" if phone else user_id)
+
+
+def _timestamp(value: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return 0
+
+
+def _inbound(
+    message: Mapping[str, Any], contacts: list[dict[str, Any]], number: str, batch: Batch
+) -> Inbound | str:
+    """The message as an Inbound, or the reason it owes no answer."""
+    kind_name: str = message["type"]
+    errors = message.get("errors")
+    if kind_name in _NO_ANSWER_TYPES:
+        return kind_name
+    unsupported = message.get("unsupported")
+    if (
+        kind_name == "unsupported"
+        and isinstance(unsupported, dict)
+        and unsupported.get("type") in _NO_ANSWER_UNSUPPORTED
+    ):
+        return str(unsupported["type"])
+    user = _user(message, contacts)
+    if user is None:
+        return "no_user"
+
+    kind, text, media = Kind.UNSUPPORTED, "", None
+    if isinstance(errors, list) and errors:
+        # 131051 unknown type, 131052 media too big, ...: the user still gets the polite reply.
+        batch.errors.extend(f"message error {_code(e)}" for e in errors if isinstance(e, dict))
+    else:
+        kind, text, media = _content(kind_name, message)
+    return Inbound(
+        message_id=message["id"],
+        user=user,
+        kind=kind,
+        text=text,
+        media=media,
+        original_type=kind_name,
+        timestamp=_timestamp(message.get("timestamp")),
+        channel_ref=number,
+    )
+
+
+def _content(kind_name: str, message: Mapping[str, Any]) -> tuple[Kind, str, Media | None]:
+    payload = message.get(kind_name)
+    if not isinstance(payload, dict):
+        return Kind.UNSUPPORTED, "", None
+    if kind_name == "text":
+        body = payload.get("body")
+        if isinstance(body, str):
+            return Kind.TEXT, body, None
+    elif kind_name == "interactive":
+        reply = payload.get(_text(payload.get("type")))
+        if payload.get("type") in ("button_reply", "list_reply") and isinstance(reply, dict):
+            title = _text(reply.get("title"))
+            description = _text(reply.get("description"))
+            if title:
+                return Kind.TEXT, f"{title}\n{description}" if description else title, None
+    elif kind_name == "button":  # a template's quick-reply button (§2.5)
+        label = _text(payload.get("text")) or _text(payload.get("payload"))
+        if label:
+            return Kind.TEXT, label, None
+    elif kind_name == "audio":
+        media_id = _text(payload.get("id"))
+        if media_id:
+            media = Media(
+                id=media_id,
+                mime_type=_text(payload.get("mime_type")) or "audio/ogg",
+                sha256=_text(payload.get("sha256")) or None,
+                voice=payload.get("voice") is True,
+            )
+            return Kind.VOICE, "", media
+    return Kind.UNSUPPORTED, "", None
+
+
+# --- outbound payloads (§5) -------------------------------------------------------------------
+
+
+def text_payload(to: str, body: str, *, preview_url: bool = False) -> dict[str, Any]:
+    return {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": to,
+        "type": "text",
+        "text": {"preview_url": preview_url, "body": body},
+    }
+
+
+def voice_payload(to: str, media_id: str) -> dict[str, Any]:
+    """An uploaded Ogg/Opus clip sent as a voice note: ``voice: true`` makes it one (§4.2)."""
+    return {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": to,
+        "type": "audio",
+        "audio": {"id": media_id, "voice": True},
+    }
+
+
+def read_payload(message_id: str, *, typing: bool) -> dict[str, Any]:
+    """Mark a message read; with ``typing`` also show "typing…" for up to 25 s (§5)."""
+    payload: dict[str, Any] = {
+        "messaging_product": "whatsapp",
+        "status": "read",
+        "message_id": message_id,
+    }
+    if typing:
+        payload["typing_indicator"] = {"type": "text"}
+    return payload
+
+
+# --- errors (§5.1) ----------------------------------------------------------------------------
+
+
+def parse_graph_error(status: int, body: bytes) -> UpstreamError:
+    """A Graph error answer as an UpstreamError, decided on ``error.code`` (§5.1).
+
+    Meta says to handle errors on the code, not on the HTTP status; the status decides only
+    when the body has no code we know (5xx and 429 may pass, the rest will not).
+    """
+    error: Mapping[str, Any] = {}
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError):
+        doc = None
+    if isinstance(doc, dict) and isinstance(doc.get("error"), dict):
+        error = doc["error"]
+    raw_code = error.get("code")
+    code: int | None = None
+    if isinstance(raw_code, int) and not isinstance(raw_code, bool):
+        code = raw_code
+    elif isinstance(raw_code, str) and raw_code.strip().isdigit():
+        code = int(raw_code)
+    text = _text(error.get("message")) or f"HTTP {status}"
+    error_data = error.get("error_data")
+    details = _text(error_data.get("details")) if isinstance(error_data, dict) else ""
+    message = f"{text} ({details})" if details else text
+    if code is not None and code in _RETRYABLE_CODES:
+        retryable = True
+    elif code is not None and code in _FATAL_CODES:
+        retryable = False
+    else:
+        retryable = status >= 500 or status in (423, 429)
+    cls = UpstreamUnavailable if retryable else UpstreamRejected
+    return cls(UPSTREAM, message, status=status, code=None if code is None else str(code))

@@ -1,0 +1,625 @@
+from __future__ import annotations
+
+import copy
+import hashlib
+import hmac
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from daemon.channels.base import BadWebhook
+from daemon.channels.meta.wire import (
+    handshake,
+    parse_graph_error,
+    parse_webhook,
+    read_payload,
+    text_payload,
+    verify_signature,
+    voice_payload,
+)
+from daemon.errors import UpstreamRejected, UpstreamUnavailable
+from daemon.model import Batch, Kind, Media, User
+
+# Real-shaped payloads from the pywa project (MIT, tests/fixtures/whatsapp-updates/LICENSE-pywa).
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "whatsapp-updates"
+
+US_ID = "US.13491208655302741918"
+PHONE = "972987654321"
+
+
+def fixtures() -> dict[str, dict[str, Any]]:
+    """Every fixture as "file/name" -> full webhook body."""
+    found: dict[str, dict[str, Any]] = {}
+    for path in sorted(FIXTURES.glob("*.json")):
+        for name, body in json.loads(path.read_text()).items():
+            found[f"{path.stem}/{name}"] = body
+    return found
+
+
+def parse(body: dict[str, Any], *, own: str | None = None) -> Batch:
+    return parse_webhook(json.dumps(body).encode(), phone_number_id=own)
+
+
+def envelope(*values: dict[str, Any], field: str = "messages") -> dict[str, Any]:
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [
+            {"id": "102290129340398", "changes": [{"value": v, "field": field} for v in values]}
+        ],
+    }
+
+
+def value(
+    *messages: dict[str, Any],
+    contacts: list[dict[str, Any]] | None = None,
+    number: str = "106540352242922",
+) -> dict[str, Any]:
+    v: dict[str, Any] = {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550783881", "phone_number_id": number},
+        "messages": list(messages),
+    }
+    if contacts is not None:
+        v["contacts"] = contacts
+    return v
+
+
+def text_message(
+    wamid: str = "wamid.1", sender: str = "16505551234", body: str = "hi"
+) -> dict[str, Any]:
+    return {
+        "from": sender,
+        "id": wamid,
+        "timestamp": "1749416383",
+        "type": "text",
+        "text": {"body": body},
+    }
+
+
+# --- fixtures ---------------------------------------------------------------------------------
+
+# name -> (kind, text) for messages, or the ignored reason, or the status counted.
+EXPECTED: dict[str, tuple[str, Any]] = {
+    "message/text": ("message", (Kind.TEXT, "Body Text")),
+    "message/image": ("message", (Kind.UNSUPPORTED, "")),
+    "message/media_with_url": ("message", (Kind.UNSUPPORTED, "")),
+    "message/video": ("message", (Kind.UNSUPPORTED, "")),
+    "message/document": ("message", (Kind.UNSUPPORTED, "")),
+    "message/audio": ("message", (Kind.VOICE, "")),
+    "message/voice": ("message", (Kind.VOICE, "")),
+    "message/static_sticker": ("message", (Kind.UNSUPPORTED, "")),
+    "message/animated_sticker": ("message", (Kind.UNSUPPORTED, "")),
+    "message/reaction": ("ignored", "reaction"),
+    "message/unreaction_empty": ("ignored", "reaction"),
+    "message/unreaction_no_emoji": ("ignored", "reaction"),
+    "message/current_location": ("message", (Kind.UNSUPPORTED, "")),
+    "message/chosen_location": ("message", (Kind.UNSUPPORTED, "")),
+    "message/contacts": ("message", (Kind.UNSUPPORTED, "")),
+    "message/order": ("message", (Kind.UNSUPPORTED, "")),
+    "message/unsupported": ("message", (Kind.UNSUPPORTED, "")),
+    "message/unsupported_with_type": ("message", (Kind.UNSUPPORTED, "")),
+    "message/reply": ("message", (Kind.TEXT, "replied text")),
+    "message/forwarded": ("message", (Kind.TEXT, "forwarded text")),
+    "message/forwarded_many_times": ("message", (Kind.TEXT, "text forwarded many times")),
+    "message/interactive_message_with_err": ("message", (Kind.UNSUPPORTED, "")),
+    "message/referral": ("message", (Kind.TEXT, "BODY")),
+    "message_status/sent": ("status", "sent"),
+    "message_status/delivered": ("status", "delivered"),
+    "message_status/read": ("status", "read"),
+    "message_status/played": ("status", "played"),
+    "message_status/failed": ("status", "failed"),
+    "message_status/with_tracker": ("status", "sent"),
+    "message_status/group": ("status", "read"),
+    "callback_button/button": ("message", (Kind.TEXT, "title")),
+    "callback_button/quick_reply": ("message", (Kind.TEXT, "title")),
+    "callback_button/quick_reply_without_context": ("message", (Kind.TEXT, "title")),
+    "callback_selection/callback": ("message", (Kind.TEXT, "title")),
+    "callback_selection/description": ("message", (Kind.TEXT, "title\ndescription")),
+    "system/phone_number_change": ("ignored", "system"),
+    "system/identity_change": ("ignored", "system"),
+    "edited_message/image": ("ignored", "edit"),
+    "deleted_message/revoke": ("ignored", "revoke"),
+}
+
+
+def test_every_fixture_is_expected() -> None:
+    assert set(fixtures()) == set(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_fixture_maps_to_expected(name: str) -> None:
+    what, expected = EXPECTED[name]
+    batch = parse(fixtures()[name])
+    if what == "message":
+        assert len(batch.messages) == 1 and not batch.ignored and not batch.statuses
+        message = batch.messages[0]
+        assert (message.kind, message.text) == expected
+        assert message.message_id and message.timestamp > 0 and message.channel_ref
+    elif what == "ignored":
+        assert batch.ignored == {expected: 1} and not batch.messages
+    else:
+        assert batch.statuses == {expected: 1} and not batch.messages
+
+
+def test_text_fixture_in_detail() -> None:
+    (message,) = parse(fixtures()["message/text"]).messages
+    assert message.message_id == "wamid.xyzxyz"
+    assert message.user == User(key=US_ID, address=f"+{PHONE}")
+    assert message.original_type == "text"
+    assert message.timestamp == 1697043223
+    assert message.channel_ref == "1122334455667"
+    assert message.media is None
+
+
+def test_voice_fixtures_carry_media() -> None:
+    (voice,) = parse(fixtures()["message/voice"]).messages
+    assert voice.media == Media(
+        id="1234567890987654321",
+        mime_type="audio/ogg; codecs=opus",
+        sha256="m04pFf2ERdaopTyFkGPA0+bX3i+YY2dYgVFwOgDLSDI=",
+        voice=True,
+    )
+    (audio,) = parse(fixtures()["message/audio"]).messages
+    assert audio.media is not None and audio.media.voice is False
+
+
+def test_unsupported_keeps_original_type_and_errors() -> None:
+    (image,) = parse(fixtures()["message/image"]).messages
+    assert image.original_type == "image" and image.media is None
+    batch = parse(fixtures()["message/unsupported"])
+    assert batch.errors == ["message error 131051"]
+    batch = parse(fixtures()["message/interactive_message_with_err"])
+    assert batch.messages[0].original_type == "interactive"
+    assert batch.errors == ["value error 131000"]
+
+
+def test_failed_status_reports_its_codes() -> None:
+    batch = parse(fixtures()["message_status/failed"])
+    assert batch.errors == ["status failed 130472"]
+
+
+def test_user_key_prefers_bsuid() -> None:
+    for name in ("callback_button/quick_reply_without_context", "callback_selection/callback"):
+        (message,) = parse(fixtures()[name]).messages
+        assert message.user == User(key=US_ID, address=f"+{PHONE}")
+
+
+# --- batching and routing ---------------------------------------------------------------------
+
+
+def test_every_entry_change_and_message_is_read() -> None:
+    body: dict[str, Any] = {"object": "whatsapp_business_account", "entry": []}
+    for e in range(2):
+        changes = []
+        for c in range(2):
+            msgs = [text_message(f"wamid.{e}{c}{m}", body=f"{e}{c}{m}") for m in range(2)]
+            changes.append({"field": "messages", "value": value(*msgs)})
+        body["entry"].append({"id": str(e), "changes": changes})
+    batch = parse(body)
+    assert [m.message_id for m in batch.messages] == [
+        f"wamid.{e}{c}{m}" for e in range(2) for c in range(2) for m in range(2)
+    ]
+    assert [m.text for m in batch.messages] == [
+        "000",
+        "001",
+        "010",
+        "011",
+        "100",
+        "101",
+        "110",
+        "111",
+    ]
+
+
+def test_messages_and_statuses_together() -> None:
+    v = value(text_message())
+    v["statuses"] = [
+        {"id": "wamid.a", "status": "delivered", "timestamp": "1", "recipient_id": "1"},
+        {"id": "wamid.b", "status": "delivered", "timestamp": "1", "recipient_id": "1"},
+        {
+            "id": "wamid.c",
+            "status": "failed",
+            "timestamp": "1",
+            "recipient_id": "1",
+            "errors": [{"code": 131047, "title": "Re-engagement message"}],
+        },
+    ]
+    batch = parse(envelope(v))
+    assert len(batch.messages) == 1
+    assert batch.statuses == {"delivered": 2, "failed": 1}
+    assert batch.errors == ["status failed 131047"]
+
+
+def test_other_fields_are_counted_not_parsed() -> None:
+    body = envelope({"anything": ["goes"]}, field="account_update")
+    body["entry"][0]["changes"].append({"field": "message_template_status_update"})
+    batch = parse(body)
+    assert batch.ignored == {"field:account_update": 1, "field:message_template_status_update": 1}
+
+
+def test_other_number_is_ignored_when_asked() -> None:
+    v = value(text_message("wamid.1"), text_message("wamid.2"), number="999")
+    v["statuses"] = [{"id": "wamid.x", "status": "sent", "timestamp": "1"}]
+    v["errors"] = [{"code": 130429}]
+    mine = value(text_message("wamid.3"), number="106540352242922")
+    batch = parse(envelope(v, mine), own="106540352242922")
+    assert [m.message_id for m in batch.messages] == ["wamid.3"]
+    assert batch.ignored == {"other_number": 3}
+    assert not batch.statuses and not batch.errors
+    assert len(parse(envelope(v, mine), own=None).messages) == 3
+
+
+def test_value_level_errors() -> None:
+    v = value()
+    v["errors"] = [{"code": 130429, "title": "Rate limit hit"}, {"title": "no code"}]
+    assert parse(envelope(v)).errors == ["value error 130429", "value error unknown"]
+
+
+def test_empty_delivery_is_an_empty_batch() -> None:
+    assert parse({"object": "whatsapp_business_account", "entry": []}) == Batch()
+
+
+# --- message types ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("message", "kind", "text"),
+    [
+        (
+            {"type": "interactive", "interactive": {"type": "nfm_reply", "nfm_reply": {}}},
+            Kind.UNSUPPORTED,
+            "",
+        ),
+        (
+            {
+                "type": "interactive",
+                "interactive": {"type": "button_reply", "button_reply": {"id": "x"}},
+            },
+            Kind.UNSUPPORTED,
+            "",
+        ),
+        ({"type": "button", "button": {"payload": "Unsubscribe"}}, Kind.TEXT, "Unsubscribe"),
+        ({"type": "text", "text": {}}, Kind.UNSUPPORTED, ""),
+        (
+            {"type": "text", "text": {"body": "hi"}, "errors": [{"code": 131051}]},
+            Kind.UNSUPPORTED,
+            "",
+        ),
+        ({"type": "audio", "audio": {"mime_type": "audio/ogg"}}, Kind.UNSUPPORTED, ""),
+        ({"type": "hologram", "hologram": {}}, Kind.UNSUPPORTED, ""),
+        ({"type": "unsupported", "unsupported": {"type": "poll"}}, Kind.UNSUPPORTED, ""),
+    ],
+)
+def test_message_kinds(message: dict[str, Any], kind: Kind, text: str) -> None:
+    full = {"from": "16505551234", "id": "wamid.1", "timestamp": "1", **message}
+    (inbound,) = parse(envelope(value(full))).messages
+    assert (inbound.kind, inbound.text, inbound.original_type) == (kind, text, message["type"])
+
+
+@pytest.mark.parametrize("kind", ["reaction", "system", "request_welcome", "edit", "revoke"])
+def test_no_answer_types(kind: str) -> None:
+    full = {"from": "16505551234", "id": "wamid.1", "timestamp": "1", "type": kind, kind: {}}
+    assert parse(envelope(value(full))).ignored == {kind: 1}
+
+
+def test_edit_reported_as_unsupported_is_ignored() -> None:
+    # The shape of Meta's own "unsupported" example (reference/whatsapp.md §2.5).
+    full = {
+        "from": "16505551234",
+        "id": "wamid.1",
+        "timestamp": "1750090702",
+        "type": "unsupported",
+        "errors": [{"code": 131051, "title": "Message type unknown"}],
+        "unsupported": {"type": "edit"},
+    }
+    assert parse(envelope(value(full))).ignored == {"edit": 1}
+
+
+# --- identity (§2.7) --------------------------------------------------------------------------
+
+
+def contact(wa_id: str, user_id: str | None = None) -> dict[str, Any]:
+    c: dict[str, Any] = {"profile": {"name": "Sheena"}, "wa_id": wa_id}
+    if user_id is not None:
+        c["user_id"] = user_id
+    return c
+
+
+@pytest.mark.parametrize(
+    ("message", "contacts", "user"),
+    [
+        # Phone only, the classic shape.
+        ({"from": "16505551234"}, [contact("16505551234")], User("16505551234", "+16505551234")),
+        ({"from": "16505551234"}, None, User("16505551234", "+16505551234")),
+        # BSUID on the contact.
+        ({"from": "16505551234"}, [contact("16505551234", "US.1")], User("US.1", "+16505551234")),
+        # BSUID on the message only.
+        ({"from": "16505551234", "from_user_id": "US.2"}, None, User("US.2", "+16505551234")),
+        # Username user: no phone anywhere, only the contact's user_id.
+        ({"from": ""}, [contact("", "US.3")], User("US.3", "US.3")),
+        ({"from": "", "from_user_id": "US.4"}, [contact("", "US.4")], User("US.4", "US.4")),
+        ({"from_user_id": "US.5"}, None, User("US.5", "US.5")),
+        # Empty user_id is no user_id.
+        (
+            {"from": "16505551234"},
+            [contact("16505551234", "")],
+            User("16505551234", "+16505551234"),
+        ),
+        # The contact is matched to the message, not taken blindly.
+        (
+            {"from": "222"},
+            [contact("111", "US.111"), contact("222", "US.222")],
+            User("US.222", "+222"),
+        ),
+    ],
+)
+def test_identity(
+    message: dict[str, Any], contacts: list[dict[str, Any]] | None, user: User
+) -> None:
+    full = {"id": "wamid.1", "timestamp": "1", "type": "text", "text": {"body": "x"}, **message}
+    (inbound,) = parse(envelope(value(full, contacts=contacts))).messages
+    assert inbound.user == user
+
+
+def test_message_without_any_identity_is_ignored() -> None:
+    full = {"from": "", "id": "wamid.1", "timestamp": "1", "type": "text", "text": {"body": "x"}}
+    assert parse(envelope(value(full))).ignored == {"no_user": 1}
+
+
+# --- malformed deliveries ---------------------------------------------------------------------
+
+
+def _without(body: dict[str, Any], *path: str | int) -> dict[str, Any]:
+    body = copy.deepcopy(body)
+    node: Any = body
+    for step in path[:-1]:
+        node = node[step]
+    del node[path[-1]]
+    return body
+
+
+def _with(body: dict[str, Any], value_: Any, *path: str | int) -> dict[str, Any]:
+    body = copy.deepcopy(body)
+    node: Any = body
+    for step in path[:-1]:
+        node = node[step]
+    node[path[-1]] = value_
+    return body
+
+
+GOOD = envelope(value(text_message()))
+MSG = ("entry", 0, "changes", 0, "value", "messages", 0)
+
+MALFORMED: dict[str, bytes] = {
+    "not json": b"{nope",
+    "not utf-8": b'{"object": "\xff"}',
+    "empty body": b"",
+    "json array": b"[]",
+    "json string": b'"whatsapp_business_account"',
+    "deeply nested": b"[" * 100_000 + b"]" * 100_000,
+    "wrong object": json.dumps(_with(GOOD, "page", "object")).encode(),
+    "no object": json.dumps(_without(GOOD, "object")).encode(),
+    "no entry": json.dumps(_without(GOOD, "entry")).encode(),
+    "entry not a list": json.dumps(_with(GOOD, {}, "entry")).encode(),
+    "entry item not an object": json.dumps(_with(GOOD, ["x"], "entry")).encode(),
+    "no changes": json.dumps(_without(GOOD, "entry", 0, "changes")).encode(),
+    "changes not a list": json.dumps(_with(GOOD, "x", "entry", 0, "changes")).encode(),
+    "no field": json.dumps(_without(GOOD, "entry", 0, "changes", 0, "field")).encode(),
+    "no value": json.dumps(_without(GOOD, "entry", 0, "changes", 0, "value")).encode(),
+    "value not an object": json.dumps(_with(GOOD, [], "entry", 0, "changes", 0, "value")).encode(),
+    "metadata not an object": json.dumps(
+        _with(GOOD, "x", "entry", 0, "changes", 0, "value", "metadata")
+    ).encode(),
+    "messages not a list": json.dumps(
+        _with(GOOD, {}, "entry", 0, "changes", 0, "value", "messages")
+    ).encode(),
+    "message not an object": json.dumps(_with(GOOD, 1, *MSG)).encode(),
+    "message without id": json.dumps(_without(GOOD, *MSG, "id")).encode(),
+    "message with empty id": json.dumps(_with(GOOD, "", *MSG, "id")).encode(),
+    "message without from": json.dumps(_without(GOOD, *MSG, "from")).encode(),
+    "message with numeric from": json.dumps(_with(GOOD, 1650, *MSG, "from")).encode(),
+    "message without type": json.dumps(_without(GOOD, *MSG, "type")).encode(),
+    "contacts not a list": json.dumps(
+        _with(GOOD, {}, "entry", 0, "changes", 0, "value", "contacts")
+    ).encode(),
+    "statuses item not an object": json.dumps(
+        _with(GOOD, ["sent"], "entry", 0, "changes", 0, "value", "statuses")
+    ).encode(),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MALFORMED))
+def test_malformed_delivery_raises(name: str) -> None:
+    with pytest.raises(BadWebhook):
+        parse_webhook(MALFORMED[name], phone_number_id=None)
+
+
+def test_one_bad_message_spoils_the_whole_delivery() -> None:
+    body = envelope(value(text_message("wamid.1"), {"from": "1", "type": "text"}))
+    with pytest.raises(BadWebhook):
+        parse(body)
+
+
+def test_good_body_parses() -> None:
+    assert len(parse(GOOD).messages) == 1  # the base of MALFORMED is itself valid
+
+
+# --- signature (§2.1) -------------------------------------------------------------------------
+
+SECRET = "0123456789abcdef0123456789abcdef"
+
+
+def _escaped_body() -> bytes:
+    # Meta signs ASCII-escaped JSON: "äöå" travels as \u00e4\u00f6\u00e5.
+    doc = envelope(value(text_message(body="Grüße, äöå, مرحبا, 😀")))
+    return json.dumps(doc, ensure_ascii=True).encode()
+
+
+def test_signature_over_raw_escaped_body() -> None:
+    body = _escaped_body()
+    assert b"\\u00fc" in body and body.isascii()
+    header = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    assert verify_signature(SECRET, body, header)
+    assert verify_signature(SECRET, body, header.upper().replace("SHA256=", "sha256="))
+    # The same document re-serialised without escaping is a different byte string.
+    reserialised = json.dumps(json.loads(body), ensure_ascii=False).encode()
+    assert not verify_signature(SECRET, reserialised, header)
+    assert not verify_signature(SECRET, body + b" ", header)
+    assert not verify_signature("other-secret", body, header)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "",
+        "sha256=",
+        "sha1=" + "0" * 40,
+        "sha256=" + "z" * 64,
+        "sha256=" + "a" * 63,
+        "sha256=" + "é" * 64,
+        "deadbeef" * 8,
+        "sha256" + "0" * 64,
+    ],
+)
+def test_malformed_signature_headers(header: str | None) -> None:
+    assert verify_signature(SECRET, _escaped_body(), header) is False
+
+
+def test_empty_secret_never_verifies() -> None:
+    body = b"{}"
+    header = "sha256=" + hmac.new(b"", body, hashlib.sha256).hexdigest()
+    assert verify_signature("", body, header) is False
+
+
+# --- handshake (§1) ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "token", "expected"),
+    [
+        (
+            {"hub.mode": "subscribe", "hub.verify_token": "tok", "hub.challenge": "1158201444"},
+            "tok",
+            "1158201444",
+        ),
+        ({"hub.mode": "subscribe", "hub.verify_token": "bad", "hub.challenge": "1"}, "tok", None),
+        ({"hub.verify_token": "tok", "hub.challenge": "1"}, "tok", None),
+        ({"hub.mode": "unsubscribe", "hub.verify_token": "tok", "hub.challenge": "1"}, "tok", None),
+        ({"hub.mode": "subscribe", "hub.verify_token": "", "hub.challenge": "1"}, "", None),
+        ({"hub.mode": "subscribe", "hub.challenge": "1"}, "tok", None),
+        ({"hub.mode": "subscribe", "hub.verify_token": "tök", "hub.challenge": "1"}, "tok", None),
+        ({"hub.mode": "subscribe", "hub.verify_token": "tok"}, "tok", None),
+    ],
+)
+def test_handshake(query: dict[str, str], token: str, expected: str | None) -> None:
+    assert handshake(query, token) == expected
+
+
+# --- payloads (§5) ----------------------------------------------------------------------------
+
+
+def test_payloads() -> None:
+    assert text_payload("+16505551234", "Hello") == {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": "+16505551234",
+        "type": "text",
+        "text": {"preview_url": False, "body": "Hello"},
+    }
+    assert text_payload("+1", "x", preview_url=True)["text"]["preview_url"] is True
+    assert voice_payload("+16505551234", "1013859600285441") == {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": "+16505551234",
+        "type": "audio",
+        "audio": {"id": "1013859600285441", "voice": True},
+    }
+    assert read_payload("wamid.X", typing=False) == {
+        "messaging_product": "whatsapp",
+        "status": "read",
+        "message_id": "wamid.X",
+    }
+    assert read_payload("wamid.X", typing=True) == {
+        "messaging_product": "whatsapp",
+        "status": "read",
+        "message_id": "wamid.X",
+        "typing_indicator": {"type": "text"},
+    }
+
+
+# --- Graph errors (§5.1) ----------------------------------------------------------------------
+
+
+def graph_error(code: int | str, message: str = "(#1) x", details: str = "") -> bytes:
+    error: dict[str, Any] = {"message": message, "type": "OAuthException", "code": code}
+    if details:
+        error["error_data"] = {"messaging_product": "whatsapp", "details": details}
+    return json.dumps({"error": error}).encode()
+
+
+@pytest.mark.parametrize("code", [1, 2, 4, 80007, 130429, 131000, 131016, 131056, 131057])
+def test_retryable_codes(code: int) -> None:
+    error = parse_graph_error(400, graph_error(code))
+    assert isinstance(error, UpstreamUnavailable)
+    assert (error.code, error.status, error.upstream) == (str(code), 400, "whatsapp")
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        0,
+        190,
+        3,
+        10,
+        200,
+        299,
+        100,
+        131008,
+        131009,
+        131026,
+        131047,
+        131051,
+        131052,
+        131053,
+        131048,
+        368,
+        131031,
+        987654,
+    ],
+)
+def test_fatal_codes(code: int) -> None:
+    # Even on a 5xx status: Meta says to decide on the code.
+    status = 400 if code == 987654 else 500
+    error = parse_graph_error(status, graph_error(code))
+    assert isinstance(error, UpstreamRejected)
+    assert error.code == str(code)
+
+
+def test_error_message_and_details() -> None:
+    error = parse_graph_error(
+        400, graph_error(131047, "(#131047) Re-engagement message", "More than 24 hours")
+    )
+    assert error.message == "(#131047) Re-engagement message (More than 24 hours)"
+    assert parse_graph_error(400, graph_error("131056")).code == "131056"
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "cls"),
+    [
+        (502, b"<html>Bad Gateway</html>", UpstreamUnavailable),
+        (503, b"", UpstreamUnavailable),
+        (429, b"slow down", UpstreamUnavailable),
+        (400, b"not json", UpstreamRejected),
+        (401, b'{"error": "nope"}', UpstreamRejected),
+        (404, b"[1, 2]", UpstreamRejected),
+        (500, b'{"error": {"code": true}}', UpstreamUnavailable),
+        (500, b"[" * 50_000, UpstreamUnavailable),
+    ],
+)
+def test_error_bodies_without_a_code(status: int, body: bytes, cls: type[Exception]) -> None:
+    error = parse_graph_error(status, body)
+    assert type(error) is cls
+    assert error.code is None and error.status == status
