@@ -103,10 +103,16 @@ class Stack:
         self, wa_id: str, spoken: str, *, language: str = "en", **kw: Any
     ) -> tuple[str, httpx.Response]:
         """A user records a voice note saying ``spoken``."""
+        message = self.voice_note(wa_id, spoken, language=language, **kw)
+        return message.id, await self.deliver(message)
+
+    def voice_note(
+        self, wa_id: str, spoken: str, *, language: str = "en", **kw: Any
+    ) -> webhooks.UserMessage:
+        """A voice note saying ``spoken``, its audio already stored at the simulated Graph."""
         audio = speak(spoken, language)
         media_id = self.graph.add_user_media(audio, "audio/ogg; codecs=opus")
-        message = webhooks.voice_message(wa_id, media_id, sha256=webhooks.media_sha256(audio), **kw)
-        return message.id, await self.deliver(message)
+        return webhooks.voice_message(wa_id, media_id, sha256=webhooks.media_sha256(audio), **kw)
 
     async def deliver(self, *items: webhooks.Item) -> httpx.Response:
         body = webhooks.envelope(*items, phone_number_id=PHONE_NUMBER_ID)
