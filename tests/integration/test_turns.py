@@ -38,7 +38,10 @@ async def test_voice_turn_text_first_then_a_real_voice_note(stack: Stack) -> Non
     assert voice.voice and voice.renders_as_voice_note
     assert voice.audio is not None
     assert describe(voice.audio) == {
-        "format": "ogg", "codec": "opus", "channels": 1, "sample_rate": 48000
+        "format": "ogg",
+        "codec": "opus",
+        "channels": 1,
+        "sample_rate": 48000,
     }
     spoken, _, _ = listen(voice.audio)
     # The voice note says what the daemon asked ElevenLabs to speak: the answer, no markdown.

@@ -44,7 +44,9 @@ def test_shipped_config_toml_lists_every_key() -> None:
             continue
         section = data.get(f.name)
         assert section is not None, f"[{f.name}] missing from config.toml"
-        for key in dataclasses.fields(f.type if isinstance(f.type, type) else getattr(config, f.type)):
+        for key in dataclasses.fields(
+            f.type if isinstance(f.type, type) else getattr(config, f.type)
+        ):
             assert key.name.rstrip("_") in section, f"[{f.name}] {key.name} missing"
 
 

@@ -11,7 +11,9 @@ from daemon.model import Inbound, Kind, User
 
 
 def msg(user: str, n: int) -> Inbound:
-    return Inbound(message_id=f"{user}-{n}", user=User(user, "+" + user), kind=Kind.TEXT, text=str(n))
+    return Inbound(
+        message_id=f"{user}-{n}", user=User(user, "+" + user), kind=Kind.TEXT, text=str(n)
+    )
 
 
 def lanes_kwargs(**over: float) -> dict[str, float]:
@@ -72,7 +74,8 @@ async def test_bounds_answer_overloaded() -> None:
 
     with trio.fail_after(5):
         async with Lanes.open(
-            handler, **lanes_kwargs(max_pending=2, max_lanes=2, queue_size=4)  # type: ignore[arg-type]
+            handler,
+            **lanes_kwargs(max_pending=2, max_lanes=2, queue_size=4),  # type: ignore[arg-type]
         ) as lanes:
             lanes.submit(msg("a", 0))
             await trio.testing.wait_all_tasks_blocked()  # a-0 is running, not queued

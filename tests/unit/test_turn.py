@@ -66,7 +66,9 @@ class FakeChannel:
 
 @dataclass
 class FakeAgent:
-    reply: AgentReply = AgentReply((AgentMessage("Inform", "We open at **9**."),))
+    reply: AgentReply = field(
+        default_factory=lambda: AgentReply((AgentMessage("Inform", "We open at **9**."),))
+    )
     error: Exception | None = None
     delay: float = 0.0
     asked: list[str] = field(default_factory=list)
@@ -81,7 +83,7 @@ class FakeAgent:
 
 @dataclass
 class FakeSpeech:
-    transcript: Transcript = Transcript("when do you open", "en")
+    transcript: Transcript = field(default_factory=lambda: Transcript("when do you open", "en"))
     stt_error: Exception | None = None
     tts_error: Exception | None = None
     tts_delay: float = 0.0
@@ -154,10 +156,15 @@ async def test_voice_turn_sends_text_first_then_the_voice_note() -> None:
     assert {"download", "stt", "agent", "send", "tts", "voice_send"} <= set(report.stages)
 
 
-@pytest.mark.parametrize(("mode", "kind", "voice"), [
-    ("mirror", Kind.TEXT, False), ("mirror", Kind.VOICE, True),
-    ("always", Kind.TEXT, True), ("never", Kind.VOICE, False),
-])
+@pytest.mark.parametrize(
+    ("mode", "kind", "voice"),
+    [
+        ("mirror", Kind.TEXT, False),
+        ("mirror", Kind.VOICE, True),
+        ("always", Kind.TEXT, True),
+        ("never", Kind.VOICE, False),
+    ],
+)
 async def test_voice_reply_modes(mode: str, kind: Kind, voice: bool) -> None:
     channel = FakeChannel()
     message = text_msg() if kind is Kind.TEXT else voice_msg()
@@ -214,7 +221,9 @@ async def test_speech_to_text_failure_asks_the_user_to_type() -> None:
 
 async def test_empty_transcript_gets_the_no_speech_message() -> None:
     channel, agent = FakeChannel(), FakeAgent()
-    report = await make_turn(channel, agent, FakeSpeech(transcript=Transcript("  "))).run(voice_msg())
+    report = await make_turn(channel, agent, FakeSpeech(transcript=Transcript("  "))).run(
+        voice_msg()
+    )
     assert channel.sent("text") == [TEXTS.no_speech]
     assert agent.asked == []
     assert report.outcome == "no_speech"
@@ -253,12 +262,17 @@ async def test_escalation_says_so() -> None:
     assert report.outcome == "escalated"
 
 
-@pytest.mark.parametrize("messages", [
-    (AgentMessage("Failure", "ACTION_FAILED: flow error 42"),),
-    (AgentMessage("Error", "boom"),),
-    (),
-])
-async def test_failure_error_or_empty_reply_is_an_apology(messages: tuple[AgentMessage, ...]) -> None:
+@pytest.mark.parametrize(
+    "messages",
+    [
+        (AgentMessage("Failure", "ACTION_FAILED: flow error 42"),),
+        (AgentMessage("Error", "boom"),),
+        (),
+    ],
+)
+async def test_failure_error_or_empty_reply_is_an_apology(
+    messages: tuple[AgentMessage, ...],
+) -> None:
     channel = FakeChannel()
     report = await make_turn(channel, FakeAgent(reply=AgentReply(messages))).run(text_msg())
     assert channel.sent("text") == [TEXTS.agent_down]
