@@ -369,7 +369,9 @@ def validate_values(s: Settings) -> None:
     _check_bind("[server] bind", s.server.bind)
     _check_bind("[admin] bind", s.admin.bind, allow_empty=True)
     if not s.server.webhook_path.startswith("/"):
-        raise ConfigError("[server] webhook_path", f"must start with /, got {s.server.webhook_path!r}")
+        raise ConfigError(
+            "[server] webhook_path", f"must start with /, got {s.server.webhook_path!r}"
+        )
     _check_choice("[channel] provider", s.channel.provider, ("meta", "twilio"))
     _check_choice("[voice] reply", s.voice.reply, ("mirror", "always", "never"))
     _check_choice("[log] level", s.log.level, ("debug", "info", "warning", "error"))
@@ -398,7 +400,11 @@ def validate_values(s: Settings) -> None:
 def validate_ready(s: Settings) -> None:
     """Checks that only matter to serve real traffic: ids and secrets are present."""
     required: list[tuple[str, str, str]] = [
-        ("[agentforce] token_url", s.agentforce.token_url, "https://<MyDomain>/services/oauth2/token"),
+        (
+            "[agentforce] token_url",
+            s.agentforce.token_url,
+            "https://<MyDomain>/services/oauth2/token",
+        ),
         ("[agentforce] instance_endpoint", s.agentforce.instance_endpoint, "https://<MyDomain>"),
         ("[agentforce] agent_id", s.agentforce.agent_id, "the 0Xx... id of your agent"),
         ("[elevenlabs] voice_id", s.elevenlabs.voice_id, "the ElevenLabs voice to speak with"),
@@ -438,4 +444,3 @@ def replace(s: Settings, **sections: Any) -> Settings:
         else:
             changes[name] = value
     return dataclasses.replace(s, **changes)
-

@@ -64,7 +64,9 @@ async def _play(stack: Stack, step: Step, already: int) -> int:
         message = webhooks.image_message(USER, media_id, sha256="c2ltdWxhdGVk")
     start = trio.current_time()
     response = await stack.deliver(message)
-    print(f"   {_ms(trio.current_time() - start)}  webhook acknowledged: HTTP {response.status_code}")
+    print(
+        f"   {_ms(trio.current_time() - start)}  webhook acknowledged: HTTP {response.status_code}"
+    )
     expected = already + (2 if step.expect_voice else 1)
     for n in range(already, expected):
         sent = (await stack.graph.wait_sent(n + 1, to="+" + USER))[n]

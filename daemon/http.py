@@ -27,9 +27,7 @@ def make_client(cfg: HttpConfig, *, read_timeout: float, base_url: str = "") -> 
             max_keepalive_connections=cfg.max_keepalive,
             keepalive_expiry=cfg.keepalive_expiry,
         ),
-        timeout=httpx.Timeout(
-            read_timeout, connect=cfg.connect_timeout, pool=cfg.pool_timeout
-        ),
+        timeout=httpx.Timeout(read_timeout, connect=cfg.connect_timeout, pool=cfg.pool_timeout),
         headers={"User-Agent": USER_AGENT},
         # Redirects are followed only where a client asks for it (media downloads check
         # every hop against the allowed hosts themselves).

@@ -39,7 +39,7 @@ from daemon.model import Inbound
 from daemon.observe.notify import notify, watchdog_interval
 from daemon.speech.elevenlabs import ElevenLabs
 from daemon.state.inbox import Inbox
-from daemon.turn import Agent, Speech, Turn, TurnReport
+from daemon.turn import Turn, TurnReport
 from daemon.web import WebContext, create_admin_app, create_app
 
 log = logging.getLogger("wa_agentd")

@@ -198,11 +198,17 @@ class Turn:
         media = message.media
         try:
             audio = await self._timed(
-                report, "download", "download", self._timeouts.download,
+                report,
+                "download",
+                "download",
+                self._timeouts.download,
                 lambda: self._channel.fetch_media(media),
             )
             transcript = await self._timed(
-                report, "stt", "elevenlabs-stt", self._timeouts.stt,
+                report,
+                "stt",
+                "elevenlabs-stt",
+                self._timeouts.stt,
                 lambda: self._speech.transcribe(audio, media.mime_type),
             )
         except UpstreamError as exc:
@@ -215,7 +221,10 @@ class Turn:
     async def _ask(self, message: Inbound, question: str, report: TurnReport) -> tuple[str, str]:
         try:
             reply = await self._timed(
-                report, "agent", "agentforce", self._timeouts.agent,
+                report,
+                "agent",
+                "agentforce",
+                self._timeouts.agent,
                 lambda: self._agent.ask(message.user.key, question),
             )
         except UpstreamError as exc:
@@ -243,7 +252,10 @@ class Turn:
         delivered.begin()
         try:
             await self._timed(
-                report, "send", "whatsapp", self._timeouts.whatsapp,
+                report,
+                "send",
+                "whatsapp",
+                self._timeouts.whatsapp,
                 lambda: self._channel.send_text(message.user, text),
             )
         except UpstreamTimeout as exc:
@@ -271,14 +283,20 @@ class Turn:
             return
         try:
             audio = await self._timed(
-                report, "tts", "elevenlabs-tts", self._timeouts.tts,
+                report,
+                "tts",
+                "elevenlabs-tts",
+                self._timeouts.tts,
                 lambda: self._speech.synthesize(spoken, language=language),
             )
             if not await gate.wait():
                 report.voice = "skipped"  # no text went out: a lone voice note would confuse
                 return
             await self._timed(
-                report, "voice_send", "whatsapp", self._timeouts.whatsapp,
+                report,
+                "voice_send",
+                "whatsapp",
+                self._timeouts.whatsapp,
                 lambda: self._channel.send_voice(message.user, audio),
             )
             report.voice = "sent"
@@ -323,8 +341,10 @@ class Turn:
             report.stages[stage] = report.stages.get(stage, 0.0) + self._clock() - started
 
     def _emit(self, report: TurnReport) -> None:
-        level = logging.INFO if report.outcome in ("answered", "unsupported", "no_speech") else (
-            logging.WARNING
+        level = (
+            logging.INFO
+            if report.outcome in ("answered", "unsupported", "no_speech")
+            else (logging.WARNING)
         )
         log.log(level, report.summary())
         if self._on_report is not None:

@@ -56,7 +56,9 @@ def create_app(ctx: WebContext, *, admin_routes: bool = True) -> QuartTrio:
     # A body that trickles in slower than this is cut off (408), so it can't hold a slot.
     app.config["BODY_TIMEOUT"] = 15
 
-    def answer(outcome: str, status: int, body: str = "", content_type: str = "text/plain") -> Response:
+    def answer(
+        outcome: str, status: int, body: str = "", content_type: str = "text/plain"
+    ) -> Response:
         ctx.stats.count(ctx.stats.webhooks, outcome)
         return Response(body, status=status, content_type=content_type)
 
