@@ -9,6 +9,7 @@ back. Tests can then check that the voice note the user got says the agent's ans
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 
@@ -21,14 +22,22 @@ _RATE = 48_000
 _FRAME = 960  # 20 ms at 48 kHz, the frame size Opus likes best
 
 
+@functools.cache
+def _second_of_tone() -> bytes:
+    """One second of a 220 Hz tone, s16le; 220 whole periods, so it tiles seamlessly."""
+    return b"".join(
+        int(3000 * math.sin(2 * math.pi * 220 * k / _RATE)).to_bytes(2, "little", signed=True)
+        for k in range(_RATE)
+    )
+
+
 def _tone(samples: int, start: int) -> bytes:
-    out = bytearray()
-    for k in range(samples):
-        value = int(3000 * math.sin(2 * math.pi * 220 * (start + k) / _RATE))
-        out += value.to_bytes(2, "little", signed=True)
-    return bytes(out)
+    offset = 2 * (start % _RATE)
+    second = _second_of_tone()
+    return (second[offset:] + second)[: 2 * samples]
 
 
+@functools.lru_cache(maxsize=256)  # deterministic, and encoding costs CPU the daemon's load needs
 def speak(text: str, language: str = "en", seconds: float | None = None) -> bytes:
     """An Ogg/Opus clip of ``seconds`` (default: ~60 ms per character, 0.5-20 s) saying ``text``.
 

@@ -7,9 +7,16 @@ simulated upstreams.
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -40,17 +47,16 @@ SECRETS = {
 }
 
 
-def sim_settings(
+def sim_sections(
     *,
     graph_url: str,
     agentforce_url: str,
     elevenlabs_url: str,
-    bind: str = "127.0.0.1:0",
     **overrides: Mapping[str, Any],
-) -> config.Settings:
-    """Settings that point the daemon at the simulators; ``overrides`` per section."""
+) -> dict[str, dict[str, Any]]:
+    """Config sections that point the daemon at the simulators; ``overrides`` per section."""
     sections: dict[str, dict[str, Any]] = {
-        "server": {"bind": bind},
+        "server": {"bind": "127.0.0.1:0"},
         "whatsapp": {
             "graph_url": f"{graph_url}/v23.0",
             "phone_number_id": PHONE_NUMBER_ID,
@@ -66,9 +72,75 @@ def sim_settings(
     }
     for name, values in overrides.items():
         sections.setdefault(name, {}).update(values)
-    settings = config.parse(sections, env=SECRETS)
-    config.validate_ready(settings)
-    return settings
+    return sections
+
+
+def to_toml(sections: Mapping[str, Mapping[str, Any]]) -> str:
+    """A config file for ``sections`` (the value types config.toml uses)."""
+    lines: list[str] = []
+    for name, values in sections.items():
+        lines.append(f"[{name}]")
+        for key, value in values.items():
+            lines.append(f"{key} = {json.dumps(value)}")  # JSON scalars and lists are TOML
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class Sims:
+    """The three simulated upstreams, serving on loopback."""
+
+    graph: GraphSim
+    agentforce: AgentforceSim
+    elevenlabs: ElevenLabsSim
+
+    def sections(self, **overrides: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+        return sim_sections(
+            graph_url=self.graph.base_url or "",
+            agentforce_url=self.agentforce.base_url,
+            elevenlabs_url=self.elevenlabs.base_url,
+            **overrides,
+        )
+
+    def settings(self, **overrides: Mapping[str, Any]) -> config.Settings:
+        settings = config.parse(self.sections(**overrides), env=SECRETS)
+        config.validate_ready(settings)
+        return settings
+
+
+@asynccontextmanager
+async def open_sims(
+    *,
+    graph_faults: Faults | None = None,
+    agentforce_faults: Faults | None = None,
+    elevenlabs_faults: Faults | None = None,
+    agentforce_options: Mapping[str, Any] | None = None,
+) -> AsyncIterator[Sims]:
+    async with trio.open_nursery() as nursery:
+        sims = Sims(
+            graph=GraphSim(
+                access_token=SECRETS["WHATSAPP_ACCESS_TOKEN"],
+                phone_number_id=PHONE_NUMBER_ID,
+                faults=graph_faults,
+            ),
+            agentforce=AgentforceSim(
+                client_id=SECRETS["AGENTFORCE_CLIENT_ID"],
+                client_secret=SECRETS["AGENTFORCE_CLIENT_SECRET"],
+                agent_id=AGENT_ID,
+                instance_endpoint="https://sim.my.salesforce.com",
+                faults=agentforce_faults,
+                **dict(agentforce_options or {}),
+            ),
+            elevenlabs=ElevenLabsSim(
+                api_key=SECRETS["ELEVENLABS_API_KEY"],
+                voice_ids=(VOICE_ID,),
+                faults=elevenlabs_faults,
+            ),
+        )
+        await sims.graph.start(nursery)
+        await sims.agentforce.start(nursery)
+        await sims.elevenlabs.start(nursery)
+        yield sims
+        nursery.cancel_scope.cancel()
 
 
 @dataclass
@@ -132,32 +204,14 @@ async def open_stack(
     **overrides: Mapping[str, Any],
 ) -> AsyncIterator[Stack]:
     """Start the simulators and the daemon; leaving the block stops the daemon gracefully."""
-    async with trio.open_nursery() as sims:
-        graph = GraphSim(
-            access_token=SECRETS["WHATSAPP_ACCESS_TOKEN"],
-            phone_number_id=PHONE_NUMBER_ID,
-            faults=graph_faults,
-        )
-        agentforce = AgentforceSim(
-            client_id=SECRETS["AGENTFORCE_CLIENT_ID"],
-            client_secret=SECRETS["AGENTFORCE_CLIENT_SECRET"],
-            agent_id=AGENT_ID,
-            instance_endpoint="https://sim.my.salesforce.com",
-            faults=agentforce_faults,
-            **dict(agentforce_options or {}),
-        )
-        elevenlabs = ElevenLabsSim(
-            api_key=SECRETS["ELEVENLABS_API_KEY"],
-            voice_ids=(VOICE_ID,),
-            faults=elevenlabs_faults,
-        )
-        settings = sim_settings(
-            graph_url=await graph.start(sims),
-            agentforce_url=await agentforce.start(sims),
-            elevenlabs_url=await elevenlabs.start(sims),
-            bind=bind,
-            **overrides,
-        )
+    async with open_sims(
+        graph_faults=graph_faults,
+        agentforce_faults=agentforce_faults,
+        elevenlabs_faults=elevenlabs_faults,
+        agentforce_options=agentforce_options,
+    ) as sims:
+        server = {"bind": bind, **overrides.pop("server", {})}
+        settings = sims.settings(server=server, **overrides)
         stack: Stack | None = None
 
         def report(r: TurnReport) -> None:
@@ -178,9 +232,9 @@ async def open_stack(
             async with httpx.AsyncClient(timeout=10) as client:
                 stack = Stack(
                     settings=settings,
-                    graph=graph,
-                    agentforce=agentforce,
-                    elevenlabs=elevenlabs,
+                    graph=sims.graph,
+                    agentforce=sims.agentforce,
+                    elevenlabs=sims.elevenlabs,
                     daemon=running,
                     client=client,
                     sender=webhooks.WebhookSender(
@@ -191,4 +245,76 @@ async def open_stack(
                     yield stack
                 finally:
                     running.stop.set()
-        sims.cancel_scope.cancel()
+
+
+@dataclass
+class DaemonProcess:
+    """``wa-agentd serve`` as a child process, configured for the simulators."""
+
+    process: trio.Process
+    url: str
+    webhook_url: str
+    log: bytearray  # everything it wrote to stderr so far
+
+    async def read_log_until(self, pattern: str) -> str:
+        """Read stderr until ``pattern`` (a regex with one group) matches; return the group."""
+        regex = re.compile(pattern)
+        assert self.process.stderr is not None
+        while True:
+            match = regex.search(self.log.decode(errors="replace"))
+            if match:
+                return match.group(1)
+            chunk = await self.process.stderr.receive_some(65536)
+            if not chunk:
+                raise RuntimeError(f"daemon ended before logging {pattern!r}:\n{self.log.decode()}")
+            self.log += chunk
+
+    async def drain_log(self) -> None:
+        """Keep reading stderr so the child never blocks on a full pipe."""
+        assert self.process.stderr is not None
+        while chunk := await self.process.stderr.receive_some(65536):
+            self.log += chunk
+
+
+@asynccontextmanager
+async def spawn_daemon(
+    sims: Sims,
+    workdir: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    **overrides: Mapping[str, Any],
+) -> AsyncIterator[DaemonProcess]:
+    """Write a config for ``sims`` under ``workdir``, start ``wa-agentd serve`` on it (secrets
+    from a systemd-style credentials directory) and wait until it listens. Leaving the block
+    sends SIGTERM and waits for the exit."""
+    config_path = workdir / "config.toml"
+    config_path.write_text(to_toml(sims.sections(**overrides)))
+    creds = workdir / "credentials"
+    creds.mkdir(exist_ok=True)
+    for name, value in SECRETS.items():
+        (creds / name.lower().replace("_", "-")).write_text(value + "\n")
+    child_env = {k: v for k, v in os.environ.items() if k not in SECRETS}
+    child_env |= {"CREDENTIALS_DIRECTORY": str(creds), "WA_AGENTD_CONFIG": str(config_path)}
+    child_env |= dict(env or {})
+    process = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "daemon", "serve"],
+        env=child_env,
+        stderr=subprocess.PIPE,
+        cwd=workdir,
+    )
+    daemon = DaemonProcess(process, "", "", bytearray())
+    try:
+        with trio.fail_after(30):
+            daemon.url = await daemon.read_log_until(r"listening on (http://\S+)")
+        daemon.webhook_url = daemon.url + sims.settings(**overrides).server.webhook_path
+        yield daemon
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+        with trio.move_on_after(30):
+            await process.wait()
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        with trio.move_on_after(5):  # what it logged while stopping
+            await daemon.drain_log()
