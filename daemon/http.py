@@ -8,6 +8,8 @@ network phases (connect, pool wait) that should fail fast on their own.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import httpx
 
 from daemon import __version__, http_guard
@@ -18,9 +20,20 @@ http_guard.install()
 USER_AGENT = f"wa-agentd/{__version__}"
 
 
-def make_client(cfg: HttpConfig, *, read_timeout: float, base_url: str = "") -> httpx.AsyncClient:
-    """A pooled client. ``read_timeout`` backs up the caller's cancel scope."""
+ResponseHook = Callable[[httpx.Response], Awaitable[None]]
+
+
+def make_client(
+    cfg: HttpConfig,
+    *,
+    read_timeout: float,
+    base_url: str = "",
+    on_response: ResponseHook | None = None,
+) -> httpx.AsyncClient:
+    """A pooled client. ``read_timeout`` backs up the caller's cancel scope; ``on_response``
+    sees every response (metrics, health), whatever its status."""
     return httpx.AsyncClient(
+        event_hooks={"response": [on_response]} if on_response else None,
         base_url=base_url,
         limits=httpx.Limits(
             max_connections=cfg.max_connections,

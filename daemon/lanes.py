@@ -67,6 +67,7 @@ class Lanes:
         self._queued = 0  # accepted, not yet started, across all lanes
         self._running = 0
         self._closed = False
+        self._drained = trio.Event()  # set once closed and every lane has ended
 
     @classmethod
     @asynccontextmanager
@@ -128,6 +129,19 @@ class Lanes:
         self._closed = True
         for lane in self._lanes.values():
             lane.send.close()
+        self._check_drained()
+
+    async def drained(self) -> None:
+        """Return once closed and every lane has finished its work."""
+        await self._drained.wait()
+
+    def cancel(self) -> None:
+        """Abandon the turns still running (the drain deadline passed)."""
+        self._nursery.cancel_scope.cancel()
+
+    def _check_drained(self) -> None:
+        if self._closed and not self._lanes:
+            self._drained.set()
 
     # -- state, for health and metrics ----------------------------------------------------
 
@@ -174,6 +188,7 @@ class Lanes:
                 del self._lanes[key]
             lane.send.close()
             lane.receive.close()
+            self._check_drained()
 
     async def _next(self, lane: _Lane) -> Inbound | None:
         """The next message, or None when the lane was idle too long or is closed and empty."""

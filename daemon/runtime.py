@@ -15,11 +15,13 @@ requests in flight are done (graceful_timeout) -> lanes finish the turns they ho
 from __future__ import annotations
 
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import httpx
 import trio
@@ -33,9 +35,11 @@ from daemon.channels.base import Channel
 from daemon.channels.meta.channel import MetaChannel
 from daemon.channels.meta.client import GraphClient
 from daemon.config import Settings
-from daemon.http import make_client
+from daemon.http import ResponseHook, make_client
 from daemon.lanes import Lanes
 from daemon.model import Inbound
+from daemon.observe.health import UpstreamHealth
+from daemon.observe.metrics import Metrics
 from daemon.observe.notify import notify, watchdog_interval
 from daemon.speech.elevenlabs import ElevenLabs
 from daemon.state.inbox import Inbox
@@ -59,6 +63,35 @@ class Running:
 
 
 @dataclass
+class Observability:
+    """Where upstream outcomes and turn reports go: metrics and the readiness tracker."""
+
+    metrics: Metrics
+    health: UpstreamHealth
+
+    def upstream(self, name: str, status: str) -> None:
+        self.metrics.observe_upstream(name, status)
+        self.health.record(name, status)
+
+    def hook(self, name: Callable[[httpx.Request], str]) -> ResponseHook:
+        """An httpx response hook that counts every answer of one upstream pool."""
+
+        async def on_response(response: httpx.Response) -> None:
+            self.upstream(name(response.request), str(response.status_code))
+
+        return on_response
+
+    def turn(self, report: TurnReport) -> None:
+        self.metrics.observe_turn(report)
+        for upstream, status in report.failures:
+            self.upstream(upstream, status)
+
+
+def _elevenlabs_upstream(request: httpx.Request) -> str:
+    return "elevenlabs-stt" if request.url.path.endswith("/speech-to-text") else "elevenlabs-tts"
+
+
+@dataclass
 class Upstreams:
     """The three upstream clients and the pooled httpx clients under them."""
 
@@ -68,11 +101,17 @@ class Upstreams:
     pools: list[httpx.AsyncClient]
 
 
-def build_upstreams(settings: Settings, stack: AsyncExitStack) -> Upstreams:
+def build_upstreams(settings: Settings, stack: AsyncExitStack, obs: Observability) -> Upstreams:
     t, h, s = settings.timeouts, settings.http, settings.secrets
-    graph_http = make_client(h, read_timeout=max(t.whatsapp, t.download))
-    agent_http = make_client(h, read_timeout=t.agent)
-    speech_http = make_client(h, read_timeout=max(t.stt, t.tts))
+    graph_http = make_client(
+        h,
+        read_timeout=max(t.whatsapp, t.download),
+        on_response=obs.hook(lambda _: "whatsapp"),
+    )
+    agent_http = make_client(h, read_timeout=t.agent, on_response=obs.hook(lambda _: "agentforce"))
+    speech_http = make_client(
+        h, read_timeout=max(t.stt, t.tts), on_response=obs.hook(_elevenlabs_upstream)
+    )
     pools = [graph_http, agent_http, speech_http]
     for pool in pools:
         stack.push_async_callback(pool.aclose)
@@ -153,6 +192,70 @@ async def _reap_sessions(agent: AgentforceClient, every: float) -> None:
             log.info("ended %d idle agent sessions", ended)
 
 
+def _readiness(lanes: Lanes, health: UpstreamHealth, state_dir: Path) -> tuple[bool, str]:
+    """(ready?, why): config is loaded (we run), state is writable, upstreams answer."""
+    problems: list[str] = []
+    if lanes.closed:
+        problems.append("draining")
+    if not os.access(state_dir, os.W_OK):
+        problems.append(f"state directory {state_dir} not writable")
+    problems += health.down()
+    return (not problems, "; ".join(problems) or "ready")
+
+
+def _export_state(metrics: Metrics, ctx: WebContext, agent: AgentforceClient) -> None:
+    """State the collector reads at scrape time (one source of truth, no copies)."""
+    stats, lanes = ctx.stats, ctx.lanes
+    metrics.sources.counters.update(
+        {
+            "wa_agentd_webhooks": (
+                "Webhook deliveries by outcome.",
+                "outcome",
+                lambda: stats.webhooks,
+            ),
+            "wa_agentd_messages": (
+                "Inbound messages by what became of them.",
+                "outcome",
+                lambda: stats.messages,
+            ),
+            "wa_agentd_statuses": (
+                "Outbound message statuses reported by WhatsApp.",
+                "status",
+                lambda: stats.statuses,
+            ),
+        }
+    )
+    metrics.sources.gauges.update(
+        {
+            "wa_agentd_queue_depth": (
+                "Messages accepted and not yet started.",
+                lambda: lanes.queued,
+            ),
+            "wa_agentd_turns_in_flight": ("Turns running now.", lambda: lanes.running),
+            "wa_agentd_lanes": (
+                "Users with a lane (work queued or running).",
+                lambda: lanes.active,
+            ),
+            "wa_agentd_agent_sessions": ("Agentforce sessions open.", lambda: agent.sessions_open),
+            "wa_agentd_dedupe_ids": ("Message ids remembered for dedupe.", lambda: len(ctx.inbox)),
+        }
+    )
+
+
+async def _report_status(url: str, lanes: Lanes) -> None:
+    """A STATUS= line for `systemctl status`, refreshed while the daemon runs."""
+    last = ""
+    while True:
+        status = (
+            f"listening on {url}; {lanes.running} turns in flight, {lanes.queued} queued, "
+            f"{lanes.active} users active"
+        )
+        if status != last:
+            notify(f"STATUS={status}")
+            last = status
+        await trio.sleep(5)
+
+
 async def _watchdog(interval: float) -> None:
     while True:
         notify("WATCHDOG=1")
@@ -164,7 +267,7 @@ async def run(
     *,
     handle_signals: bool = True,
     stop: trio.Event | None = None,
-    upstreams: Callable[[Settings, AsyncExitStack], Upstreams] = build_upstreams,
+    upstreams: Callable[[Settings, AsyncExitStack, Observability], Upstreams] = build_upstreams,
     on_report: Callable[[TurnReport], None] | None = None,
     task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -174,8 +277,9 @@ async def run(
     async with AsyncExitStack() as stack, trio.open_nursery() as top:
         if handle_signals:
             await top.start(_watch_signals, stop)
-        ups = upstreams(settings, stack)
-        async with _serving(settings, ups, stop, on_report, top) as running:
+        obs = Observability(Metrics(), UpstreamHealth())
+        ups = upstreams(settings, stack, obs)
+        async with _serving(settings, ups, obs, stop, on_report, top) as running:
             task_status.started(running)
             await stop.wait()
             notify("STOPPING=1")
@@ -189,10 +293,19 @@ async def run(
 async def _serving(
     settings: Settings,
     ups: Upstreams,
+    obs: Observability,
     stop: trio.Event,
     on_report: Callable[[TurnReport], None] | None,
     top: trio.Nursery,
 ) -> AsyncIterator[Running]:
+    def report(r: TurnReport) -> None:
+        obs.turn(r)
+        if on_report is not None:
+            on_report(r)
+
+    state_dir = settings.state_dir()
+    state_dir.mkdir(parents=True, exist_ok=True)
+
     turn = Turn(
         channel=ups.channel,
         agent=ups.agent,
@@ -200,7 +313,7 @@ async def _serving(
         timeouts=settings.timeouts,
         voice=settings.voice,
         texts=settings.texts,
-        on_report=on_report,
+        on_report=report,
     )
 
     async def handle(message: Inbound) -> None:
@@ -213,47 +326,52 @@ async def _serving(
     if interval:
         top.start_soon(_watchdog, interval)
 
-    drain_scope = trio.CancelScope()
-    with drain_scope:
-        async with Lanes.open(
-            handle,
-            max_lanes=lanes_cfg.max_lanes,
-            max_pending=lanes_cfg.max_pending,
-            queue_size=settings.server.queue_size,
-            idle_seconds=lanes_cfg.idle_seconds,
-            max_concurrent_turns=lanes_cfg.max_concurrent_turns,
-        ) as lanes:
-            ctx = WebContext(
-                channel=ups.channel,
-                inbox=inbox,
-                lanes=lanes,
-                webhook_path=settings.server.webhook_path,
-                max_body_bytes=settings.server.max_body_bytes,
-                ready=lambda: (not lanes.closed, "ready" if not lanes.closed else "draining"),
+    async with Lanes.open(
+        handle,
+        max_lanes=lanes_cfg.max_lanes,
+        max_pending=lanes_cfg.max_pending,
+        queue_size=settings.server.queue_size,
+        idle_seconds=lanes_cfg.idle_seconds,
+        max_concurrent_turns=lanes_cfg.max_concurrent_turns,
+    ) as lanes:
+        ctx = WebContext(
+            channel=ups.channel,
+            inbox=inbox,
+            lanes=lanes,
+            webhook_path=settings.server.webhook_path,
+            max_body_bytes=settings.server.max_body_bytes,
+            ready=partial(_readiness, lanes, obs.health, state_dir),
+            metrics=obs.metrics,
+        )
+        _export_state(obs.metrics, ctx, ups.agent)
+        # The listeners stay open while the turns drain, answering webhooks with 503 (Meta
+        # retries them later, elsewhere or after the restart); they close once drained.
+        http_stop = trio.Event()
+        separate_admin = bool(settings.admin.bind)
+        async with trio.open_nursery() as http:
+            urls = await http.start(
+                partial(
+                    serve,
+                    create_app(ctx, admin_routes=not separate_admin),
+                    _hypercorn_config(settings.server.bind, settings),
+                    shutdown_trigger=http_stop.wait,
+                )
             )
-            separate_admin = bool(settings.admin.bind)
-            async with trio.open_nursery() as http:
-                urls = await http.start(
+            admin_urls = urls
+            if separate_admin:
+                admin_urls = await http.start(
                     partial(
                         serve,
-                        create_app(ctx, admin_routes=not separate_admin),
-                        _hypercorn_config(settings.server.bind, settings),
-                        shutdown_trigger=stop.wait,
+                        create_admin_app(ctx),
+                        _hypercorn_config(settings.admin.bind, settings),
+                        shutdown_trigger=http_stop.wait,
                     )
                 )
-                admin_urls = urls
-                if separate_admin:
-                    admin_urls = await http.start(
-                        partial(
-                            serve,
-                            create_admin_app(ctx),
-                            _hypercorn_config(settings.admin.bind, settings),
-                            shutdown_trigger=stop.wait,
-                        )
-                    )
-                url = urls[0]
-                log.info("listening on %s (webhook %s)", url, settings.server.webhook_path)
-                notify(f"READY=1\nSTATUS=listening on {url}")
+            url = urls[0]
+            log.info("listening on %s (webhook %s)", url, settings.server.webhook_path)
+            notify(f"READY=1\nSTATUS=listening on {url}")
+            top.start_soon(_report_status, url, lanes)
+            try:
                 yield Running(
                     url=url,
                     admin_url=admin_urls[0],
@@ -263,11 +381,16 @@ async def _serving(
                     lanes=lanes,
                     agent=ups.agent,
                 )
-            # The listeners are closed: nobody can queue work now. Drain with a deadline.
-            lanes.close()
-            drain_scope.deadline = trio.current_time() + settings.server.drain_timeout
-    if drain_scope.cancelled_caught:
-        log.warning(
-            "drain timeout (%.0fs): turns still running were cancelled",
-            settings.server.drain_timeout,
-        )
+            finally:
+                ctx.draining = True
+                lanes.close()
+                with trio.move_on_after(settings.server.drain_timeout) as drain:
+                    await lanes.drained()
+                if drain.cancelled_caught:
+                    log.warning(
+                        "drain timeout (%.0fs): %d turns still running were cancelled",
+                        settings.server.drain_timeout,
+                        lanes.running,
+                    )
+                    lanes.cancel()
+                http_stop.set()

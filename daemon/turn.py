@@ -30,7 +30,7 @@ from daemon.channels.base import Channel
 from daemon.config import TextsConfig, TimeoutsConfig, VoiceConfig
 from daemon.errors import UpstreamError, UpstreamTimeout
 from daemon.model import AgentReply, Inbound, Kind, Transcript
-from daemon.observe.logs import hashed
+from daemon.observe.logs import current_turn, hashed
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +60,15 @@ class TurnReport:
     outcome: str = "pending"
     voice: str = "none"  # none | sent | skipped | failed
     error: str = ""
+    # Upstream calls that got no HTTP answer at all (the HTTP ones are counted by the
+    # clients' response hooks): (upstream, "timeout" | "error").
+    failures: list[tuple[str, str]] = field(default_factory=list)
 
     def summary(self) -> str:
         stages = " ".join(f"{k}={v:.3f}" for k, v in self.stages.items())
         err = f" error={self.error!r}" if self.error else ""
         return (
-            f"turn {self.turn_id} user={self.user} kind={self.kind} outcome={self.outcome} "
+            f"turn={self.turn_id} done user={self.user} kind={self.kind} outcome={self.outcome} "
             f"voice={self.voice} {stages}{err}"
         ).rstrip()
 
@@ -125,6 +128,15 @@ class Turn:
             kind=message.kind.value,
             user=hashed(message.user.key),
         )
+        context = current_turn.set(report.turn_id)
+        try:
+            await self._run_turn(message, report)
+        finally:
+            current_turn.reset(context)
+        self._emit(report)  # carries turn=<id> itself, like every line the turn logged
+        return report
+
+    async def _run_turn(self, message: Inbound, report: TurnReport) -> None:
         started = self._clock()
         # Set once any part of the answer (or the apology) may have reached the user.
         delivered = _Delivery()
@@ -147,8 +159,6 @@ class Turn:
             # Nothing reached the user yet (deadline, bug): one apology, with its own budget.
             await self._say(message, self._texts.agent_down, report, delivered)
         report.stages["total"] = self._clock() - started
-        self._emit(report)
-        return report
 
     # -- the answer path ----------------------------------------------------------------------
 
@@ -200,7 +210,7 @@ class Turn:
             audio = await self._timed(
                 report,
                 "download",
-                "download",
+                "whatsapp",
                 self._timeouts.download,
                 lambda: self._channel.fetch_media(media),
             )
@@ -336,7 +346,12 @@ class Turn:
             with trio.fail_after(seconds):
                 return await call()
         except trio.TooSlowError:
+            report.failures.append((upstream, "timeout"))
             raise UpstreamTimeout(upstream, seconds) from None
+        except UpstreamError as exc:
+            if exc.status is None:
+                report.failures.append((upstream, "error"))
+            raise
         finally:
             report.stages[stage] = report.stages.get(stage, 0.0) + self._clock() - started
 

@@ -22,6 +22,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, RequestTim
 
 from daemon.channels.base import BadWebhook, Channel, WebhookRequest
 from daemon.lanes import Closed, Lanes, Overloaded
+from daemon.observe.metrics import Metrics
 from daemon.state.inbox import Inbox
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class WebContext:
     webhook_path: str
     max_body_bytes: int
     ready: Callable[[], tuple[bool, str]]  # (ready?, reason) for /readyz
+    metrics: Metrics | None = None
     stats: WebStats = field(default_factory=WebStats)
     draining: bool = False
 
@@ -166,6 +168,13 @@ def add_admin_routes(app: QuartTrio, ctx: WebContext) -> None:
     async def healthz() -> Response:
         # Answering at all proves the event loop runs.
         return Response("ok\n", status=200, content_type="text/plain")
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        if ctx.metrics is None:
+            return Response("metrics off\n", status=404, content_type="text/plain")
+        body, content_type = ctx.metrics.render()
+        return Response(body, status=200, content_type=content_type)
 
     @app.get("/readyz")
     async def readyz() -> Response:

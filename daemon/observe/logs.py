@@ -11,6 +11,7 @@ import hashlib
 import logging
 import os
 import sys
+from contextvars import ContextVar
 from typing import TextIO
 
 # A per-host salt would be better for privacy but would make hashes differ between hosts
@@ -21,6 +22,21 @@ _SALT = os.environ.get("WA_AGENTD_LOG_SALT", "wa-agentd").encode()
 def hashed(value: str) -> str:
     """A short, stable, non-reversible tag for a phone number or user id."""
     return "u:" + hashlib.blake2s(value.encode(), key=_SALT[:32], digest_size=5).hexdigest()
+
+
+# --------------------------------------------------------------------------- turn ids
+
+# The id of the turn the current task works for. Set by the turn; trio gives every task a
+# copy of its parent's context, so the tasks a turn starts carry the id too, and every log
+# line of one turn can be found with `journalctl -g 'turn=<id>'`.
+current_turn: ContextVar[str] = ContextVar("wa_agentd_turn", default="")
+
+
+class _TurnIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        turn = current_turn.get()
+        record.turn = f"turn={turn} " if turn else ""
+        return True
 
 
 # --------------------------------------------------------------------------- set-up

@@ -13,6 +13,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -203,7 +204,37 @@ async def open_stack(
     on_report: Callable[[TurnReport], None] | None = None,
     **overrides: Mapping[str, Any],
 ) -> AsyncIterator[Stack]:
-    """Start the simulators and the daemon; leaving the block stops the daemon gracefully."""
+    """Start the simulators and the daemon; leaving the block stops the daemon gracefully.
+
+    State and cache directories are fresh temporary ones unless ``overrides`` name them."""
+    with tempfile.TemporaryDirectory(prefix="wa-agentd-") as scratch:
+        async with _open_stack_in(
+            scratch,
+            bind=bind,
+            handle_signals=handle_signals,
+            graph_faults=graph_faults,
+            agentforce_faults=agentforce_faults,
+            elevenlabs_faults=elevenlabs_faults,
+            agentforce_options=agentforce_options,
+            on_report=on_report,
+            **overrides,
+        ) as stack:
+            yield stack
+
+
+@asynccontextmanager
+async def _open_stack_in(
+    scratch: str,
+    *,
+    bind: str,
+    handle_signals: bool,
+    graph_faults: Faults | None,
+    agentforce_faults: Faults | None,
+    elevenlabs_faults: Faults | None,
+    agentforce_options: Mapping[str, Any] | None,
+    on_report: Callable[[TurnReport], None] | None,
+    **overrides: Mapping[str, Any],
+) -> AsyncIterator[Stack]:
     async with open_sims(
         graph_faults=graph_faults,
         agentforce_faults=agentforce_faults,
@@ -211,7 +242,8 @@ async def open_stack(
         agentforce_options=agentforce_options,
     ) as sims:
         server = {"bind": bind, **overrides.pop("server", {})}
-        settings = sims.settings(server=server, **overrides)
+        dirs = {"state": {"dir": f"{scratch}/state"}, "cache": {"dir": f"{scratch}/cache"}}
+        settings = sims.settings(server=server, **{**dirs, **overrides})
         stack: Stack | None = None
 
         def report(r: TurnReport) -> None:

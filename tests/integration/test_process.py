@@ -31,7 +31,7 @@ async def test_serve_answers_a_webhook_and_stops_cleanly_on_sigterm(tmp_path: Pa
                     assert (await sender.post(body)).status_code == 200
                     [sent] = await sims.graph.wait_sent(1)
                     assert sent.text and "open" in sent.text
-                    await daemon.read_log_until(r"(turn \w+ .*outcome=answered)")
+                    await daemon.read_log_until(r"(turn=\w+ done .*outcome=answered)")
                 daemon.process.send_signal(signal.SIGTERM)
                 assert await daemon.process.wait() == 0
                 await daemon.drain_log()

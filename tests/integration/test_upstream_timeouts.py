@@ -61,7 +61,8 @@ async def test_media_download_timeout_asks_the_user_to_type() -> None:
             report = (await stack.wait_reports(1))[0]
             stack.graph.faults.hang_rate = 0.0
     assert report.outcome == "not_understood"
-    assert "download" in report.error
+    assert "whatsapp" in report.error and report.stages["download"] >= 0.5
+    assert ("whatsapp", "timeout") in report.failures
     # The apology itself hit the hanging Graph too: the send's outcome is unknown, so
     # nothing more was tried (a second message is worse than none).
     assert stack.agentforce.received == []

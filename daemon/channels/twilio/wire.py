@@ -1,0 +1,332 @@
+"""Twilio's WhatsApp wire format: pure functions, no I/O (reference/whatsapp.md §6).
+
+Inbound: the ``X-Twilio-Signature`` check over the URL Twilio called plus the sorted form
+parameters, and the form-encoded webhook turned into a provider-neutral ``Batch``.
+Outbound: the Messages API form and Twilio's error JSON mapped onto the daemon's error tree.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+from daemon.channels.base import BadWebhook
+from daemon.errors import UpstreamError, UpstreamRejected, UpstreamUnavailable
+from daemon.model import Batch, Inbound, Kind, Media, User
+
+UPSTREAM = "twilio"
+SIGNATURE_HEADER = "x-twilio-signature"
+TEXT_LIMIT = 1600  # characters in a WhatsApp Body sent through Twilio
+EMPTY_TWIML = b'<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+TWIML_CONTENT_TYPE = "text/xml"
+ADDRESS_PREFIX = "whatsapp:"
+
+# A webhook is a few dozen fields; a body with thousands of them is not Twilio.
+_MAX_FIELDS = 1000
+
+# Lifecycle states of a message WE sent, as status callbacks report them. An inbound message
+# says SmsStatus=received (§6 captured body), so it never lands here.
+_OUTBOUND_STATES = frozenset(
+    {
+        "accepted",
+        "scheduled",
+        "queued",
+        "sending",
+        "sent",
+        "delivered",
+        "undelivered",
+        "failed",
+        "read",
+        "canceled",
+        "partially_delivered",
+    }
+)
+
+# Twilio error codes (twilio.com/docs/api/errors/<code>) whose outcome does not follow from the
+# HTTP status alone. Retrying later may help: 20429 Too Many Requests, 63018 channel rate
+# limit, 20500/20503 Twilio's own server errors.
+_RETRYABLE_CODES = frozenset({20429, 63018, 20500, 20503})
+# Will not get better by retrying: 63016 outside the 24 h window (needs a template), 21211 /
+# 21614 / 63003 bad or unreachable To, 21610 unsubscribed recipient, 20003 authentication,
+# 20404 not found (wrong AccountSid), 21212 / 63007 bad From, 21602 / 21617 body missing or
+# too long, 21620 bad media URL.
+_FATAL_CODES = frozenset(
+    {63016, 21211, 21614, 21610, 63003, 20003, 20404, 21212, 63007, 21602, 21617, 21620}
+)
+# Twilio error messages quote the numbers they refuse; phone numbers never go to our logs.
+_NUMBER = re.compile(r"\+?\d[\d ()-]{5,}\d")
+
+Params = Mapping[str, Sequence[str]] | Iterable[tuple[str, str]]
+
+
+# --- signature ----------------------------------------------------------------------------------
+
+
+def _grouped(params: Params) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = {}
+    if isinstance(params, Mapping):
+        for name, values in params.items():
+            grouped.setdefault(name, []).extend([values] if isinstance(values, str) else values)
+    else:
+        for name, value in params:
+            grouped.setdefault(name, []).append(value)
+    return grouped
+
+
+def signature(auth_token: str, url: str, params: Params) -> str:
+    """``X-Twilio-Signature`` for a POST to ``url`` with form ``params`` (§6).
+
+    base64(HMAC-SHA1(auth_token, url + name1 + value1 + ...)) over the names sorted, and the
+    values of a repeated name sorted too, exactly as twilio-python's RequestValidator.
+    """
+    data = [url]
+    grouped = _grouped(params)
+    for name in sorted(grouped):
+        for value in sorted(grouped[name]):
+            data.append(name + value)
+    mac = hmac.new(auth_token.encode("utf-8"), "".join(data).encode("utf-8"), hashlib.sha1)
+    return base64.b64encode(mac.digest()).decode("ascii")
+
+
+def _split_port(hostport: str) -> tuple[str, str]:
+    """``host[:port]`` -> (host, port or ""); IPv6 literals keep their brackets."""
+    if hostport.startswith("["):
+        end = hostport.find("]")
+        if end != -1:
+            rest = hostport[end + 1 :]
+            return hostport[: end + 1], rest[1:] if rest.startswith(":") else ""
+    host, sep, port = hostport.rpartition(":")
+    if sep and port.isdigit():
+        return host, port
+    return hostport, ""
+
+
+def url_variants(url: str) -> list[str]:
+    """The URL as given, without its port, and with the scheme's default port.
+
+    Twilio does not sign consistently with or without the port, so its validator tries both:
+    twilio-python's ``remove_port`` drops any port, ``add_port`` adds :443 (https) or :80
+    when there is none (§6). The list has no duplicates and starts with ``url`` itself.
+    """
+    parts = urlsplit(url)
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    host, port = _split_port(hostport)
+    default = "443" if parts.scheme == "https" else "80"
+    variants = [url]
+    for netloc_port in ("", port or default):
+        netloc = f"{userinfo}{at}{host}" + (f":{netloc_port}" if netloc_port else "")
+        candidate = urlunsplit(parts._replace(netloc=netloc))
+        if candidate not in variants:
+            variants.append(candidate)
+    return variants
+
+
+def verify(auth_token: str, url: str, params: Params, header: str | None) -> bool:
+    """True when ``header`` signs ``url`` + ``params`` with ``auth_token`` (§6).
+
+    Every URL variant is computed and compared in constant time, whatever matched first.
+    """
+    if not auth_token or not header:
+        return False
+    given = header.strip().encode("utf-8")
+    grouped = _grouped(params)
+    ok = False
+    for candidate in url_variants(url):
+        expected = signature(auth_token, candidate, grouped).encode("ascii")
+        ok |= hmac.compare_digest(expected, given)
+    return ok
+
+
+def public_webhook_url(public_url: str, path_and_query: str) -> str:
+    """The URL Twilio called: our configured public origin (maybe with a path prefix) plus
+    the path and query the daemon saw.
+
+    Behind a TLS-terminating proxy the daemon sees ``http://127.0.0.1:8080/webhook`` while
+    Twilio signed ``https://bot.example.com/webhook`` (§6 pitfalls); hence ``public_url``.
+    A proxy that serves us under a prefix must strip it: ``public_url`` carries it.
+    """
+    if not path_and_query.startswith("/"):
+        path_and_query = "/" + path_and_query
+    return public_url.rstrip("/") + path_and_query
+
+
+def path_and_query(url: str) -> str:
+    """``/path?query`` of a full URL, as sent (no re-encoding)."""
+    parts = urlsplit(url)
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+
+# --- webhook body -------------------------------------------------------------------------------
+
+
+def parse_form(body: bytes) -> list[tuple[str, str]]:
+    """An ``application/x-www-form-urlencoded`` body as (name, value) pairs, in order.
+
+    Blank values are kept (Twilio sends ``Body=`` for media) because the signature covers
+    them. Strict: bytes that are not UTF-8, or a field without ``=``, raise BadWebhook.
+    """
+    try:
+        text = body.decode("utf-8")
+        return parse_qsl(
+            text,
+            keep_blank_values=True,
+            strict_parsing=True,
+            encoding="utf-8",
+            errors="strict",
+            max_num_fields=_MAX_FIELDS,
+        )
+    except ValueError as exc:  # UnicodeDecodeError is a ValueError
+        raise BadWebhook(f"body is not a form: {type(exc).__name__}") from None
+
+
+def _first(params: Params) -> dict[str, str]:
+    """The first value of every name: Twilio sends each field once."""
+    return {name: values[0] for name, values in _grouped(params).items() if values}
+
+
+def _count(counter: dict[str, int], key: str, n: int = 1) -> None:
+    counter[key] = counter.get(key, 0) + n
+
+
+def _status_of(fields: Mapping[str, str]) -> str:
+    """The outbound lifecycle state a status callback reports, or "" for a user message."""
+    state = (fields.get("MessageStatus") or fields.get("SmsStatus") or "").strip().lower()
+    return state if state in _OUTBOUND_STATES else ""
+
+
+def parse_webhook(params: Params) -> Batch:
+    """One Twilio delivery: a user message, or a status callback about one of ours (§6).
+
+    Unknown parameters are ignored (Twilio adds new ones without notice). A body that is
+    neither an inbound message (MessageSid/SmsMessageSid and From) nor a status callback
+    raises BadWebhook.
+    """
+    fields = _first(params)
+    batch = Batch()
+    sid = fields.get("MessageSid") or fields.get("SmsMessageSid") or fields.get("SmsSid") or ""
+    state = _status_of(fields)
+    if state:
+        # A status callback: a subset of the message fields plus MessageStatus and ErrorCode.
+        # The status value decides, not the absence of Body: answering a callback about our
+        # own message as if the user had written it would loop.
+        if not sid:
+            raise BadWebhook("status callback without MessageSid")
+        _count(batch.statuses, state)
+        if state in ("failed", "undelivered"):
+            batch.errors.append(f"status {state} {fields.get('ErrorCode') or 'unknown'}")
+        return batch
+    sender = fields.get("From", "")
+    if not sid or not sender:
+        raise BadWebhook("neither an inbound message (MessageSid, From) nor a status callback")
+    if not sender.startswith(ADDRESS_PREFIX):
+        # An SMS to the same Twilio number: answering it from a whatsapp: sender cannot work.
+        _count(batch.ignored, "not_whatsapp")
+        return batch
+    digits = sender[len(ADDRESS_PREFIX) :].lstrip("+")
+    key = fields.get("WaId", "").lstrip("+") or digits
+    if not key:
+        raise BadWebhook("From carries no number")
+    kind, text, media, original_type = _content(fields, batch)
+    batch.messages.append(
+        Inbound(
+            message_id=sid,
+            user=User(key=key, address=sender),
+            kind=kind,
+            text=text,
+            media=media,
+            original_type=original_type,
+            timestamp=0,  # Twilio's inbound webhook carries no timestamp
+            channel_ref=fields.get("To", ""),
+        )
+    )
+    return batch
+
+
+def _num_media(fields: Mapping[str, str]) -> int:
+    raw = fields.get("NumMedia", "0").strip() or "0"
+    if not raw.isdigit():
+        raise BadWebhook("NumMedia is not a number")
+    return int(raw)
+
+
+def _content(fields: Mapping[str, str], batch: Batch) -> tuple[Kind, str, Media | None, str]:
+    """(kind, text, media, original type) of an inbound message."""
+    if _num_media(fields) > 0:
+        # WhatsApp carries one attachment per message; a voice note is NumMedia=1,
+        # MediaContentType0=audio/ogg, MediaUrl0=https://api.twilio.com/... (§6).
+        mime = fields.get("MediaContentType0", "").strip()
+        top = mime.split("/", 1)[0].lower() or "media"
+        url = fields.get("MediaUrl0", "").strip()
+        if top == "audio" and url:
+            return Kind.VOICE, "", Media(id=url, mime_type=mime, voice=True), "audio"
+        if top == "audio":
+            batch.errors.append("audio message without MediaUrl0")
+        return Kind.UNSUPPORTED, "", None, top
+    if fields.get("Latitude") or fields.get("Longitude"):
+        return Kind.UNSUPPORTED, "", None, "location"
+    # A quick-reply button: its title in ButtonText (Body repeats it), its id in ButtonPayload.
+    button = fields.get("ButtonText", "").strip() or fields.get("ButtonPayload", "").strip()
+    if button:
+        return Kind.TEXT, button, None, "button"
+    body = fields.get("Body", "")
+    if body.strip():
+        return Kind.TEXT, body, None, "text"
+    return Kind.UNSUPPORTED, "", None, fields.get("MessageType", "").strip().lower() or "unknown"
+
+
+# --- Messages API -------------------------------------------------------------------------------
+
+
+def message_form(
+    from_: str, to: str, *, body: str | None = None, media_url: str | None = None
+) -> list[tuple[str, str]]:
+    """The form of ``POST /2010-04-01/Accounts/{sid}/Messages.json``: From, To, Body and/or
+    MediaUrl. Both addresses carry the ``whatsapp:`` prefix (§6)."""
+    if body is None and media_url is None:
+        raise ValueError("a message needs a body or a media URL")
+    form = [("From", from_), ("To", to)]
+    if body is not None:
+        form.append(("Body", body))
+    if media_url is not None:
+        form.append(("MediaUrl", media_url))
+    return form
+
+
+def _scrub(text: str) -> str:
+    return _NUMBER.sub("<number>", text)
+
+
+def parse_error(status: int, body: bytes) -> UpstreamError:
+    """A Twilio error answer as an UpstreamError.
+
+    Twilio's error JSON is ``{"code": 21211, "message": "...", "more_info":
+    "https://www.twilio.com/docs/errors/21211", "status": 400}``. Known codes decide; others
+    go by HTTP status (429 and 5xx may pass, the rest will not). Non-JSON never crashes.
+    """
+    doc: Any = None
+    with contextlib.suppress(ValueError, RecursionError):
+        doc = json.loads(body)
+    error: Mapping[str, Any] = doc if isinstance(doc, dict) else {}
+    raw_code = error.get("code")
+    code: int | None = None
+    if isinstance(raw_code, int) and not isinstance(raw_code, bool):
+        code = raw_code
+    elif isinstance(raw_code, str) and raw_code.strip().isdigit():
+        code = int(raw_code)
+    message = error.get("message")
+    text = _scrub(message) if isinstance(message, str) and message else f"HTTP {status}"
+    if code is not None and code in _RETRYABLE_CODES:
+        retryable = True
+    elif code is not None and code in _FATAL_CODES:
+        retryable = False
+    else:
+        retryable = status >= 500 or status == 429
+    cls = UpstreamUnavailable if retryable else UpstreamRejected
+    return cls(UPSTREAM, text, status=status, code=None if code is None else str(code))

@@ -1,0 +1,105 @@
+"""Prometheus metrics (prometheus-client, text format on ``GET /metrics``).
+
+Two kinds of numbers, kept apart on purpose:
+
+- *events* the daemon counts as they happen: turns by kind and outcome, stage latencies,
+  upstream calls by upstream and status. These are prometheus-client Counters/Histograms,
+  fed by ``observe_turn`` and ``observe_upstream``.
+- *state* that already lives somewhere (web counters, queue depth, lanes, agent sessions,
+  turns in flight, cache sizes): read at scrape time by a collector, so there is one source
+  of truth and no second bookkeeping to drift.
+
+All names start with ``wa_agentd_``. The process collector adds ``process_resident_memory_bytes``
+and friends from /proc.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from daemon.turn import TurnReport
+
+# Stage latencies run from a few ms (a cache hit, a send) to a minute (a slow agent).
+STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 21, 34, 60, 120)
+
+
+@dataclass
+class StateSources:
+    """Callables the collector reads at scrape time. Each returns a number or a mapping."""
+
+    counters: dict[str, tuple[str, str, Callable[[], Mapping[str, int]]]] = field(
+        default_factory=dict
+    )  # name -> (help, label name, read)
+    gauges: dict[str, tuple[str, Callable[[], float]]] = field(default_factory=dict)
+
+
+class _StateCollector(Collector):
+    def __init__(self, sources: StateSources) -> None:
+        self._sources = sources
+
+    def collect(self) -> Iterable[Metric]:
+        for name, (help_text, label, read) in self._sources.counters.items():
+            family = CounterMetricFamily(name, help_text, labels=[label])
+            for value, count in sorted(read().items()):
+                family.add_metric([value], count)
+            yield family
+        for name, (help_text, gauge) in self._sources.gauges.items():
+            yield GaugeMetricFamily(name, help_text, value=gauge())
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        self.sources = StateSources()
+        self.registry.register(_StateCollector(self.sources))
+        self.turns = Counter(
+            "wa_agentd_turns",
+            "Turns finished, by kind of message and outcome.",
+            ["kind", "outcome"],
+            registry=self.registry,
+        )
+        self.voice_notes = Counter(
+            "wa_agentd_voice_replies",
+            "Voice replies by result (sent, failed, skipped).",
+            ["result"],
+            registry=self.registry,
+        )
+        self.stage_seconds = Histogram(
+            "wa_agentd_stage_seconds",
+            "Time spent per turn stage (download, stt, agent, tts, send, voice_send, total).",
+            ["stage"],
+            buckets=STAGE_BUCKETS,
+            registry=self.registry,
+        )
+        self.upstream_calls = Counter(
+            "wa_agentd_upstream_calls",
+            "Upstream HTTP calls by upstream and status (HTTP code, timeout or error).",
+            ["upstream", "status"],
+            registry=self.registry,
+        )
+
+    def observe_turn(self, report: TurnReport) -> None:
+        self.turns.labels(report.kind, report.outcome).inc()
+        if report.voice != "none":
+            self.voice_notes.labels(report.voice).inc()
+        for stage, seconds in report.stages.items():
+            self.stage_seconds.labels(stage).observe(seconds)
+
+    def observe_upstream(self, upstream: str, status: str) -> None:
+        self.upstream_calls.labels(upstream, status).inc()
+
+    def render(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
