@@ -322,9 +322,6 @@ async def _serving(
     lanes_cfg = settings.lanes
     inbox = Inbox(max_ids=settings.inbox.dedupe_max_ids, ttl=settings.inbox.dedupe_ttl)
     top.start_soon(_reap_sessions, ups.agent, min(60.0, settings.agentforce.session_idle / 4))
-    interval = watchdog_interval()
-    if interval:
-        top.start_soon(_watchdog, interval)
 
     async with Lanes.open(
         handle,
@@ -371,6 +368,9 @@ async def _serving(
             log.info("listening on %s (webhook %s)", url, settings.server.webhook_path)
             notify(f"READY=1\nSTATUS=listening on {url}")
             top.start_soon(_report_status, url, lanes)
+            interval = watchdog_interval()
+            if interval:  # pings from the event loop itself: a blocked loop misses them
+                top.start_soon(_watchdog, interval)
             try:
                 yield Running(
                     url=url,

@@ -15,7 +15,7 @@ How the turn uses it (``rules`` decides, ``normalize`` builds the key)::
     earlier = pending.take(u)
     to_agent = with_context(text, *earlier) if earlier else text
     reply = await agent.send(user, to_agent)      # in the user's own session
-    if decision.cacheable:
+    if decision.cacheable and earlier is None:    # only the question asked verbatim is evidence
         responses.record(key, u, reply, decision.ttl)
 
 Cross-user safety. The agent answers in each user's own session, and an Agentforce session can
@@ -182,8 +182,9 @@ class ResponseCache:
     def record(self, key: str, user_hash: str, reply: AgentReply, ttl: float | None = None) -> None:
         """What the agent answered ``user_hash`` (hashed user key) for ``key``.
 
-        Call it only with a reply the agent gave to this question in this user's own session
-        (a cache miss), never with a served cached answer.
+        Call it only with a reply the agent gave to this question, sent as the user asked it
+        (no context line in front), in this user's own session — never with a served cached
+        answer.
         """
         ttl = self._default_ttl if ttl is None else float(ttl)
         if ttl <= 0 or not reply.text.strip() or reply.has(*_TROUBLE_TYPES):

@@ -77,10 +77,13 @@ class JournalFormatter(logging.Formatter):
 def setup(level: str = "info", stream: TextIO | None = None) -> None:
     """One line per event on stderr. Under journald no timestamps (it adds its own)."""
     handler = logging.StreamHandler(stream or sys.stderr)
+    handler.addFilter(_TurnIdFilter())
     if os.environ.get("JOURNAL_STREAM"):
-        handler.setFormatter(JournalFormatter("%(name)s: %(message)s"))
+        handler.setFormatter(JournalFormatter("%(name)s: %(turn)s%(message)s"))
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(turn)s%(message)s")
+        )
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -19,6 +19,9 @@ def notify(message: str) -> bool:
         address = "\0" + address[1:]
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            # Never block the event loop: if the receiver's queue is full, this message is
+            # dropped (the next WATCHDOG=1 comes soon enough).
+            sock.setblocking(False)
             sock.connect(address)
             sock.sendall(message.encode())
     except OSError:

@@ -29,12 +29,14 @@ import email.utils
 import enum
 import hashlib
 import hmac
+import json
 import logging
 import re
 import secrets
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, NoReturn
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -249,6 +251,8 @@ def _media_problem(status: int, content_type: str, data: bytes) -> str | None:
         return f"11200 HTTP retrieval failure: media URL answered {status}"
     if len(data) > MEDIA_LIMIT:
         return "11751 Media exceeds messaging provider size limit"
+    if not data:
+        return "63019 Media failed to download: empty body"
     base = _base_type(content_type)
     if base not in _SENDABLE_TYPES:
         return f"63021 Channel invalid content error: unsupported content type {base!r}"
@@ -261,8 +265,6 @@ def _media_problem(status: int, content_type: str, data: bytes) -> str | None:
             formats = []
         if "ogg" not in formats:
             return "63021 Channel invalid content error: content is not audio/ogg"
-    if not data:
-        return "63019 Media failed to download: empty body"
     return None
 
 
@@ -374,8 +376,6 @@ class TwilioSim:
 
     @staticmethod
     def _json(body: Json, status: int, headers: Mapping[str, str] | None = None) -> Response:
-        import json
-
         return Response(
             json.dumps(body),
             status=status,
@@ -385,16 +385,16 @@ class TwilioSim:
 
     async def _twilio_error(self, error: TwilioError) -> Response:
         headers = {"WWW-Authenticate": 'Basic realm="Twilio API"'} if error.code == 20003 else {}
-        return self._json(error_body(error.code, error.http_status, error.message),
-                          error.http_status, headers)  # fmt: skip
+        body = error_body(error.code, error.http_status, error.message)
+        return self._json(body, error.http_status, headers)
 
     async def _http_error(self, error: HTTPException) -> Response:
         # Unknown paths and methods: Twilio answers 20404 JSON, never HTML.
         status = error.code or 404
         if status == 405:
             return self._json(error_body(20004, 405, "Method not allowed"), 405)
-        return self._json(error_body(20404, 404, f"The requested resource {request.path} was "
-                                     "not found"), 404)  # fmt: skip
+        message = f"The requested resource {request.path} was not found"
+        return self._json(error_body(20404, 404, message), 404)
 
     async def _before(self) -> Response | None:
         await self.faults.delay()
@@ -430,7 +430,8 @@ class TwilioSim:
         # Twilio reads form fields only: any other body reaches validation as no fields.
         if request.mimetype == _FORM:
             try:
-                form = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, errors="strict")
+                text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+                form = parse_qsl(text, keep_blank_values=True, errors="strict")
             except ValueError:
                 form = []
         try:
@@ -484,15 +485,16 @@ class TwilioSim:
             try:
                 self._jobs.send_nowait(job)
             except trio.WouldBlock:
-                self._record(job, MediaFetch(media_urls[0], None, "", b"", "sim: fetch queue full",
-                                             now))  # fmt: skip
+                error = "sim: fetch queue full"
+                self._record(job, MediaFetch(media_urls[0], None, "", b"", error, now))
         else:
             self._record(_FetchJob(sid, to, from_, body, media_urls, form, now), None)
         return self._json(self._resource(sid, to, from_, body or "", len(media_urls)), 201)
 
     def _resource(self, sid: str, to: str, from_: str, body: str, num_media: int) -> Json:
         """The Message resource as the create call returns it."""
-        date = email.utils.format_datetime(email.utils.localtime().astimezone())
+        # RFC 2822 in UTC, e.g. "Thu, 24 Aug 2023 05:01:45 +0000"; wall time, not the sim clock.
+        date = email.utils.format_datetime(datetime.now(UTC))
         uri = f"/{API_VERSION}/Accounts/{self.account_sid}/Messages/{sid}"
         return {
             "account_sid": self.account_sid,
