@@ -81,6 +81,10 @@ class TwilioConfig:
     from_: str = "whatsapp:+14155238886"
     public_url: str = ""
     media_hosts: tuple[str, ...] = ("api.twilio.com", "media.twiliocdn.com")
+    # WhatsApp's media limit through Twilio is 16 MB (reference/whatsapp.md §6).
+    max_media_bytes: int = 16 * 1024 * 1024
+    # Minutes the voice notes we generate stay fetchable at {public_url}/media/<token>.
+    media_ttl: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,19 @@ class ElevenLabsConfig:
     stt_model: str = "scribe_v1"
     # Ogg/Opus straight from the API: no transcode on the happy path (reference/speech.md §1.5).
     output_format: str = "opus_48000_32"
+    # Voice settings (0..1). Style above 0 and speaker boost add latency (speech.md §1.4).
+    stability: float = 0.5
+    similarity_boost: float = 0.75
+    style: float = 0.0
+    speaker_boost: bool = True
+
+    def voice_settings(self) -> dict[str, float | bool]:
+        return {
+            "stability": self.stability,
+            "similarity_boost": self.similarity_boost,
+            "style": self.style,
+            "use_speaker_boost": self.speaker_boost,
+        }
 
 
 @dataclass(frozen=True)
@@ -150,25 +167,80 @@ class InboxConfig:
 
 
 @dataclass(frozen=True)
-class TextsConfig:
-    """What the user reads when the answer cannot be the agent's."""
+class TextTable:
+    """What the user reads when the answer cannot be the agent's, in one language."""
 
-    agent_down: str = (
+    agent_down: str
+    not_understood: str
+    no_speech: str
+    unsupported: str
+    escalated: str
+    holding: str  # sent once when the answer takes longer than [ux] holding_after
+    transcript_echo: str  # "{transcript}" is replaced by what speech-to-text heard
+
+
+ENGLISH = TextTable(
+    agent_down=(
         "Sorry, I can't answer right now because of a technical problem. Please try again in a "
         "few minutes."
-    )
-    not_understood: str = (
+    ),
+    not_understood=(
         "Sorry, I couldn't make out your voice note. Could you type your question instead?"
-    )
-    no_speech: str = (
+    ),
+    no_speech=(
         "I couldn't hear anything in your voice note. Could you speak a little louder, or type "
         "your question?"
-    )
-    unsupported: str = (
+    ),
+    unsupported=(
         "Sorry, I can only read text messages and listen to voice notes. Please send your "
         "question as text or as a voice note."
-    )
-    escalated: str = "I'm passing your request on to a colleague, who will get back to you."
+    ),
+    escalated="I'm passing your request on to a colleague, who will get back to you.",
+    holding="One moment, I'm looking into it…",
+    transcript_echo="I understood: “{transcript}”",
+)
+
+ARABIC = TextTable(
+    agent_down="عذرًا، لا أستطيع الرد الآن بسبب مشكلة تقنية. يُرجى المحاولة مرة أخرى بعد بضع دقائق.",
+    not_understood="عذرًا، لم أتمكن من فهم رسالتك الصوتية. هل يمكنك كتابة سؤالك بدلًا من ذلك؟",
+    no_speech="لم أسمع أي شيء في رسالتك الصوتية. هل يمكنك التحدث بصوت أعلى قليلًا، أو كتابة سؤالك؟",
+    unsupported=(
+        "عذرًا، يمكنني فقط قراءة الرسائل النصية والاستماع إلى الرسائل الصوتية. "
+        "يُرجى إرسال سؤالك نصًا أو رسالة صوتية."
+    ),
+    escalated="سأحوّل طلبك إلى أحد زملائي، وسيتواصل معك قريبًا.",
+    holding="لحظة من فضلك، أبحث في الأمر…",
+    transcript_echo="فهمت: «{transcript}»",
+)
+
+BUILT_IN_TEXTS = {"en": ENGLISH, "ar": ARABIC}
+
+
+@dataclass(frozen=True)
+class TextsConfig:
+    """Canned texts per language: ``[texts.<code>]`` tables, ISO 639-1 codes.
+
+    The user's language comes from speech-to-text or from the script of their text; a
+    language without a table gets ``default_language``. A table may set only some keys: the
+    rest come from the built-in table of that language, else from the default language.
+    """
+
+    default_language: str = "en"
+    tables: Mapping[str, TextTable] = field(default_factory=lambda: dict(BUILT_IN_TEXTS))
+
+    def for_language(self, language: str | None) -> TextTable:
+        code = (language or "").lower().split("-")[0].split("_")[0]
+        return self.tables.get(code) or self.tables[self.default_language]
+
+
+@dataclass(frozen=True)
+class UxConfig:
+    # Send one short holding message when the answer takes longer than this many seconds
+    # (never when the answer comes first); 0 turns it off.
+    holding_after: float = 3.0
+    # For voice notes, first send what speech-to-text understood, so the user can see a
+    # misheard question.
+    echo_transcript: bool = False
 
 
 @dataclass(frozen=True)
@@ -227,6 +299,7 @@ class Settings:
     lanes: LanesConfig = LanesConfig()
     inbox: InboxConfig = InboxConfig()
     texts: TextsConfig = TextsConfig()
+    ux: UxConfig = UxConfig()
     admin: AdminConfig = AdminConfig()
     state: StateConfig = StateConfig()
     cache: CacheConfig = CacheConfig()
@@ -289,6 +362,43 @@ def _section(name: str, cls: type[Any], table: Any) -> Any:
     return cls(**kwargs)
 
 
+def _texts_section(name: str, cls: type[Any], table: Any) -> TextsConfig:
+    """``[texts]``: ``default_language`` plus one sub-table per language."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"[{name}]", "must be a table")
+    default = table.get("default_language", "en")
+    if not isinstance(default, str):
+        raise ConfigError(f"[{name}] default_language", f"must be a string, got {default!r}")
+    tables = dict(BUILT_IN_TEXTS)
+    raw_tables = {k: v for k, v in table.items() if k != "default_language"}
+    for code, values in raw_tables.items():
+        if not isinstance(values, dict):
+            raise ConfigError(
+                f"[{name}] {code}",
+                "unknown key: [texts] holds default_language and [texts.<language>] tables",
+            )
+    # The default language first, so other partial tables can fall back to it.
+    ordered = sorted(raw_tables, key=lambda code: code != default)
+    for code in ordered:
+        values = raw_tables[code]
+        base = tables.get(code) or tables.get(default) or ENGLISH
+        known = {f.name for f in dataclasses.fields(TextTable)}
+        for key, value in values.items():
+            if key not in known:
+                raise ConfigError(
+                    f"[{name}.{code}] {key}", f"unknown key (known: {', '.join(sorted(known))})"
+                )
+            if not isinstance(value, str) or not value.strip():
+                raise ConfigError(f"[{name}.{code}] {key}", "must be a non-empty string")
+        tables[code] = dataclasses.replace(base, **values)
+    if default not in tables:
+        raise ConfigError(f"[{name}] default_language", f"no [texts.{default}] table")
+    for code, t in tables.items():
+        if "{transcript}" not in t.transcript_echo:
+            raise ConfigError(f"[{name}.{code}] transcript_echo", "must contain {transcript}")
+    return TextsConfig(default_language=default, tables=tables)
+
+
 def _secrets(env: Mapping[str, str]) -> Secrets:
     values: dict[str, str] = {}
     cred_dir = env.get("CREDENTIALS_DIRECTORY", "")
@@ -311,7 +421,8 @@ def parse(data: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Sett
         if name == "secrets" or name not in hints:
             known = ", ".join(sorted(n for n in hints if n != "secrets"))
             raise ConfigError(f"[{name}]", f"unknown section (known: {known})")
-        sections[name] = _section(name, hints[name], table)
+        parse_section = _texts_section if name == "texts" else _section
+        sections[name] = parse_section(name, hints[name], table)
     settings = Settings(**sections, secrets=_secrets(env))
     validate_values(settings)
     return settings
@@ -388,10 +499,21 @@ def validate_values(s: Settings) -> None:
             f"must be an ElevenLabs output format such as opus_48000_32, got "
             f"{s.elevenlabs.output_format!r}",
         )
+    for key in ("stability", "similarity_boost", "style"):
+        value = getattr(s.elevenlabs, key)
+        if not 0.0 <= value <= 1.0:
+            raise ConfigError(f"[elevenlabs] {key}", f"must be between 0 and 1, got {value!r}")
+    if s.ux.holding_after < 0:
+        raise ConfigError(
+            "[ux] holding_after", f"must be >= 0 (0 = off), got {s.ux.holding_after!r}"
+        )
+    if not s.twilio.media_hosts:
+        raise ConfigError("[twilio] media_hosts", "must name at least one host")
     for section in ("server", "timeouts", "lanes", "inbox", "http", "voice"):
         _check_positive(section, getattr(s, section))
     _check_positive("agentforce", s.agentforce)
     _check_positive("whatsapp", s.whatsapp)
+    _check_positive("twilio", s.twilio)
     for name in ("media_hosts",):
         if not s.whatsapp.media_hosts:
             raise ConfigError(f"[whatsapp] {name}", "must name at least one host")

@@ -154,6 +154,7 @@ def build_upstreams(settings: Settings, stack: AsyncExitStack, obs: Observabilit
         tts_model=el.tts_model,
         stt_model=el.stt_model,
         output_format=el.output_format,
+        voice_settings=el.voice_settings(),
     )
     return Upstreams(channel=channel, agent=agent, speech=speech, pools=pools)
 
@@ -313,6 +314,7 @@ async def _serving(
         timeouts=settings.timeouts,
         voice=settings.voice,
         texts=settings.texts,
+        ux=settings.ux,
         on_report=report,
     )
 

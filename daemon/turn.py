@@ -11,6 +11,13 @@ answer; never silence, never two. The only exception is a text send whose outcom
 (it timed out mid-request): the answer may have been delivered, so nothing more is sent rather
 than risk a second message. If only the voice part fails, the text answer stands alone.
 
+Around the answer, two optional messages (``[ux]``): a holding message when the answer takes
+longer than ``holding_after`` (never when the answer comes first: both take the turn's send
+lock, and the holding message only goes if the lock is free and the answer has not started),
+and, for voice notes, an echo of what speech-to-text understood. Canned texts come in the
+user's language: from speech-to-text, else from the script they typed in. For voice notes
+the user's agent session is opened while the audio downloads and is transcribed.
+
 The turn talks to a ``Channel``, an ``Agent`` and a ``Speech`` and never asks which provider
 is behind any of them.
 """
@@ -25,9 +32,10 @@ from typing import Protocol, TypeVar
 
 import trio
 
+from daemon import language as languages
 from daemon import text as textfmt
 from daemon.channels.base import Channel
-from daemon.config import TextsConfig, TimeoutsConfig, VoiceConfig
+from daemon.config import TextsConfig, TextTable, TimeoutsConfig, UxConfig, VoiceConfig
 from daemon.errors import UpstreamError, UpstreamTimeout
 from daemon.model import AgentReply, Inbound, Kind, Transcript
 from daemon.observe.logs import current_turn, hashed
@@ -39,6 +47,10 @@ T = TypeVar("T")
 
 class Agent(Protocol):
     async def ask(self, user_key: str, text: str) -> AgentReply: ...
+
+    async def prepare(self, user_key: str) -> None:
+        """Open (or check) the user's session ahead of ``ask``; errors are ``ask``'s to find."""
+        ...
 
 
 class Speech(Protocol):
@@ -59,6 +71,10 @@ class TurnReport:
     stages: dict[str, float] = field(default_factory=dict)  # stage -> seconds
     outcome: str = "pending"
     voice: str = "none"  # none | sent | skipped | failed
+    language: str = ""  # the language the turn answered in ("" = the default)
+    extras: list[str] = field(
+        default_factory=list
+    )  # "holding", "echo": messages besides the answer
     error: str = ""
     # Upstream calls that got no HTTP answer at all (the HTTP ones are counted by the
     # clients' response hooks): (upstream, "timeout" | "error").
@@ -67,9 +83,11 @@ class TurnReport:
     def summary(self) -> str:
         stages = " ".join(f"{k}={v:.3f}" for k, v in self.stages.items())
         err = f" error={self.error!r}" if self.error else ""
+        extras = f" extras={','.join(self.extras)}" if self.extras else ""
+        lang = f" lang={self.language}" if self.language else ""
         return (
             f"turn={self.turn_id} done user={self.user} kind={self.kind} outcome={self.outcome} "
-            f"voice={self.voice} {stages}{err}"
+            f"voice={self.voice}{lang}{extras} {stages}{err}"
         ).rstrip()
 
 
@@ -99,7 +117,7 @@ class _Done(Exception):
 
 
 class Turn:
-    """Runs turns. One instance serves every user; per-turn state lives in ``run``."""
+    """Runs turns. One instance serves every user; per-turn state lives in ``_Flow``."""
 
     def __init__(
         self,
@@ -110,6 +128,7 @@ class Turn:
         timeouts: TimeoutsConfig,
         voice: VoiceConfig,
         texts: TextsConfig,
+        ux: UxConfig | None = None,
         on_report: Callable[[TurnReport], None] | None = None,
         clock: Callable[[], float] = trio.current_time,
     ) -> None:
@@ -119,6 +138,7 @@ class Turn:
         self._timeouts = timeouts
         self._voice = voice
         self._texts = texts
+        self._ux = ux or UxConfig(holding_after=0.0)
         self._on_report = on_report
         self._clock = clock
 
@@ -130,21 +150,27 @@ class Turn:
         )
         context = current_turn.set(report.turn_id)
         try:
-            await self._run_turn(message, report)
+            await self._run_turn(_Flow(message, report))
         finally:
             current_turn.reset(context)
         self._emit(report)  # carries turn=<id> itself, like every line the turn logged
         return report
 
-    async def _run_turn(self, message: Inbound, report: TurnReport) -> None:
+    async def _run_turn(self, flow: _Flow) -> None:
         started = self._clock()
-        # Set once any part of the answer (or the apology) may have reached the user.
-        delivered = _Delivery()
+        report = flow.report
+        if flow.message.kind is Kind.TEXT:
+            flow.language = languages.from_script(flow.message.text)
         with trio.move_on_after(self._timeouts.turn) as deadline:
             try:
-                async with trio.open_nursery() as background:  # acknowledge, voice note
-                    background.start_soon(self._acknowledge, message)
-                    await self._answer(message, report, delivered, background)
+                # The background nursery holds what runs beside the answer: the read
+                # receipt, the holding message, the session pre-warm and the voice note.
+                async with trio.open_nursery() as background:
+                    background.start_soon(self._acknowledge, flow.message)
+                    if self._ux.holding_after > 0 and flow.message.kind is not Kind.UNSUPPORTED:
+                        background.start_soon(self._hold, flow)
+                    await self._answer(flow, background)
+                    flow.settled.set()  # the holding message is moot from here on
             except Exception as exc:  # a bug must cost one apology, not the lane
                 log.exception("turn %s failed unexpectedly", report.turn_id)
                 report.outcome = "error"
@@ -153,43 +179,38 @@ class Turn:
             report.error = report.error or f"turn deadline {self._timeouts.turn:g}s"
             if report.outcome == "pending":
                 report.outcome = "timeout"
-            if report.voice == "none" and self._wants_voice(message, report.outcome):
+            if report.voice == "none" and self._wants_voice(flow.message, report.outcome):
                 report.voice = "failed"  # the text stands; the voice note ran out of time
-        if not delivered.maybe:
+        if not flow.delivery.maybe:
             # Nothing reached the user yet (deadline, bug): one apology, with its own budget.
-            await self._say(message, self._texts.agent_down, report, delivered)
+            await self._say(flow, flow.texts(self._texts).agent_down)
+        report.language = flow.language or ""
         report.stages["total"] = self._clock() - started
 
     # -- the answer path ----------------------------------------------------------------------
 
-    async def _answer(
-        self,
-        message: Inbound,
-        report: TurnReport,
-        delivered: _Delivery,
-        background: trio.Nursery,
-    ) -> None:
+    async def _answer(self, flow: _Flow, background: trio.Nursery) -> None:
         """The answer path. Ends by itself on every expected failure (never raises them:
         an exception leaving a nursery body comes out wrapped in an ExceptionGroup)."""
         try:
-            question, language = await self._question(message, report)
-            answer, outcome = await self._ask(message, question, report)
+            question = await self._question(flow, background)
+            answer, outcome = await self._ask(flow, question)
         except _Done as done:
-            report.outcome = done.outcome
-            await self._say(message, done.reply, report, delivered)
+            flow.report.outcome = done.outcome
+            await self._say(flow, done.reply)
             return
         gate = _TextGate()
-        if self._wants_voice(message, outcome):
-            background.start_soon(self._send_voice, message, answer, language, gate, report)
+        if self._wants_voice(flow.message, outcome):
+            background.start_soon(self._send_voice, flow, answer, gate)
         try:
-            await self._send_text(message, textfmt.to_whatsapp(answer), report, delivered)
-            report.outcome = outcome
+            await self._send_text(flow, textfmt.to_whatsapp(answer))
+            flow.report.outcome = outcome
         except _Silent:
             pass
         finally:
-            gate.open(delivered.sent)
-        if not delivered.maybe:  # the send failed for sure: one apology, if it can get through
-            await self._say(message, self._texts.agent_down, report, delivered)
+            gate.open(flow.delivery.sent)
+        if not flow.delivery.maybe:  # the send failed for sure: one apology, if it gets through
+            await self._say(flow, flow.texts(self._texts).agent_down)
 
     async def _acknowledge(self, message: Inbound) -> None:
         """Read receipt + typing indicator. Best effort: the answer matters, not the ticks."""
@@ -199,94 +220,103 @@ class Turn:
         except UpstreamError as exc:
             log.info("acknowledge failed: %s", exc)
 
-    async def _question(self, message: Inbound, report: TurnReport) -> tuple[str, str | None]:
+    async def _prewarm(self, user_key: str) -> None:
+        """Open the agent session while the voice note is fetched and transcribed."""
+        try:
+            with trio.move_on_after(self._timeouts.agent):
+                await self._agent.prepare(user_key)
+        except UpstreamError as exc:  # the ask that follows meets the same problem, and says so
+            log.info("agent session pre-warm failed: %s", exc)
+
+    async def _question(self, flow: _Flow, background: trio.Nursery) -> str:
+        message = flow.message
         if message.kind is Kind.UNSUPPORTED:
-            raise _Done("unsupported", self._texts.unsupported)
+            raise _Done("unsupported", flow.texts(self._texts).unsupported)
         if message.kind is Kind.TEXT:
-            return message.text, None
+            return message.text
         assert message.media is not None  # the parser sets media on every VOICE message
         media = message.media
+        background.start_soon(self._prewarm, message.user.key)
         try:
             audio = await self._timed(
-                report,
+                flow.report,
                 "download",
                 "whatsapp",
                 self._timeouts.download,
                 lambda: self._channel.fetch_media(media),
             )
             transcript = await self._timed(
-                report,
+                flow.report,
                 "stt",
                 "elevenlabs-stt",
                 self._timeouts.stt,
                 lambda: self._speech.transcribe(audio, media.mime_type),
             )
         except UpstreamError as exc:
-            report.error = str(exc)
-            raise _Done("not_understood", self._texts.not_understood) from None
+            flow.report.error = str(exc)
+            raise _Done("not_understood", flow.texts(self._texts).not_understood) from None
+        flow.language = languages.normalize(transcript.language) or flow.language
         if not transcript.text.strip():
-            raise _Done("no_speech", self._texts.no_speech)
-        return transcript.text, transcript.language
+            raise _Done("no_speech", flow.texts(self._texts).no_speech)
+        if self._ux.echo_transcript:
+            echo = flow.texts(self._texts).transcript_echo.replace(
+                "{transcript}", transcript.text.strip()
+            )
+            await self._extra(flow, "echo", echo)
+        return transcript.text
 
-    async def _ask(self, message: Inbound, question: str, report: TurnReport) -> tuple[str, str]:
+    async def _ask(self, flow: _Flow, question: str) -> tuple[str, str]:
+        texts = flow.texts(self._texts)
         try:
             reply = await self._timed(
-                report,
+                flow.report,
                 "agent",
                 "agentforce",
                 self._timeouts.agent,
-                lambda: self._agent.ask(message.user.key, question),
+                lambda: self._agent.ask(flow.message.user.key, question),
             )
         except UpstreamError as exc:
-            report.error = str(exc)
-            raise _Done("agent_down", self._texts.agent_down) from None
+            flow.report.error = str(exc)
+            raise _Done("agent_down", texts.agent_down) from None
         answer = reply.text
         if reply.has("Escalate"):
-            return (f"{answer}\n\n{self._texts.escalated}" if answer else self._texts.escalated), (
-                "escalated"
-            )
+            return (f"{answer}\n\n{texts.escalated}" if answer else texts.escalated), "escalated"
         if answer and not reply.has("Failure", "Error"):
             return answer, "answered"
         # Failure / Error / an empty reply: the agent's own words there are often technical.
-        report.error = "agent reply: " + (",".join(m.type for m in reply.messages) or "empty")
-        raise _Done("agent_failure", self._texts.agent_down)
+        flow.report.error = "agent reply: " + (",".join(m.type for m in reply.messages) or "empty")
+        raise _Done("agent_failure", texts.agent_down)
 
     def _wants_voice(self, message: Inbound, outcome: str) -> bool:
         if outcome != "answered" or self._voice.reply == "never":
             return False
         return self._voice.reply == "always" or message.kind is Kind.VOICE
 
-    async def _send_text(
-        self, message: Inbound, text: str, report: TurnReport, delivered: _Delivery
-    ) -> None:
-        delivered.begin()
-        try:
-            await self._timed(
-                report,
-                "send",
-                "whatsapp",
-                self._timeouts.whatsapp,
-                lambda: self._channel.send_text(message.user, text),
-            )
-        except UpstreamTimeout as exc:
-            report.error = str(exc)  # outcome unknown: the text may be on its way
-            report.outcome = "send_unknown"
-            raise _Silent() from None
-        except UpstreamError as exc:
-            delivered.failed()
-            report.error = str(exc)
-            report.outcome = "send_failed"
-            raise _Silent() from None
-        delivered.done()
+    async def _send_text(self, flow: _Flow, text: str) -> None:
+        flow.answer_started = True
+        flow.delivery.begin()
+        async with flow.send_lock:
+            try:
+                await self._timed(
+                    flow.report,
+                    "send",
+                    "whatsapp",
+                    self._timeouts.whatsapp,
+                    lambda: self._channel.send_text(flow.message.user, text),
+                )
+            except UpstreamTimeout as exc:
+                flow.report.error = str(exc)  # outcome unknown: the text may be on its way
+                flow.report.outcome = "send_unknown"
+                raise _Silent() from None
+            except UpstreamError as exc:
+                flow.delivery.failed()
+                flow.report.error = str(exc)
+                flow.report.outcome = "send_failed"
+                raise _Silent() from None
+        flow.delivery.done()
 
-    async def _send_voice(
-        self,
-        message: Inbound,
-        answer: str,
-        language: str | None,
-        gate: _TextGate,
-        report: TurnReport,
-    ) -> None:
+    async def _send_voice(self, flow: _Flow, answer: str, gate: _TextGate) -> None:
+        report = flow.report
         spoken = textfmt.for_speech(answer)
         if not spoken or len(spoken) > self._voice.max_tts_chars:
             report.voice = "skipped"
@@ -297,7 +327,7 @@ class Turn:
                 "tts",
                 "elevenlabs-tts",
                 self._timeouts.tts,
-                lambda: self._speech.synthesize(spoken, language=language),
+                lambda: self._speech.synthesize(spoken, language=flow.language),
             )
             if not await gate.wait():
                 report.voice = "skipped"  # no text went out: a lone voice note would confuse
@@ -307,7 +337,7 @@ class Turn:
                 "voice_send",
                 "whatsapp",
                 self._timeouts.whatsapp,
-                lambda: self._channel.send_voice(message.user, audio),
+                lambda: self._channel.send_voice(flow.message.user, audio),
             )
             report.voice = "sent"
         except UpstreamError as exc:
@@ -315,23 +345,58 @@ class Turn:
             report.voice = "failed"
             log.warning("turn %s voice note failed: %s", report.turn_id, exc)
 
-    async def _say(
-        self, message: Inbound, text: str, report: TurnReport, delivered: _Delivery
-    ) -> None:
+    async def _say(self, flow: _Flow, text: str) -> None:
         """Send a canned message in place of the answer, once, with its own time budget."""
-        if delivered.maybe:
+        delivery = flow.delivery
+        if delivery.maybe:
             return
-        delivered.begin()
+        flow.answer_started = True
+        delivery.begin()
         try:
             with trio.CancelScope(shield=True), trio.move_on_after(self._timeouts.whatsapp):
-                await self._channel.send_text(message.user, text)
-                delivered.done()
+                async with flow.send_lock:
+                    await self._channel.send_text(flow.message.user, text)
+                delivery.done()
                 return
         except UpstreamError as exc:
-            log.error("turn %s could not tell the user: %s", report.turn_id, exc)
-            delivered.failed()
+            log.error("turn %s could not tell the user: %s", flow.report.turn_id, exc)
+            delivery.failed()
             return
-        delivered.unknown()
+        delivery.unknown()
+
+    # -- messages besides the answer -------------------------------------------------------
+
+    async def _hold(self, flow: _Flow) -> None:
+        """After ``holding_after`` seconds without an answer, one short holding message."""
+        with trio.move_on_after(self._ux.holding_after):
+            await flow.settled.wait()
+            return
+        # No checkpoint between these checks and taking the lock: the answer can't slip in
+        # between, and if the answer (or the echo) is being sent, the lock is taken.
+        if flow.answer_started or flow.extras_sent:
+            return
+        try:
+            flow.send_lock.acquire_nowait()
+        except trio.WouldBlock:
+            return
+        try:
+            await self._send_extra(flow, "holding", flow.texts(self._texts).holding)
+        finally:
+            flow.send_lock.release()
+
+    async def _extra(self, flow: _Flow, name: str, text: str) -> None:
+        async with flow.send_lock:
+            await self._send_extra(flow, name, text)
+
+    async def _send_extra(self, flow: _Flow, name: str, text: str) -> None:
+        """A message that is not the answer: best effort, its own time budget."""
+        try:
+            with trio.move_on_after(self._timeouts.whatsapp):
+                await self._channel.send_text(flow.message.user, text)
+                flow.extras_sent = True
+                flow.report.extras.append(name)
+        except UpstreamError as exc:
+            log.info("turn %s: %s message not sent: %s", flow.report.turn_id, name, exc)
 
     async def _timed(
         self,
@@ -341,6 +406,8 @@ class Turn:
         seconds: float,
         call: Callable[[], Awaitable[T]],
     ) -> T:
+        """``call()`` in its own cancel scope; ``upstream`` is the metrics label ("whatsapp"
+        is the WhatsApp provider, whichever channel that is)."""
         started = self._clock()
         try:
             with trio.fail_after(seconds):
@@ -356,14 +423,27 @@ class Turn:
             report.stages[stage] = report.stages.get(stage, 0.0) + self._clock() - started
 
     def _emit(self, report: TurnReport) -> None:
-        level = (
-            logging.INFO
-            if report.outcome in ("answered", "unsupported", "no_speech")
-            else (logging.WARNING)
-        )
-        log.log(level, report.summary())
+        quiet = ("answered", "unsupported", "no_speech")
+        log.log(logging.INFO if report.outcome in quiet else logging.WARNING, report.summary())
         if self._on_report is not None:
             self._on_report(report)
+
+
+class _Flow:
+    """The state of one turn."""
+
+    def __init__(self, message: Inbound, report: TurnReport) -> None:
+        self.message = message
+        self.report = report
+        self.delivery = _Delivery()
+        self.language: str | None = None
+        self.send_lock = trio.Lock()  # one message at a time, in the order they were meant
+        self.answer_started = False  # the answer (or the message in its place) is going out
+        self.extras_sent = False  # an echo or holding message went out already
+        self.settled = trio.Event()  # the answer path is over
+
+    def texts(self, texts: TextsConfig) -> TextTable:
+        return texts.for_language(self.language)
 
 
 class _Silent(Exception):

@@ -92,6 +92,11 @@ class AgentforceClient:
         # end_idle_sessions does it. Bounded: if it overflows, the oldest are left to the
         # server's own reaper (§8), which is what would happen without a DELETE anyway.
         self._to_end: deque[str] = deque(maxlen=max(sessions.max_sessions, 100))
+        # A session start in progress per user: a pre-warm and the ask right after it must
+        # share one session, not open two.
+        self._starting: dict[str, trio.Event] = {}
+        # Greetings of sessions opened by prepare(), for the user's next ask (forward_greeting).
+        self._greetings: dict[str, tuple[AgentMessage, ...]] = {}
 
     @property
     def sessions_open(self) -> int:
@@ -109,9 +114,9 @@ class AgentforceClient:
         retried = False
         while True:
             session = self._sessions.get(user_key)
-            greeting: tuple[AgentMessage, ...] = ()
+            greeting: tuple[AgentMessage, ...] = self._greetings.pop(user_key, ())
             if session is None:
-                session, greeting = await self._start_session(user_key)
+                session, greeting = await self._session_for(user_key)
             else:
                 self._sessions.touch(user_key)
             try:
@@ -137,7 +142,33 @@ class AgentforceClient:
                     continue
             return AgentReply(greeting + reply.messages) if greeting else reply
 
+    async def prepare(self, user_key: str) -> None:
+        """Open the user's session now, if there is none (a voice note is still being
+        transcribed: the session start need not wait for it). Errors propagate; the turn
+        treats them as best effort, and ``ask`` meets the same problem again."""
+        if self._sessions.get(user_key) is not None:
+            return
+        _, greeting = await self._session_for(user_key)
+        if greeting:
+            if len(self._greetings) >= self._sessions.max_sessions:
+                self._greetings.pop(next(iter(self._greetings)))  # bounded like the sessions
+            self._greetings[user_key] = greeting
+
     # -- session lifecycle -------------------------------------------------------------------
+
+    async def _session_for(self, user_key: str) -> tuple[AgentSession, tuple[AgentMessage, ...]]:
+        """The user's session, started if needed; one start at a time per user."""
+        while (starting := self._starting.get(user_key)) is not None:
+            await starting.wait()
+        session = self._sessions.get(user_key)
+        if session is not None:
+            return session, self._greetings.pop(user_key, ())
+        done = self._starting[user_key] = trio.Event()
+        try:
+            return await self._start_session(user_key)
+        finally:
+            del self._starting[user_key]
+            done.set()
 
     async def _start_session(self, user_key: str) -> tuple[AgentSession, tuple[AgentMessage, ...]]:
         # A fresh random key per session, as the docs ask (§2.1); never the phone number,

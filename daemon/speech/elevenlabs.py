@@ -27,6 +27,7 @@ from urllib.parse import quote
 
 import httpx
 
+from daemon import language
 from daemon.errors import UpstreamError, UpstreamRejected, UpstreamUnavailable
 from daemon.model import Transcript
 from daemon.speech.audio import AudioError, ensure_ogg_opus, is_ogg
@@ -47,16 +48,7 @@ TTS_LANGUAGES = frozenset({
     "sv", "bg", "ro", "ar", "cs", "el", "fi", "hr", "ms", "sk", "da", "ta", "uk", "ru", "hu",
     "no", "vi",
 })  # fmt: skip
-_LANGUAGE_ALIASES = {
-    # ISO 639-3 (and 639-2/B where it differs) -> the code ElevenLabs TTS takes
-    "eng": "en", "jpn": "ja", "zho": "zh", "chi": "zh", "cmn": "zh", "deu": "de", "ger": "de",
-    "hin": "hi", "fra": "fr", "fre": "fr", "kor": "ko", "por": "pt", "ita": "it", "spa": "es",
-    "ind": "id", "nld": "nl", "dut": "nl", "tur": "tr", "tgl": "fil", "tl": "fil", "pol": "pl",
-    "swe": "sv", "bul": "bg", "ron": "ro", "rum": "ro", "ara": "ar", "ces": "cs", "cze": "cs",
-    "ell": "el", "gre": "el", "fin": "fi", "hrv": "hr", "msa": "ms", "may": "ms", "zsm": "ms",
-    "slk": "sk", "slo": "sk", "dan": "da", "tam": "ta", "ukr": "uk", "rus": "ru", "hun": "hu",
-    "nor": "no", "nob": "no", "nno": "no", "nb": "no", "nn": "no", "vie": "vi",
-}  # fmt: skip
+
 
 # Extensions for the multipart filename. Servers (OpenAI, §2.2) have been seen to decide the
 # format by the name, so it must match the bytes; Ogg gets "voice.ogg" (not ".opus").
@@ -87,10 +79,7 @@ def tts_language(code: str | None) -> str | None:
 
     None means "let the model detect it", which is better than a rejected request.
     """
-    if not code:
-        return None
-    base = code.strip().lower().replace("_", "-").split("-")[0]
-    base = _LANGUAGE_ALIASES.get(base, base)
+    base = language.normalize(code)
     return base if base in TTS_LANGUAGES else None
 
 

@@ -9,7 +9,7 @@ from daemon.sim import webhooks
 from daemon.sim.audio import describe, listen
 from daemon.sim.stack import PHONE_NUMBER_ID, Stack, open_stack
 
-TEXTS = TextsConfig()
+TEXTS = TextsConfig().for_language("en")
 ALICE = "16505551234"
 BOB = "447700900123"
 

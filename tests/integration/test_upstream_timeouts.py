@@ -13,7 +13,7 @@ from daemon.config import TextsConfig
 from daemon.sim.base import Faults
 from daemon.sim.stack import open_stack
 
-TEXTS = TextsConfig()
+TEXTS = TextsConfig().for_language("en")
 ALICE = "16505551234"
 FAST = {"download": 0.5, "stt": 0.5, "agent": 0.5, "tts": 0.5, "whatsapp": 0.5, "turn": 5.0}
 

@@ -18,7 +18,7 @@ import trio.testing
 from daemon.agentforce.client import AgentforceClient
 from daemon.agentforce.sessions import AgentSession, SessionStore
 from daemon.errors import UpstreamRejected, UpstreamUnavailable
-from daemon.model import AgentMessage
+from daemon.model import AgentMessage, AgentReply
 
 TOKEN_URL = "https://acme.my.salesforce.com/services/oauth2/token"
 API = "https://api.example.test/einstein/ai-agent/v1"
@@ -436,6 +436,25 @@ async def test_greeting_is_forwarded_on_the_first_reply_when_asked(
         second = await client.ask("u1", "b")
     assert first.messages == (AgentMessage("Inform", GREETING), AgentMessage("Inform", "echo: a"))
     assert second.messages == (AgentMessage("Inform", "echo: b"),)
+
+
+async def test_prepare_and_ask_at_once_share_one_session(
+    fake: FakeAgentforce, http: httpx.AsyncClient
+) -> None:
+    # A voice note pre-warms the session while STT runs; the ask may come before the start
+    # answered. They must share one session, and the greeting still reaches the first reply.
+    fake.token_delay = 0.05
+    client = make_client(http, forward_greeting=True)
+    replies: list[AgentReply] = []
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(client.prepare, "u1")
+            await trio.testing.wait_all_tasks_blocked()
+            replies.append(await client.ask("u1", "a"))
+        await client.prepare("u1")  # a session exists: nothing to do
+    assert len(fake.starts) == 1
+    assert client.sessions_open == 1
+    assert replies[0].messages[0] == AgentMessage("Inform", GREETING)
 
 
 async def test_cancelled_send_leaves_the_session_usable(

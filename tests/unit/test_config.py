@@ -44,6 +44,12 @@ def test_shipped_config_toml_lists_every_key() -> None:
             continue
         section = data.get(f.name)
         assert section is not None, f"[{f.name}] missing from config.toml"
+        if f.name == "texts":
+            assert "default_language" in section
+            for language in ("en", "ar"):
+                for key in dataclasses.fields(config.TextTable):
+                    assert key.name in section[language], f"[texts.{language}] {key.name}"
+            continue
         for key in dataclasses.fields(
             f.type if isinstance(f.type, type) else getattr(config, f.type)
         ):
@@ -71,6 +77,27 @@ def test_bad_values_name_the_key(data: dict[str, object], key: str, why: str) ->
         config.parse(data, env={})
     assert err.value.key == key
     assert why in err.value.why
+
+
+def test_texts_tables_fall_back_and_name_bad_keys() -> None:
+    settings = config.parse(
+        {"texts": {"default_language": "en", "fr": {"holding": "Un instant…"}}}, env={}
+    )
+    french = settings.texts.for_language("fr")
+    assert french.holding == "Un instant…"
+    assert french.agent_down == config.ENGLISH.agent_down  # from the default language
+    assert settings.texts.for_language("ar-EG") == config.ARABIC
+    assert settings.texts.for_language(None) == config.ENGLISH
+    assert settings.texts.for_language("xx") == config.ENGLISH
+    with pytest.raises(config.ConfigError) as err:
+        config.parse({"texts": {"fr": {"holding_msg": "x"}}}, env={})
+    assert err.value.key == "[texts.fr] holding_msg"
+    with pytest.raises(config.ConfigError) as err:
+        config.parse({"texts": {"en": {"transcript_echo": "heard you"}}}, env={})
+    assert err.value.key == "[texts.en] transcript_echo"
+    with pytest.raises(config.ConfigError) as err:
+        config.parse({"texts": {"default_language": "de"}}, env={})
+    assert err.value.key == "[texts] default_language"
 
 
 def test_ready_requires_ids_and_secrets() -> None:

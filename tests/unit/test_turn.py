@@ -9,12 +9,12 @@ import pytest
 import trio
 import trio.testing
 
-from daemon.config import TextsConfig, TimeoutsConfig, VoiceConfig
+from daemon.config import ARABIC, TextsConfig, TimeoutsConfig, UxConfig, VoiceConfig
 from daemon.errors import UpstreamRejected, UpstreamUnavailable
 from daemon.model import AgentMessage, AgentReply, Inbound, Kind, Media, Transcript, User
 from daemon.turn import Turn, TurnReport
 
-TEXTS = TextsConfig()
+TEXTS = TextsConfig().for_language("en")
 USER = User("u1", "+15550001")
 
 
@@ -73,6 +73,11 @@ class FakeAgent:
     delay: float = 0.0
     asked: list[str] = field(default_factory=list)
 
+    prepared: list[str] = field(default_factory=list)
+
+    async def prepare(self, user_key: str) -> None:
+        self.prepared.append(user_key)
+
     async def ask(self, user_key: str, text: str) -> AgentReply:
         self.asked.append(text)
         await trio.sleep(self.delay)
@@ -120,6 +125,7 @@ def make_turn(
     reply: str = "mirror",
     timeouts: TimeoutsConfig | None = None,
     reports: list[TurnReport] | None = None,
+    ux: UxConfig | None = None,
 ) -> Turn:
     on_report: Callable[[TurnReport], None] | None = reports.append if reports is not None else None
     return Turn(
@@ -128,7 +134,8 @@ def make_turn(
         speech=speech or FakeSpeech(),
         timeouts=timeouts or TimeoutsConfig(),
         voice=VoiceConfig(reply=reply),
-        texts=TEXTS,
+        texts=TextsConfig(),
+        ux=ux,
         on_report=on_report,
     )
 
@@ -292,3 +299,86 @@ async def test_report_summary_carries_stage_timings_and_no_phone_number() -> Non
     line = reports[0].summary()
     assert "outcome=answered" in line and "agent=" in line and "send=" in line
     assert "+15550001" not in line and "u1" not in line.split()
+
+
+# -- the seed's touches: holding message, transcript echo, language, pre-warm ----------------
+
+
+async def test_holding_message_when_the_answer_is_slow(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    channel = FakeChannel()
+    report = await make_turn(channel, FakeAgent(delay=10), ux=UxConfig(holding_after=3)).run(
+        text_msg()
+    )
+    assert channel.sent("text") == [TEXTS.holding, "We open at *9*."]
+    assert report.extras == ["holding"]
+
+
+async def test_no_holding_message_when_the_answer_comes_first(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    channel = FakeChannel()
+    report = await make_turn(channel, FakeAgent(delay=2.9), ux=UxConfig(holding_after=3)).run(
+        text_msg()
+    )
+    assert channel.sent("text") == ["We open at *9*."]
+    assert report.extras == []
+    await trio.sleep(10)  # and not later either: the holding task ended with the turn
+    assert channel.sent("text") == ["We open at *9*."]
+
+
+async def test_holding_message_never_overtakes_an_answer_being_sent(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # The answer is ready at 2.5 s but its send takes 2 s: at 3 s the holding timer fires
+    # while the answer is on its way, and must stay silent.
+    channel = FakeChannel(text_delay=2)
+    await make_turn(channel, FakeAgent(delay=2.5), ux=UxConfig(holding_after=3)).run(text_msg())
+    assert channel.sent("text") == ["We open at *9*."]
+
+
+async def test_transcript_echo_goes_first_and_replaces_the_holding_message(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    channel = FakeChannel()
+    turn = make_turn(
+        channel,
+        FakeAgent(delay=10),
+        ux=UxConfig(holding_after=3, echo_transcript=True),
+    )
+    report = await turn.run(voice_msg())
+    texts = channel.sent("text")
+    assert texts == ["I understood: “when do you open”", "We open at *9*."]
+    assert report.extras == ["echo"]
+
+
+async def test_arabic_voice_note_gets_arabic_texts_and_language_to_tts() -> None:
+    channel = FakeChannel()
+    speech = FakeSpeech(transcript=Transcript("متى تفتحون؟", "ara"))
+    agent = FakeAgent(error=UpstreamUnavailable("agentforce", "503"))
+    report = await make_turn(channel, agent, speech).run(voice_msg())
+    assert channel.sent("text") == [ARABIC.agent_down]
+    assert report.language == "ar"
+
+    channel, speech = FakeChannel(), FakeSpeech(transcript=Transcript("متى تفتحون؟", "ara"))
+    await make_turn(channel, FakeAgent(), speech).run(voice_msg())
+    assert speech.spoken == [("We open at 9.", "ar")]
+
+
+async def test_arabic_text_gets_arabic_canned_texts() -> None:
+    channel = FakeChannel()
+    report = await make_turn(
+        channel, FakeAgent(error=UpstreamUnavailable("agentforce", "503"))
+    ).run(text_msg("متى تفتحون؟"))
+    assert channel.sent("text") == [ARABIC.agent_down]
+    assert report.language == "ar"
+
+
+async def test_voice_note_prewarms_the_agent_session() -> None:
+    agent = FakeAgent()
+    await make_turn(FakeChannel(), agent).run(voice_msg())
+    assert agent.prepared == ["u1"]
+    agent = FakeAgent()
+    await make_turn(FakeChannel(), agent).run(text_msg())
+    assert agent.prepared == []  # a text goes straight to ask, which opens the session
