@@ -6,8 +6,10 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: run test lint install bench clean
 
-run: $(STAMP)  ## start the daemon against the built-in simulators, with a scripted conversation
-	$(BIN)/wa-agentd demo
+PROVIDER ?= meta
+
+run: $(STAMP)  ## start the daemon against the built-in simulators (make run PROVIDER=twilio)
+	$(BIN)/wa-agentd demo --provider $(PROVIDER)
 
 test: $(STAMP)  ## the whole suite
 	$(BIN)/pytest -q

@@ -56,7 +56,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     logs.setup("warning" if not args.verbose else "info")
     try:
-        trio.run(demo.main, args.bind, args.once)
+        trio.run(demo.main, args.bind, args.once, args.provider)
     except KeyboardInterrupt:
         print("\nbye")
     return 0
@@ -80,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     demo.add_argument("--bind", default="127.0.0.1:8080", help="webhook listener address")
     demo.add_argument("--once", action="store_true", help="exit after the script")
+    demo.add_argument(
+        "--provider", choices=("meta", "twilio"), default="meta", help="the WhatsApp provider"
+    )
     demo.add_argument("-v", "--verbose", action="store_true", help="show the daemon's logs")
     demo.set_defaults(func=cmd_demo)
 

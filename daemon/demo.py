@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import textwrap
 from dataclasses import dataclass
+from functools import partial
 
+import httpx
 import trio
 
+from daemon.sim import twilio as twilio_sim
 from daemon.sim import webhooks
-from daemon.sim.audio import listen
+from daemon.sim.audio import listen, speak
 from daemon.sim.base import Faults
-from daemon.sim.graph import SentMessage
-from daemon.sim.stack import PHONE_NUMBER_ID, SECRETS, Stack, open_stack
+from daemon.sim.stack import PHONE_NUMBER_ID, SECRETS, Delivered, Stack, open_stack
 
 USER = "16505551234"
 
@@ -42,7 +44,7 @@ SCRIPT = (
 )
 
 
-def _show(sent: SentMessage) -> str:
+def _show(sent: Delivered) -> str:
     if sent.type == "text":
         body = textwrap.indent(sent.text or "", "      ").lstrip()
         return f"💬 {body}"
@@ -50,26 +52,43 @@ def _show(sent: SentMessage) -> str:
     return f"🔊 voice note, {seconds:.1f} s, {len(sent.audio or b'')} bytes: “{spoken}”"
 
 
-async def _play(stack: Stack, step: Step, already: int) -> int:
-    """Send one user message; print the replies as they arrive. Returns the sends so far."""
+async def _send(stack: Stack, step: Step) -> httpx.Response:
+    """The user's message as the provider would post it, timed from the webhook POST."""
     if step.kind == "text":
         print(f"\n👤 user: {step.content}")
-        message = webhooks.text_message(USER, step.content)
+        send = partial(stack.send_text, USER, step.content)
     elif step.kind == "voice":
         print(f"\n👤 user: 🎤 voice note saying “{step.content}”")
-        message = stack.voice_note(USER, step.content)
+        speak(step.content)  # record it before the clock starts (cached)
+        send = partial(stack.send_voice, USER, step.content)
     else:
         print(f"\n👤 user: 🖼  {step.content}")
-        media_id = stack.graph.add_user_media(b"\xff\xd8\xff fake jpeg", "image/jpeg")
-        message = webhooks.image_message(USER, media_id, sha256="c2ltdWxhdGVk")
+        send = partial(_send_image, stack)
     start = trio.current_time()
-    response = await stack.deliver(message)
+    _, response = await send()
     print(
         f"   {_ms(trio.current_time() - start)}  webhook acknowledged: HTTP {response.status_code}"
     )
+    return response
+
+
+async def _send_image(stack: Stack) -> tuple[str, httpx.Response]:
+    jpeg = b"\xff\xd8\xff fake jpeg"
+    if stack.provider == "twilio":
+        url = stack.twilio.add_user_media(jpeg, "image/jpeg")
+        params = twilio_sim.webhook_params(from_wa_id=USER, media=(url, "image/jpeg"))
+        return "", await stack.twilio_sender.post(params)
+    media_id = stack.graph.add_user_media(jpeg, "image/jpeg")
+    return "", await stack.deliver(webhooks.image_message(USER, media_id, sha256="c2ltdWxhdGVk"))
+
+
+async def _play(stack: Stack, step: Step, already: int) -> int:
+    """Send one user message; print the replies as they arrive. Returns the sends so far."""
+    start = trio.current_time()
+    await _send(stack, step)
     expected = already + (2 if step.expect_voice else 1)
     for n in range(already, expected):
-        sent = (await stack.graph.wait_sent(n + 1, to="+" + USER))[n]
+        sent = (await stack.wait_delivered(n + 1, USER))[n]
         label = "voice reply" if sent.type == "audio" else "text reply"
         print(f"   {_ms(sent.at - start)}  {label}: {_show(sent)}")
     return expected
@@ -79,19 +98,30 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:7.0f} ms"
 
 
-async def main(bind: str = "127.0.0.1:8080", once: bool = False) -> None:
+async def main(bind: str = "127.0.0.1:8080", once: bool = False, provider: str = "meta") -> None:
     async with open_stack(
+        provider=provider,
         bind=bind,
+        # The demo shows the plain turn; the holding message would only add noise here.
+        ux={"holding_after": 0.0},
         handle_signals=True,
         graph_faults=Faults(latency=GRAPH_LATENCY),
         agentforce_faults=Faults(latency=AGENT_LATENCY),
         elevenlabs_faults=Faults(latency=SPEECH_LATENCY),
+        twilio_faults=Faults(latency=GRAPH_LATENCY),
     ) as stack:
         d = stack.daemon
-        print("wa-agentd demo: the real daemon, with simulated WhatsApp, Agentforce and ElevenLabs")
+        upstream = "Twilio" if provider == "twilio" else "Meta's Cloud API"
+        print(
+            f"wa-agentd demo: the real daemon, with simulated WhatsApp ({upstream}), "
+            "Agentforce and ElevenLabs"
+        )
         print(f"  daemon webhook   {d.webhook_url}")
         print(f"  health           {d.admin_url}/healthz  {d.admin_url}/readyz")
-        print(f"  simulated Graph  {stack.graph.base_url}")
+        if provider == "twilio":
+            print(f"  simulated Twilio {stack.twilio.base_url}")
+        else:
+            print(f"  simulated Graph  {stack.graph.base_url}")
         print(f"  simulated agent  {stack.agentforce.base_url}")
         print(f"  simulated voice  {stack.elevenlabs.base_url}")
         print(
@@ -107,9 +137,13 @@ async def main(bind: str = "127.0.0.1:8080", once: bool = False) -> None:
             print("  " + report.summary())
         if once:
             return
+        secret = (
+            f"auth token {SECRETS['TWILIO_AUTH_TOKEN']!r}"
+            if provider == "twilio"
+            else f"app secret {SECRETS['WHATSAPP_APP_SECRET']!r}, phone_number_id {PHONE_NUMBER_ID}"
+        )
         print(
             f"\nStill serving. Post your own signed webhooks to {d.webhook_url}\n"
-            f"(app secret {SECRETS['WHATSAPP_APP_SECRET']!r}, phone_number_id "
-            f"{PHONE_NUMBER_ID}). Ctrl-C stops."
+            f"({secret}). Ctrl-C stops."
         )
         await d.stop.wait()

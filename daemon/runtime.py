@@ -34,6 +34,8 @@ from daemon.agentforce.sessions import SessionStore
 from daemon.channels.base import Channel
 from daemon.channels.meta.channel import MetaChannel
 from daemon.channels.meta.client import GraphClient
+from daemon.channels.twilio.channel import TwilioChannel
+from daemon.channels.twilio.client import TwilioClient
 from daemon.config import Settings
 from daemon.http import ResponseHook, make_client
 from daemon.lanes import Lanes
@@ -43,6 +45,7 @@ from daemon.observe.metrics import Metrics
 from daemon.observe.notify import notify, watchdog_interval
 from daemon.speech.elevenlabs import ElevenLabs
 from daemon.state.inbox import Inbox
+from daemon.state.public_media import PublicMedia
 from daemon.turn import Turn, TurnReport
 from daemon.web import WebContext, create_admin_app, create_app
 
@@ -99,11 +102,12 @@ class Upstreams:
     agent: AgentforceClient
     speech: ElevenLabs
     pools: list[httpx.AsyncClient]
+    public_media: PublicMedia | None = None  # voice notes a provider fetches from us (Twilio)
 
 
 def build_upstreams(settings: Settings, stack: AsyncExitStack, obs: Observability) -> Upstreams:
     t, h, s = settings.timeouts, settings.http, settings.secrets
-    graph_http = make_client(
+    channel_http = make_client(
         h,
         read_timeout=max(t.whatsapp, t.download),
         on_response=obs.hook(lambda _: "whatsapp"),
@@ -112,26 +116,10 @@ def build_upstreams(settings: Settings, stack: AsyncExitStack, obs: Observabilit
     speech_http = make_client(
         h, read_timeout=max(t.stt, t.tts), on_response=obs.hook(_elevenlabs_upstream)
     )
-    pools = [graph_http, agent_http, speech_http]
+    pools = [channel_http, agent_http, speech_http]
     for pool in pools:
         stack.push_async_callback(pool.aclose)
-    wa = settings.whatsapp
-    if settings.channel.provider != "meta":
-        raise NotImplementedError(f"channel provider {settings.channel.provider!r}")
-    channel = MetaChannel(
-        GraphClient(
-            graph_http,
-            graph_url=wa.graph_url,
-            phone_number_id=wa.phone_number_id,
-            access_token=s.get("WHATSAPP_ACCESS_TOKEN"),
-            media_hosts=wa.media_hosts,
-            max_media_bytes=wa.max_media_bytes,
-        ),
-        app_secret=s.get("WHATSAPP_APP_SECRET"),
-        verify_token=s.get("WHATSAPP_VERIFY_TOKEN"),
-        phone_number_id=wa.phone_number_id,
-        only_own_number=wa.only_own_number,
-    )
+    channel, public_media = _build_channel(settings, channel_http)
     af = settings.agentforce
     agent = AgentforceClient(
         agent_http,
@@ -156,7 +144,51 @@ def build_upstreams(settings: Settings, stack: AsyncExitStack, obs: Observabilit
         output_format=el.output_format,
         voice_settings=el.voice_settings(),
     )
-    return Upstreams(channel=channel, agent=agent, speech=speech, pools=pools)
+    return Upstreams(
+        channel=channel, agent=agent, speech=speech, pools=pools, public_media=public_media
+    )
+
+
+def _build_channel(
+    settings: Settings, http: httpx.AsyncClient
+) -> tuple[Channel, PublicMedia | None]:
+    """The configured WhatsApp provider. The only place that knows there are two."""
+    s = settings.secrets
+    if settings.channel.provider == "twilio":
+        tw = settings.twilio
+        media = PublicMedia(ttl=tw.media_ttl)
+        client = TwilioClient(
+            http,
+            api_url=tw.api_url,
+            account_sid=tw.account_sid,
+            auth_token=s.get("TWILIO_AUTH_TOKEN"),
+            media_hosts=tw.media_hosts,
+            max_media_bytes=tw.max_media_bytes,
+        )
+        channel = TwilioChannel(
+            client,
+            media,
+            auth_token=s.get("TWILIO_AUTH_TOKEN"),
+            public_url=tw.public_url,
+            from_=tw.from_,
+        )
+        return channel, media
+    wa = settings.whatsapp
+    meta = MetaChannel(
+        GraphClient(
+            http,
+            graph_url=wa.graph_url,
+            phone_number_id=wa.phone_number_id,
+            access_token=s.get("WHATSAPP_ACCESS_TOKEN"),
+            media_hosts=wa.media_hosts,
+            max_media_bytes=wa.max_media_bytes,
+        ),
+        app_secret=s.get("WHATSAPP_APP_SECRET"),
+        verify_token=s.get("WHATSAPP_VERIFY_TOKEN"),
+        phone_number_id=wa.phone_number_id,
+        only_own_number=wa.only_own_number,
+    )
+    return meta, None
 
 
 def _hypercorn_config(bind: str, settings: Settings) -> HypercornConfig:
@@ -341,6 +373,7 @@ async def _serving(
             max_body_bytes=settings.server.max_body_bytes,
             ready=partial(_readiness, lanes, obs.health, state_dir),
             metrics=obs.metrics,
+            public_media=ups.public_media,
         )
         _export_state(obs.metrics, ctx, ups.agent)
         # The listeners stay open while the turns drain, answering webhooks with 503 (Meta

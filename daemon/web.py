@@ -24,6 +24,7 @@ from daemon.channels.base import BadWebhook, Channel, WebhookRequest
 from daemon.lanes import Closed, Lanes, Overloaded
 from daemon.observe.metrics import Metrics
 from daemon.state.inbox import Inbox
+from daemon.state.public_media import PublicMedia
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,8 @@ class WebContext:
     max_body_bytes: int
     ready: Callable[[], tuple[bool, str]]  # (ready?, reason) for /readyz
     metrics: Metrics | None = None
+    # Voice notes a provider fetches from us by URL (Twilio); None when it takes uploads.
+    public_media: PublicMedia | None = None
     stats: WebStats = field(default_factory=WebStats)
     draining: bool = False
 
@@ -119,6 +122,24 @@ def create_app(ctx: WebContext, *, admin_routes: bool = True) -> QuartTrio:
             ctx.stats.count(ctx.stats.messages, "accepted")
         body_out, content_type = ctx.channel.accepted()
         return answer("accepted", 200, body_out.decode(), content_type)
+
+    if ctx.public_media is not None:
+        media = ctx.public_media
+
+        @app.get("/media/<token>")
+        async def public_media(token: str) -> Response:
+            # Only audio the daemon generated, behind an unguessable token that expires in
+            # minutes; anything else is a plain 404 that says nothing about what exists.
+            found = media.get(token)
+            if found is None:
+                return Response("not found", status=404, content_type="text/plain")
+            data, content_type = found
+            return Response(
+                data,
+                status=200,
+                content_type=content_type,
+                headers={"Cache-Control": "no-store"},
+            )
 
     if admin_routes:
         add_admin_routes(app, ctx)

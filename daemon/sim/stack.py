@@ -11,6 +11,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +31,7 @@ from daemon.sim.audio import speak
 from daemon.sim.base import Faults
 from daemon.sim.elevenlabs import ElevenLabsSim
 from daemon.sim.graph import GraphSim
+from daemon.sim.twilio import TwilioSim, TwilioWebhookSender, webhook_params
 from daemon.turn import TurnReport
 
 PHONE_NUMBER_ID = "106540352242922"
@@ -45,7 +47,10 @@ SECRETS = {
     "AGENTFORCE_CLIENT_SECRET": "sim-client-secret",
     "ELEVENLABS_API_KEY": "sim-elevenlabs-key",
     "WA_AGENTD_ADMIN_TOKEN": "sim-admin-token",
+    "TWILIO_AUTH_TOKEN": "sim-twilio-auth-token",
 }
+TWILIO_ACCOUNT_SID = "AC" + "5" * 32
+TWILIO_FROM = "whatsapp:+14155238886"
 
 
 def sim_sections(
@@ -53,6 +58,7 @@ def sim_sections(
     graph_url: str,
     agentforce_url: str,
     elevenlabs_url: str,
+    twilio_url: str = "",
     **overrides: Mapping[str, Any],
 ) -> dict[str, dict[str, Any]]:
     """Config sections that point the daemon at the simulators; ``overrides`` per section."""
@@ -71,6 +77,13 @@ def sim_sections(
         },
         "elevenlabs": {"api_url": elevenlabs_url, "voice_id": VOICE_ID},
     }
+    if twilio_url:
+        sections["twilio"] = {
+            "api_url": twilio_url,
+            "account_sid": TWILIO_ACCOUNT_SID,
+            "from": TWILIO_FROM,
+            "media_hosts": ["127.0.0.1"],
+        }
     for name, values in overrides.items():
         sections.setdefault(name, {}).update(values)
     return sections
@@ -93,12 +106,14 @@ class Sims:
     graph: GraphSim
     agentforce: AgentforceSim
     elevenlabs: ElevenLabsSim
+    twilio: TwilioSim
 
     def sections(self, **overrides: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         return sim_sections(
             graph_url=self.graph.base_url or "",
             agentforce_url=self.agentforce.base_url,
             elevenlabs_url=self.elevenlabs.base_url,
+            twilio_url=self.twilio.base_url or "",
             **overrides,
         )
 
@@ -114,6 +129,7 @@ async def open_sims(
     graph_faults: Faults | None = None,
     agentforce_faults: Faults | None = None,
     elevenlabs_faults: Faults | None = None,
+    twilio_faults: Faults | None = None,
     agentforce_options: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[Sims]:
     async with trio.open_nursery() as nursery:
@@ -136,7 +152,14 @@ async def open_sims(
                 voice_ids=(VOICE_ID,),
                 faults=elevenlabs_faults,
             ),
+            twilio=TwilioSim(
+                account_sid=TWILIO_ACCOUNT_SID,
+                auth_token=SECRETS["TWILIO_AUTH_TOKEN"],
+                whatsapp_from=TWILIO_FROM,
+                faults=twilio_faults,
+            ),
         )
+        await sims.twilio.start(nursery)
         await sims.graph.start(nursery)
         await sims.agentforce.start(nursery)
         await sims.elevenlabs.start(nursery)
@@ -144,15 +167,33 @@ async def open_sims(
         nursery.cancel_scope.cancel()
 
 
+@dataclass(frozen=True)
+class Delivered:
+    """A message the user received, whichever provider carried it."""
+
+    type: str  # "text" | "audio"
+    to: str  # the user's number, bare digits
+    text: str | None
+    audio: bytes | None
+    at: float  # simulator clock
+    renders_as_voice_note: bool
+
+
 @dataclass
 class Stack:
+    """The daemon and its simulated world. ``provider`` says which WhatsApp provider the
+    daemon is configured for; the ``send_*`` and ``wait_delivered`` helpers work for both."""
+
     settings: config.Settings
+    provider: str
     graph: GraphSim
+    twilio: TwilioSim
     agentforce: AgentforceSim
     elevenlabs: ElevenLabsSim
     daemon: runtime.Running
     client: httpx.AsyncClient  # for talking to the daemon (webhooks, admin routes)
-    sender: webhooks.WebhookSender
+    sender: webhooks.WebhookSender  # Meta's webhook posts
+    twilio_sender: TwilioWebhookSender  # Twilio's webhook posts
     reports: list[TurnReport] = field(default_factory=list)
     _reported: trio.Event = field(default_factory=trio.Event)
 
@@ -167,8 +208,13 @@ class Stack:
             await self._reported.wait()
         return self.reports
 
+    # -- the user writes (either provider) ---------------------------------------------------
+
     async def send_text(self, wa_id: str, text: str, **kw: Any) -> tuple[str, httpx.Response]:
         """A user writes ``text``; returns (message id, the daemon's webhook response)."""
+        if self.provider == "twilio":
+            params = webhook_params(from_wa_id=wa_id, body=text, **kw)
+            return dict(params)["MessageSid"], await self.twilio_sender.post(params)
         message = webhooks.text_message(wa_id, text, **kw)
         return message.id, await self.deliver(message)
 
@@ -176,8 +222,41 @@ class Stack:
         self, wa_id: str, spoken: str, *, language: str = "en", **kw: Any
     ) -> tuple[str, httpx.Response]:
         """A user records a voice note saying ``spoken``."""
+        if self.provider == "twilio":
+            url = self.twilio.add_user_media(speak(spoken, language), "audio/ogg")
+            params = webhook_params(from_wa_id=wa_id, media=(url, "audio/ogg"), **kw)
+            return dict(params)["MessageSid"], await self.twilio_sender.post(params)
         message = self.voice_note(wa_id, spoken, language=language, **kw)
         return message.id, await self.deliver(message)
+
+    async def wait_delivered(self, count: int, wa_id: str | None = None) -> list[Delivered]:
+        """Once ``count`` messages reached the user (or anyone), in the order they arrived."""
+        if self.provider == "twilio":
+            to = f"whatsapp:+{wa_id}" if wa_id else None
+            return [
+                Delivered(
+                    type="audio" if m.media_urls else "text",
+                    to=m.to.removeprefix("whatsapp:+"),
+                    text=m.body,
+                    audio=m.media,
+                    at=m.at,
+                    renders_as_voice_note=m.renders_as_voice_note,
+                )
+                for m in await self.twilio.wait_sent(count, to=to)
+            ]
+        return [
+            Delivered(
+                type=m.type,
+                to=m.to.removeprefix("+"),
+                text=m.text,
+                audio=m.audio,
+                at=m.at,
+                renders_as_voice_note=m.renders_as_voice_note,
+            )
+            for m in await self.graph.wait_sent(count, to=f"+{wa_id}" if wa_id else None)
+        ]
+
+    # -- Meta specifics ------------------------------------------------------------------------
 
     def voice_note(
         self, wa_id: str, spoken: str, *, language: str = "en", **kw: Any
@@ -192,14 +271,25 @@ class Stack:
         return await self.sender.post(body)
 
 
+def free_port() -> int:
+    """A loopback port free right now (for a daemon whose public URL must be known before it
+    starts: Twilio signs the URL it calls and fetches our media from it)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
 @asynccontextmanager
 async def open_stack(
     *,
+    provider: str = "meta",
     bind: str = "127.0.0.1:0",
     handle_signals: bool = False,
     graph_faults: Faults | None = None,
     agentforce_faults: Faults | None = None,
     elevenlabs_faults: Faults | None = None,
+    twilio_faults: Faults | None = None,
     agentforce_options: Mapping[str, Any] | None = None,
     on_report: Callable[[TurnReport], None] | None = None,
     **overrides: Mapping[str, Any],
@@ -210,6 +300,8 @@ async def open_stack(
     with tempfile.TemporaryDirectory(prefix="wa-agentd-") as scratch:
         async with _open_stack_in(
             scratch,
+            provider=provider,
+            twilio_faults=twilio_faults,
             bind=bind,
             handle_signals=handle_signals,
             graph_faults=graph_faults,
@@ -226,6 +318,8 @@ async def open_stack(
 async def _open_stack_in(
     scratch: str,
     *,
+    provider: str,
+    twilio_faults: Faults | None,
     bind: str,
     handle_signals: bool,
     graph_faults: Faults | None,
@@ -239,8 +333,17 @@ async def _open_stack_in(
         graph_faults=graph_faults,
         agentforce_faults=agentforce_faults,
         elevenlabs_faults=elevenlabs_faults,
+        twilio_faults=twilio_faults,
         agentforce_options=agentforce_options,
     ) as sims:
+        if provider == "twilio" and bind.endswith(":0"):
+            bind = f"127.0.0.1:{free_port()}"
+        public_url = f"http://{bind}"
+        overrides = {
+            "channel": {"provider": provider},
+            **overrides,
+            "twilio": {"public_url": public_url, **overrides.get("twilio", {})},
+        }
         server = {"bind": bind, **overrides.pop("server", {})}
         dirs = {"state": {"dir": f"{scratch}/state"}, "cache": {"dir": f"{scratch}/cache"}}
         settings = sims.settings(server=server, **{**dirs, **overrides})
@@ -264,13 +367,21 @@ async def _open_stack_in(
             async with httpx.AsyncClient(timeout=10) as client:
                 stack = Stack(
                     settings=settings,
+                    provider=provider,
                     graph=sims.graph,
+                    twilio=sims.twilio,
                     agentforce=sims.agentforce,
                     elevenlabs=sims.elevenlabs,
                     daemon=running,
                     client=client,
                     sender=webhooks.WebhookSender(
                         client, running.webhook_url, SECRETS["WHATSAPP_APP_SECRET"]
+                    ),
+                    twilio_sender=TwilioWebhookSender(
+                        client,
+                        running.webhook_url,
+                        auth_token=SECRETS["TWILIO_AUTH_TOKEN"],
+                        signed_url=public_url + settings.server.webhook_path,
                     ),
                 )
                 try:

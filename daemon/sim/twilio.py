@@ -545,7 +545,14 @@ class TwilioSim:
         send, receive = trio.open_memory_channel[_FetchJob](1000)
         # No auth, like Twilio fetching a public MediaUrl; redirects followed.
         async with (
-            httpx.AsyncClient(follow_redirects=True, max_redirects=3, timeout=None) as client,
+            # One connection per fetch, closed after it, so an idle keep-alive connection to
+            # the daemon never holds up the daemon's own graceful shutdown in tests.
+            httpx.AsyncClient(
+                follow_redirects=True,
+                max_redirects=3,
+                timeout=None,
+                limits=httpx.Limits(max_keepalive_connections=0),
+            ) as client,
             trio.open_nursery() as nursery,
         ):
             self._jobs = send

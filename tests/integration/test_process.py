@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 import trio
 
 from daemon.sim import webhooks
@@ -41,10 +42,11 @@ async def test_serve_answers_a_webhook_and_stops_cleanly_on_sigterm(tmp_path: Pa
     assert SECRETS["WHATSAPP_ACCESS_TOKEN"] not in log
 
 
-async def test_demo_once_plays_the_script_and_exits_zero() -> None:
+@pytest.mark.parametrize("provider", ["meta", "twilio"])
+async def test_demo_once_plays_the_script_and_exits_zero(provider: str) -> None:
     with trio.fail_after(60):
         result = await trio.run_process(
-            [*WA_AGENTD, "demo", "--once", "--bind", "127.0.0.1:0"],
+            [*WA_AGENTD, "demo", "--once", "--bind", "127.0.0.1:0", "--provider", provider],
             capture_stdout=True,
             capture_stderr=True,
             check=False,

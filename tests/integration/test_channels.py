@@ -1,0 +1,178 @@
+"""The same behaviour on both WhatsApp providers: Meta's Cloud API and Twilio.
+
+The turn, the lanes and the web layer never branch on the provider; these tests hold the
+daemon to that from the outside, over real HTTP against both simulators.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import trio
+
+from daemon.config import ARABIC, ENGLISH
+from daemon.sim import twilio as twilio_sim
+from daemon.sim.audio import describe, listen
+from daemon.sim.base import Faults
+from daemon.sim.stack import SECRETS, Stack, open_stack
+
+ALICE = "16505551234"
+PROVIDERS = ["meta", "twilio"]
+
+
+@pytest.fixture(params=PROVIDERS)
+async def either(request: pytest.FixtureRequest) -> AsyncIterator[Stack]:
+    async with open_stack(provider=request.param) as stack:
+        yield stack
+
+
+async def test_text_turn(either: Stack) -> None:
+    with trio.fail_after(10):
+        _, response = await either.send_text(ALICE, "What are your opening hours?")
+        assert response.status_code == 200
+        [sent] = await either.wait_delivered(1, ALICE)
+    assert sent.type == "text" and sent.text and "open" in sent.text
+    assert "**" not in sent.text
+    assert either.agentforce.received[0].text == "What are your opening hours?"
+    if either.provider == "twilio":
+        assert response.text.strip().endswith("<Response></Response>")  # empty TwiML
+
+
+async def test_voice_turn_text_then_voice_note(either: Stack) -> None:
+    with trio.fail_after(10):
+        await either.send_voice(ALICE, "Do you ship to Canada?")
+        text, voice = await either.wait_delivered(2, ALICE)
+    assert [text.type, voice.type] == ["text", "audio"]
+    assert voice.renders_as_voice_note and voice.audio is not None
+    assert describe(voice.audio)["codec"] == "opus"
+    assert listen(voice.audio)[0] == either.elevenlabs.tts_requests[0].text
+    assert either.agentforce.received[0].text == "Do you ship to Canada?"
+
+
+async def test_duplicate_delivery_is_answered_once(either: Stack) -> None:
+    with trio.fail_after(10):
+        if either.provider == "twilio":
+            params = twilio_sim.webhook_params(from_wa_id=ALICE, body="hello")
+            for _ in range(3):
+                assert (await either.twilio_sender.post(params)).status_code == 200
+        else:
+            from daemon.sim import webhooks
+
+            message = webhooks.text_message(ALICE, "hello")
+            for _ in range(3):
+                assert (await either.deliver(message)).status_code == 200
+        await either.wait_reports(1)
+    assert len(either.agentforce.received) == 1
+    assert either.daemon.web.stats.messages["duplicate"] == 2
+
+
+async def test_burst_is_answered_in_order(either: Stack) -> None:
+    texts = [f"question number {n}" for n in range(4)]
+    with trio.fail_after(10):
+        for text in texts:
+            await either.send_text(ALICE, text)
+        sent = await either.wait_delivered(4, ALICE)
+    assert [r.text for r in either.agentforce.received] == texts
+    assert [s.text and s.text.split('"')[1] for s in sent] == texts
+
+
+async def test_forged_signature_is_401(either: Stack) -> None:
+    with trio.fail_after(10):
+        if either.provider == "twilio":
+            params = twilio_sim.webhook_params(from_wa_id=ALICE, body="hi")
+            forged = await either.twilio_sender.post(params, signature="bm9wZQ==")
+            missing = await either.twilio_sender.post(params, signature=None)
+        else:
+            from daemon.sim import webhooks
+
+            body = webhooks.envelope(
+                webhooks.text_message(ALICE, "hi"), phone_number_id="106540352242922"
+            )
+            forged = await either.sender.post(body, signature="sha256=" + "0" * 64)
+            missing = await either.sender.post(body, signature=None)
+    assert (forged.status_code, missing.status_code) == (401, 401)
+    assert either.agentforce.received == []
+
+
+async def test_arabic_voice_note_gets_arabic_texts_and_language_to_tts(either: Stack) -> None:
+    with trio.fail_after(10):
+        await either.send_voice(ALICE, "متى تفتحون؟", language="ar")
+        await either.wait_delivered(2, ALICE)
+        [tts] = either.elevenlabs.tts_requests
+        assert tts.language_code == "ar"
+        either.agentforce.faults.error_rate = 1.0  # the agent goes down
+        await either.send_voice(ALICE, "هل أنتم هناك؟", language="ar")
+        sent = await either.wait_delivered(3, ALICE)
+    assert sent[2].text == ARABIC.agent_down
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_holding_message_only_for_a_slow_agent(provider: str) -> None:
+    async with open_stack(
+        provider=provider,
+        ux={"holding_after": 0.2},
+        agentforce_faults=Faults(latency=(0.4, 0.4)),  # token, session start, message
+    ) as stack:
+        with trio.fail_after(20):
+            await stack.send_text(ALICE, "What are your opening hours?")
+            holding, answer = await stack.wait_delivered(2, ALICE)
+            assert holding.text == ENGLISH.holding and "open" in (answer.text or "")
+            stack.agentforce.faults.latency = (0.0, 0.0)  # now the agent is quick
+            await stack.send_text(ALICE, "And on Sundays?")
+            await stack.wait_reports(2)
+        assert [r.extras for r in stack.reports] == [["holding"], []]
+        assert len(await stack.wait_delivered(3, ALICE)) == 3
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_transcript_echo(provider: str) -> None:
+    async with open_stack(provider=provider, ux={"echo_transcript": True}) as stack:
+        with trio.fail_after(10):
+            await stack.send_voice(ALICE, "Do you ship to Canada?")
+            echo, text, voice = await stack.wait_delivered(3, ALICE)
+    assert echo.text == "I understood: “Do you ship to Canada?”"
+    assert (text.type, voice.type) == ("text", "audio")
+
+
+# -- Twilio specifics ------------------------------------------------------------------------
+
+
+async def test_twilio_media_url_serves_what_twilio_fetched_and_nothing_else() -> None:
+    async with open_stack(provider="twilio") as stack:
+        with trio.fail_after(10):
+            await stack.send_voice(ALICE, "Do you ship to Canada?")
+            await stack.wait_delivered(2, ALICE)
+            [sent] = [m for m in stack.twilio.sent if m.media_urls]
+            url = sent.media_urls[0]
+            assert url.startswith(stack.daemon.url + "/media/")
+            again = await stack.client.get(url)  # what Twilio fetched, still there for retries
+            assert again.status_code == 200 and again.content == sent.media
+            assert again.headers["content-type"].startswith("audio/ogg")
+            unknown = await stack.client.get(stack.daemon.url + "/media/not-a-token")
+            assert unknown.status_code == 404
+            # (expiry is tested on the route with trio's MockClock: tests/unit/test_web.py)
+
+
+async def test_twilio_signature_over_the_public_url_behind_a_proxy() -> None:
+    # Behind a TLS proxy Twilio calls https://bot.example.com:8443/webhook?src=wa; the daemon
+    # sees http://127.0.0.1:PORT/webhook?src=wa. It must check the signature over the URL
+    # Twilio called, which is why [twilio] public_url exists.
+    public = "https://bot.example.com:8443"
+    async with open_stack(provider="twilio", twilio={"public_url": public}) as stack:
+        params = twilio_sim.webhook_params(from_wa_id=ALICE, body="hello")
+        through_proxy = twilio_sim.TwilioWebhookSender(
+            stack.client,
+            stack.daemon.webhook_url + "?src=wa",
+            auth_token=SECRETS["TWILIO_AUTH_TOKEN"],
+            signed_url=f"{public}/webhook?src=wa",
+        )
+        as_seen_locally = twilio_sim.TwilioWebhookSender(
+            stack.client,
+            stack.daemon.webhook_url + "?src=wa",
+            auth_token=SECRETS["TWILIO_AUTH_TOKEN"],
+        )
+        with trio.fail_after(10):
+            assert (await as_seen_locally.post(params)).status_code == 401
+            assert (await through_proxy.post(params)).status_code == 200
+            await stack.wait_reports(1)

@@ -1,0 +1,74 @@
+"""Web routes in-process (quart's test client, no sockets), where the clock must be mocked."""
+
+from __future__ import annotations
+
+import trio
+import trio.testing
+
+from daemon.lanes import Lanes
+from daemon.state.inbox import Inbox
+from daemon.state.public_media import PublicMedia
+from daemon.web import WebContext, create_app
+from tests.unit.test_turn import FakeChannel
+
+
+async def test_public_media_route_refuses_unknown_and_expired_tokens(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    media = PublicMedia(ttl=600)
+    token = media.put(b"OggS-voice", "audio/ogg")
+
+    async def handler(message: object) -> None:
+        raise AssertionError("no turns here")
+
+    async with Lanes.open(
+        handler,  # type: ignore[arg-type]
+        max_lanes=1,
+        max_pending=1,
+        queue_size=1,
+        idle_seconds=1,
+        max_concurrent_turns=1,
+    ) as lanes:
+        ctx = WebContext(
+            channel=FakeChannel(),  # type: ignore[arg-type]
+            inbox=Inbox(max_ids=10, ttl=10),
+            lanes=lanes,
+            webhook_path="/webhook",
+            max_body_bytes=1024,
+            ready=lambda: (True, "ready"),
+            public_media=media,
+        )
+        app = create_app(ctx)
+        async with app.test_app() as test_app:
+            client = test_app.test_client()
+            ok = await client.get(f"/media/{token}")
+            assert ok.status_code == 200
+            assert await ok.get_data() == b"OggS-voice"
+            assert ok.headers["Content-Type"].startswith("audio/ogg")
+            assert (await client.get("/media/unknown")).status_code == 404
+            await trio.sleep(601)
+            assert (await client.get(f"/media/{token}")).status_code == 404
+
+
+async def test_no_media_route_when_the_provider_takes_uploads() -> None:
+    async def handler(message: object) -> None:
+        raise AssertionError("no turns here")
+
+    async with Lanes.open(
+        handler,  # type: ignore[arg-type]
+        max_lanes=1,
+        max_pending=1,
+        queue_size=1,
+        idle_seconds=1,
+        max_concurrent_turns=1,
+    ) as lanes:
+        ctx = WebContext(
+            channel=FakeChannel(),  # type: ignore[arg-type]
+            inbox=Inbox(max_ids=10, ttl=10),
+            lanes=lanes,
+            webhook_path="/webhook",
+            max_body_bytes=1024,
+            ready=lambda: (True, "ready"),
+        )
+        async with create_app(ctx).test_app() as test_app:
+            assert (await test_app.test_client().get("/media/x")).status_code == 404
