@@ -51,6 +51,36 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cache_flush(args: argparse.Namespace) -> int:
+    """Ask the running daemon to flush its caches (POST /admin/cache/flush)."""
+    import httpx
+
+    try:
+        settings = _load(args, ready=False)
+    except config.ConfigError as exc:
+        print(f"wa-agentd: config error: {exc}", file=sys.stderr)
+        return 2
+    token = settings.secrets.get("WA_AGENTD_ADMIN_TOKEN")
+    if not token:
+        print("wa-agentd: WA_AGENTD_ADMIN_TOKEN is not set", file=sys.stderr)
+        return 2
+    bind = args.url or f"http://{settings.admin.bind or settings.server.bind}"
+    try:
+        response = httpx.post(
+            f"{bind.rstrip('/')}/admin/cache/flush",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
+    except httpx.HTTPError as exc:
+        print(f"wa-agentd: cannot reach the daemon at {bind}: {exc}", file=sys.stderr)
+        return 1
+    if response.status_code != 200:
+        print(f"wa-agentd: flush refused: HTTP {response.status_code} {response.text.strip()}")
+        return 1
+    print(f"caches flushed: {response.json()['flushed']}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from daemon import demo
 
@@ -74,6 +104,13 @@ def main(argv: list[str] | None = None) -> int:
     check = sub.add_parser("check-config", help="validate config and secrets, then exit")
     check.add_argument("--config", help="config file (default: $WA_AGENTD_CONFIG)")
     check.set_defaults(func=cmd_check_config)
+
+    cache = sub.add_parser("cache", help="manage the running daemon's caches")
+    cache_sub = cache.add_subparsers(dest="cache_command", required=True)
+    flush = cache_sub.add_parser("flush", help="empty the response, audio and media caches")
+    flush.add_argument("--config", help="config file (default: $WA_AGENTD_CONFIG)")
+    flush.add_argument("--url", help="the daemon's admin base URL (default: from the config)")
+    flush.set_defaults(func=cmd_cache_flush)
 
     demo = sub.add_parser(
         "demo", help="run against built-in simulators with a scripted conversation"

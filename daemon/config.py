@@ -254,8 +254,53 @@ class StateConfig:
 
 
 @dataclass(frozen=True)
+class FaqRule:
+    """``[[cache.faq]]``: questions matching ``pattern`` (a regex, case-insensitive, against
+    the normalised question) are cached for ``ttl`` seconds (1 to 24 hours)."""
+
+    pattern: str = ""
+    ttl: float = 86400.0
+    # The question needs no context: cacheable mid-conversation too, and its first answer is
+    # trusted (concurrent askers share one agent call). False: it only sets an opener's TTL.
+    standalone: bool = True
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class DenyRule:
+    """``[[cache.deny]]``: questions matching ``pattern`` are never cached."""
+
+    pattern: str = ""
+    name: str = ""
+
+
+@dataclass(frozen=True)
 class CacheConfig:
     dir: str = ""  # "" = $CACHE_DIRECTORY (systemd), else ./cache
+    # Response cache: context-free questions answered without calling Agentforce.
+    responses: bool = True
+    response_entries: int = 10_000
+    # A question that opens a conversation is cached this long (no FAQ rule needed), once
+    # `confirmations` different users got the same answer.
+    opener_ttl: float = 3600.0
+    confirmations: int = 2
+    faq: tuple[FaqRule, ...] = ()
+    deny: tuple[DenyRule, ...] = ()
+    # Regexes that make a question personal (never cached). Empty: the built-in set (first
+    # person, order/case numbers, emails, phone numbers; English, Arabic and a few more).
+    personal: tuple[str, ...] = ()
+    # TTS audio cache: memory tier, and a disk tier under `dir` (0 = memory only).
+    audio_memory_bytes: int = 64 * 1024 * 1024
+    audio_disk_bytes: int = 512 * 1024 * 1024
+    # Uploaded voice notes are reused by media id; WhatsApp keeps uploads 30 days.
+    media_ids: int = 10_000
+    media_id_ttl: float = 25 * 24 * 3600.0
+    # Transcripts by the voice note's sha256 (forwarded voice notes come again).
+    transcripts: int = 10_000
+    transcript_ttl: float = 7 * 24 * 3600.0
+    # Phrases spoken at start-up into the audio cache (greetings, common answers).
+    prerender: tuple[str, ...] = ()
+    prerender_language: str = "en"
 
 
 @dataclass(frozen=True)
@@ -341,24 +386,35 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
             raise ConfigError(key, f"must be a string, got {value!r}")
         return value
     if origin is tuple:
+        item_type = typing.get_args(annotation)[0]
+        if isinstance(item_type, type) and dataclasses.is_dataclass(item_type):  # [[a.b]] arrays
+            if not isinstance(value, list):
+                raise ConfigError(key, f"must be an array of tables, got {value!r}")
+            return tuple(
+                _section(f"{key}[{i}]", item_type, item, labelled=True)
+                for i, item in enumerate(value)
+            )
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(key, f"must be a list of strings, got {value!r}")
         return tuple(value)
     raise ConfigError(key, f"unsupported type {annotation!r}")  # pragma: no cover
 
 
-def _section(name: str, cls: type[Any], table: Any) -> Any:
+def _section(name: str, cls: type[Any], table: Any, *, labelled: bool = False) -> Any:
+    """One table. ``labelled``: ``name`` is already a key label ("[cache] faq[0]")."""
+    where = name if labelled else f"[{name}]"
     if not isinstance(table, dict):
-        raise ConfigError(f"[{name}]", "must be a table")
+        raise ConfigError(where, "must be a table")
     hints = typing.get_type_hints(cls)
     fields = {_toml_name(f): f for f in dataclasses.fields(cls)}
     kwargs: dict[str, Any] = {}
     for key, value in table.items():
         f = fields.get(key)
+        label = f"{where}.{key}" if labelled else f"[{name}] {key}"
         if f is None:
             known = ", ".join(sorted(fields))
-            raise ConfigError(f"[{name}] {key}", f"unknown key (known: {known})")
-        kwargs[f.name] = _coerce(f"[{name}] {key}", value, hints[f.name])
+            raise ConfigError(label, f"unknown key (known: {known})")
+        kwargs[f.name] = _coerce(label, value, hints[f.name])
     return cls(**kwargs)
 
 
@@ -507,8 +563,17 @@ def validate_values(s: Settings) -> None:
         raise ConfigError(
             "[ux] holding_after", f"must be >= 0 (0 = off), got {s.ux.holding_after!r}"
         )
+    _check_cache_rules(s.cache)
     if not s.twilio.media_hosts:
         raise ConfigError("[twilio] media_hosts", "must name at least one host")
+    for key in ("response_entries", "opener_ttl", "audio_memory_bytes", "media_ids",
+                "media_id_ttl", "transcripts", "transcript_ttl"):  # fmt: skip
+        if getattr(s.cache, key) <= 0:
+            raise ConfigError(f"[cache] {key}", f"must be > 0, got {getattr(s.cache, key)!r}")
+    if s.cache.audio_disk_bytes < 0:
+        raise ConfigError("[cache] audio_disk_bytes", "must be >= 0 (0 = no disk tier)")
+    if s.cache.media_id_ttl >= 30 * 24 * 3600:
+        raise ConfigError("[cache] media_id_ttl", "must be under 30 days (WhatsApp drops uploads)")
     for section in ("server", "timeouts", "lanes", "inbox", "http", "voice"):
         _check_positive(section, getattr(s, section))
     _check_positive("agentforce", s.agentforce)
@@ -517,6 +582,28 @@ def validate_values(s: Settings) -> None:
     for name in ("media_hosts",):
         if not s.whatsapp.media_hosts:
             raise ConfigError(f"[whatsapp] {name}", "must name at least one host")
+
+
+def _check_cache_rules(cache: CacheConfig) -> None:
+    """FAQ and deny rules compile and their TTLs are in range (building them says why)."""
+    from daemon.cache import rules  # the rule classes validate themselves
+
+    for i, faq in enumerate(cache.faq):
+        try:
+            rules.CacheRule(faq.pattern, faq.ttl, faq.standalone, faq.name)
+        except ValueError as exc:
+            raise ConfigError(f"[cache] faq[{i}]", str(exc)) from None
+    for i, deny in enumerate(cache.deny):
+        try:
+            rules.DenyRule(deny.pattern, deny.name)
+        except ValueError as exc:
+            raise ConfigError(f"[cache] deny[{i}]", str(exc)) from None
+    try:
+        rules.Rules(personal=cache.personal or rules.DEFAULT_PERSONAL, opener_ttl=cache.opener_ttl)
+    except ValueError as exc:
+        raise ConfigError("[cache] personal / opener_ttl", str(exc)) from None
+    if cache.confirmations < 1:
+        raise ConfigError("[cache] confirmations", f"must be >= 1, got {cache.confirmations}")
 
 
 def validate_ready(s: Settings) -> None:

@@ -82,6 +82,9 @@ class AgentMessage:
 @dataclass(frozen=True, slots=True)
 class AgentReply:
     messages: tuple[AgentMessage, ...]
+    # Where the answer came from: "agent" (this user's session), "cache" (a confirmed answer
+    # from the response cache) or "shared" (another user's concurrent call for the same FAQ).
+    origin: str = "agent"
 
     @property
     def text(self) -> str:

@@ -31,6 +31,12 @@ from hypercorn.trio import serve
 from daemon import web_guard
 from daemon.agentforce.client import AgentforceClient
 from daemon.agentforce.sessions import SessionStore
+from daemon.answers import CachedAgent
+from daemon.cache.audio import AudioCache
+from daemon.cache.media_ids import MediaIds
+from daemon.cache.response import PendingContext, ResponseCache
+from daemon.cache.rules import DEFAULT_PERSONAL, CacheRule, DenyRule, Rules
+from daemon.cache.stt import TranscriptCache
 from daemon.channels.base import Channel
 from daemon.channels.meta.channel import MetaChannel
 from daemon.channels.meta.client import GraphClient
@@ -43,10 +49,11 @@ from daemon.model import Inbound
 from daemon.observe.health import UpstreamHealth
 from daemon.observe.metrics import Metrics
 from daemon.observe.notify import notify, watchdog_interval
+from daemon.speech.cached import CachedSpeech
 from daemon.speech.elevenlabs import ElevenLabs
 from daemon.state.inbox import Inbox
 from daemon.state.public_media import PublicMedia
-from daemon.turn import Turn, TurnReport
+from daemon.turn import Agent, Turn, TurnReport
 from daemon.web import WebContext, create_admin_app, create_app
 
 log = logging.getLogger("wa_agentd")
@@ -102,7 +109,75 @@ class Upstreams:
     agent: AgentforceClient
     speech: ElevenLabs
     pools: list[httpx.AsyncClient]
+    caches: Caches
     public_media: PublicMedia | None = None  # voice notes a provider fetches from us (Twilio)
+
+    @property
+    def answers(self) -> Agent:
+        """The agent as the turn sees it: behind the response cache when it is on."""
+        return self.caches.answers or self.agent
+
+    @property
+    def voice(self) -> CachedSpeech:
+        return CachedSpeech(self.speech, self.caches.audio)
+
+
+@dataclass
+class Caches:
+    """Everything that saves an upstream call, bounded, flushable as one."""
+
+    audio: AudioCache
+    media_ids: MediaIds
+    transcripts: TranscriptCache
+    answers: CachedAgent | None = None  # None: [cache] responses = false
+    responses: ResponseCache | None = None
+
+    async def flush(self) -> dict[str, int]:
+        flushed = {
+            "audio": await self.audio.flush(),
+            "media_ids": self.media_ids.flush(),
+            "transcripts": self.transcripts.flush(),
+        }
+        if self.responses is not None:
+            flushed["responses"] = self.responses.flush()
+        return flushed
+
+
+def build_caches(settings: Settings) -> Caches:
+    c = settings.cache
+    disk = settings.cache_dir() / "tts" if c.audio_disk_bytes > 0 else None
+    return Caches(
+        audio=AudioCache(
+            max_bytes=c.audio_memory_bytes, disk_dir=disk, disk_max_bytes=c.audio_disk_bytes
+        ),
+        media_ids=MediaIds(max_entries=c.media_ids, ttl=c.media_id_ttl),
+        transcripts=TranscriptCache(max_entries=c.transcripts, ttl=c.transcript_ttl),
+    )
+
+
+def _cached_answers(settings: Settings, agent: AgentforceClient, caches: Caches) -> None:
+    c = settings.cache
+    if not c.responses:
+        return
+    rules = Rules(
+        faq=[CacheRule(r.pattern, r.ttl, r.standalone, r.name) for r in c.faq],
+        deny=[DenyRule(r.pattern, r.name) for r in c.deny],
+        personal=c.personal or DEFAULT_PERSONAL,
+        opener_ttl=c.opener_ttl,
+    )
+    caches.responses = ResponseCache(
+        max_entries=c.response_entries, default_ttl=c.opener_ttl, confirmations=c.confirmations
+    )
+    pending = PendingContext(
+        max_users=settings.agentforce.max_sessions, ttl=settings.agentforce.session_idle
+    )
+    caches.answers = CachedAgent(
+        agent,
+        rules=rules,
+        responses=caches.responses,
+        pending=pending,
+        agent_id=settings.agentforce.agent_id,
+    )
 
 
 def build_upstreams(settings: Settings, stack: AsyncExitStack, obs: Observability) -> Upstreams:
@@ -119,7 +194,8 @@ def build_upstreams(settings: Settings, stack: AsyncExitStack, obs: Observabilit
     pools = [channel_http, agent_http, speech_http]
     for pool in pools:
         stack.push_async_callback(pool.aclose)
-    channel, public_media = _build_channel(settings, channel_http)
+    caches = build_caches(settings)
+    channel, public_media = _build_channel(settings, channel_http, caches.media_ids)
     af = settings.agentforce
     agent = AgentforceClient(
         agent_http,
@@ -144,13 +220,19 @@ def build_upstreams(settings: Settings, stack: AsyncExitStack, obs: Observabilit
         output_format=el.output_format,
         voice_settings=el.voice_settings(),
     )
+    _cached_answers(settings, agent, caches)
     return Upstreams(
-        channel=channel, agent=agent, speech=speech, pools=pools, public_media=public_media
+        channel=channel,
+        agent=agent,
+        speech=speech,
+        pools=pools,
+        caches=caches,
+        public_media=public_media,
     )
 
 
 def _build_channel(
-    settings: Settings, http: httpx.AsyncClient
+    settings: Settings, http: httpx.AsyncClient, media_ids: MediaIds
 ) -> tuple[Channel, PublicMedia | None]:
     """The configured WhatsApp provider. The only place that knows there are two."""
     s = settings.secrets
@@ -187,6 +269,7 @@ def _build_channel(
         verify_token=s.get("WHATSAPP_VERIFY_TOKEN"),
         phone_number_id=wa.phone_number_id,
         only_own_number=wa.only_own_number,
+        media_ids=media_ids,
     )
     return meta, None
 
@@ -275,6 +358,71 @@ def _export_state(metrics: Metrics, ctx: WebContext, agent: AgentforceClient) ->
     )
 
 
+def _export_caches(metrics: Metrics, caches: Caches) -> None:
+    """Hits, misses, entries and bytes of every cache, read at scrape time."""
+
+    def lookups() -> dict[str, int]:
+        audio = caches.audio.stats()
+        counts = {
+            "audio_hit": audio.memory_hits + audio.disk_hits,
+            "audio_miss": audio.misses,
+        }
+        if caches.responses is not None:
+            responses = caches.responses.stats()
+            counts |= {"response_hit": responses.hits, "response_miss": responses.misses}
+        if caches.answers is not None:
+            counts["response_shared"] = caches.answers.stats.shared
+        return counts
+
+    def entries() -> dict[str, int]:
+        audio = caches.audio.stats()
+        counts = {
+            "audio_memory": audio.memory_entries,
+            "audio_disk": audio.disk_entries,
+            "media_ids": len(caches.media_ids),
+            "transcripts": len(caches.transcripts),
+        }
+        if caches.responses is not None:
+            counts["responses"] = caches.responses.stats().entries
+        return counts
+
+    def sizes() -> dict[str, int]:
+        audio = caches.audio.stats()
+        counts = {"audio_memory": audio.memory_bytes, "audio_disk": audio.disk_bytes}
+        if caches.responses is not None:
+            counts["responses"] = caches.responses.stats().bytes
+        return counts
+
+    metrics.sources.counters["wa_agentd_cache_lookups"] = (
+        "Cache lookups by cache and result (hit, miss, shared).",
+        "result",
+        lookups,
+    )
+    metrics.sources.labelled_gauges["wa_agentd_cache_entries"] = (
+        "Entries held per cache.",
+        "cache",
+        entries,
+    )
+    metrics.sources.labelled_gauges["wa_agentd_cache_bytes"] = (
+        "Bytes held per cache (responses: answer text).",
+        "cache",
+        sizes,
+    )
+
+
+async def _warm_caches(settings: Settings, ups: Upstreams) -> None:
+    """Read the audio cache's disk index and speak the configured phrases, off the hot path."""
+    try:
+        await ups.caches.audio.load_index()
+        if settings.cache.prerender:
+            rendered = await ups.voice.prerender(
+                settings.cache.prerender, language=settings.cache.prerender_language
+            )
+            log.info("pre-rendered %d phrases into the audio cache", rendered)
+    except Exception:  # a cold cache is slower, not broken
+        log.exception("warming the caches failed")
+
+
 async def _report_status(url: str, lanes: Lanes) -> None:
     """A STATUS= line for `systemctl status`, refreshed while the daemon runs."""
     last = ""
@@ -341,8 +489,9 @@ async def _serving(
 
     turn = Turn(
         channel=ups.channel,
-        agent=ups.agent,
-        speech=ups.speech,
+        agent=ups.answers,
+        speech=ups.voice,
+        transcripts=ups.caches.transcripts,
         timeouts=settings.timeouts,
         voice=settings.voice,
         texts=settings.texts,
@@ -356,6 +505,7 @@ async def _serving(
     lanes_cfg = settings.lanes
     inbox = Inbox(max_ids=settings.inbox.dedupe_max_ids, ttl=settings.inbox.dedupe_ttl)
     top.start_soon(_reap_sessions, ups.agent, min(60.0, settings.agentforce.session_idle / 4))
+    top.start_soon(_warm_caches, settings, ups)
 
     async with Lanes.open(
         handle,
@@ -374,8 +524,11 @@ async def _serving(
             ready=partial(_readiness, lanes, obs.health, state_dir),
             metrics=obs.metrics,
             public_media=ups.public_media,
+            admin_token=settings.secrets.get("WA_AGENTD_ADMIN_TOKEN"),
+            flush_caches=ups.caches.flush,
         )
         _export_state(obs.metrics, ctx, ups.agent)
+        _export_caches(obs.metrics, ups.caches)
         # The listeners stay open while the turns drain, answering webhooks with 503 (Meta
         # retries them later, elsewhere or after the restart); they close once drained.
         http_stop = trio.Event()

@@ -34,10 +34,11 @@ import trio
 
 from daemon import language as languages
 from daemon import text as textfmt
+from daemon.cache.stt import TranscriptCache
 from daemon.channels.base import Channel
 from daemon.config import TextsConfig, TextTable, TimeoutsConfig, UxConfig, VoiceConfig
 from daemon.errors import UpstreamError, UpstreamTimeout
-from daemon.model import AgentReply, Inbound, Kind, Transcript
+from daemon.model import AgentReply, Inbound, Kind, Media, Transcript
 from daemon.observe.logs import current_turn, hashed
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ T = TypeVar("T")
 
 
 class Agent(Protocol):
-    async def ask(self, user_key: str, text: str) -> AgentReply: ...
+    async def ask(self, user_key: str, text: str, *, language: str | None = None) -> AgentReply: ...
 
     async def prepare(self, user_key: str) -> None:
         """Open (or check) the user's session ahead of ``ask``; errors are ``ask``'s to find."""
@@ -60,6 +61,10 @@ class Speech(Protocol):
 
     async def synthesize(self, text: str, *, language: str | None = None) -> bytes: ...
 
+    def audio_key(self, text: str, *, language: str | None = None) -> str:
+        """What the audio of ``synthesize`` depends on, hashed (for media-id reuse)."""
+        ...
+
 
 @dataclass
 class TurnReport:
@@ -72,6 +77,7 @@ class TurnReport:
     outcome: str = "pending"
     voice: str = "none"  # none | sent | skipped | failed
     language: str = ""  # the language the turn answered in ("" = the default)
+    cached: list[str] = field(default_factory=list)  # "transcript", "answer": what a cache gave
     extras: list[str] = field(
         default_factory=list
     )  # "holding", "echo": messages besides the answer
@@ -85,6 +91,7 @@ class TurnReport:
         err = f" error={self.error!r}" if self.error else ""
         extras = f" extras={','.join(self.extras)}" if self.extras else ""
         lang = f" lang={self.language}" if self.language else ""
+        extras += f" cached={','.join(self.cached)}" if self.cached else ""
         return (
             f"turn={self.turn_id} done user={self.user} kind={self.kind} outcome={self.outcome} "
             f"voice={self.voice}{lang}{extras} {stages}{err}"
@@ -129,6 +136,7 @@ class Turn:
         voice: VoiceConfig,
         texts: TextsConfig,
         ux: UxConfig | None = None,
+        transcripts: TranscriptCache | None = None,
         on_report: Callable[[TurnReport], None] | None = None,
         clock: Callable[[], float] = trio.current_time,
     ) -> None:
@@ -139,6 +147,7 @@ class Turn:
         self._voice = voice
         self._texts = texts
         self._ux = ux or UxConfig(holding_after=0.0)
+        self._transcripts = transcripts
         self._on_report = on_report
         self._clock = clock
 
@@ -237,6 +246,24 @@ class Turn:
         assert message.media is not None  # the parser sets media on every VOICE message
         media = message.media
         background.start_soon(self._prewarm, message.user.key)
+        transcript = await self._transcribe(flow, media)
+        flow.language = languages.normalize(transcript.language) or flow.language
+        if not transcript.text.strip():
+            raise _Done("no_speech", flow.texts(self._texts).no_speech)
+        if self._ux.echo_transcript:
+            echo = flow.texts(self._texts).transcript_echo.replace(
+                "{transcript}", transcript.text.strip()
+            )
+            await self._extra(flow, "echo", echo)
+        return transcript.text
+
+    async def _transcribe(self, flow: _Flow, media: Media) -> Transcript:
+        """The voice note's words: from the transcript cache when WhatsApp gave its sha256
+        (forwarded voice notes come again and again), else download + speech-to-text."""
+        cache, digest = self._transcripts, media.sha256 or ""
+        if cache is not None and (known := cache.get(digest)) is not None:
+            flow.report.cached.append("transcript")
+            return known
         try:
             audio = await self._timed(
                 flow.report,
@@ -255,15 +282,9 @@ class Turn:
         except UpstreamError as exc:
             flow.report.error = str(exc)
             raise _Done("not_understood", flow.texts(self._texts).not_understood) from None
-        flow.language = languages.normalize(transcript.language) or flow.language
-        if not transcript.text.strip():
-            raise _Done("no_speech", flow.texts(self._texts).no_speech)
-        if self._ux.echo_transcript:
-            echo = flow.texts(self._texts).transcript_echo.replace(
-                "{transcript}", transcript.text.strip()
-            )
-            await self._extra(flow, "echo", echo)
-        return transcript.text
+        if cache is not None:
+            cache.put(digest, transcript)  # ignores an empty digest or transcript
+        return transcript
 
     async def _ask(self, flow: _Flow, question: str) -> tuple[str, str]:
         texts = flow.texts(self._texts)
@@ -273,11 +294,13 @@ class Turn:
                 "agent",
                 "agentforce",
                 self._timeouts.agent,
-                lambda: self._agent.ask(flow.message.user.key, question),
+                lambda: self._agent.ask(flow.message.user.key, question, language=flow.language),
             )
         except UpstreamError as exc:
             flow.report.error = str(exc)
             raise _Done("agent_down", texts.agent_down) from None
+        if reply.origin != "agent":
+            flow.report.cached.append("answer")
         answer = reply.text
         if reply.has("Escalate"):
             return (f"{answer}\n\n{texts.escalated}" if answer else texts.escalated), "escalated"
@@ -337,7 +360,11 @@ class Turn:
                 "voice_send",
                 "whatsapp",
                 self._timeouts.whatsapp,
-                lambda: self._channel.send_voice(flow.message.user, audio),
+                lambda: self._channel.send_voice(
+                    flow.message.user,
+                    audio,
+                    audio_key=self._speech.audio_key(spoken, language=flow.language),
+                ),
             )
             report.voice = "sent"
         except UpstreamError as exc:

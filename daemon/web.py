@@ -11,8 +11,10 @@ the lanes, in a nursery the daemon owns. Bad input gets a clear status and never
 
 from __future__ import annotations
 
+import hmac
+import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import trio
@@ -52,6 +54,9 @@ class WebContext:
     metrics: Metrics | None = None
     # Voice notes a provider fetches from us by URL (Twilio); None when it takes uploads.
     public_media: PublicMedia | None = None
+    # POST /admin/* needs "Authorization: Bearer <admin_token>"; "" turns them off.
+    admin_token: str = ""
+    flush_caches: Callable[[], Awaitable[dict[str, int]]] | None = None
     stats: WebStats = field(default_factory=WebStats)
     draining: bool = False
 
@@ -197,12 +202,43 @@ def add_admin_routes(app: QuartTrio, ctx: WebContext) -> None:
         body, content_type = ctx.metrics.render()
         return Response(body, status=200, content_type=content_type)
 
+    @app.post("/admin/cache/flush")
+    async def flush_caches() -> Response:
+        refused = _check_admin(ctx)
+        if refused is not None:
+            return refused
+        if ctx.flush_caches is None:
+            return Response("no caches\n", status=404, content_type="text/plain")
+        flushed = await ctx.flush_caches()
+        log.warning("caches flushed by an admin request: %s", flushed)
+        return Response(json.dumps({"flushed": flushed}), content_type="application/json")
+
     @app.get("/readyz")
     async def readyz() -> Response:
         if ctx.draining:
             return Response("draining\n", status=503, content_type="text/plain")
         ok, reason = ctx.ready()
         return Response(f"{reason}\n", status=200 if ok else 503, content_type="text/plain")
+
+
+def _check_admin(ctx: WebContext) -> Response | None:
+    """None when the request carries the admin bearer token, else the refusal to send."""
+    if not ctx.admin_token:
+        return Response(
+            "admin routes are off: set WA_AGENTD_ADMIN_TOKEN\n",
+            status=403,
+            content_type="text/plain",
+        )
+    header = request.headers.get("Authorization", "")
+    given = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
+    if not hmac.compare_digest(given.encode(), ctx.admin_token.encode()):
+        return Response(
+            "bearer token required\n",
+            status=401,
+            content_type="text/plain",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return None
 
 
 def create_admin_app(ctx: WebContext) -> QuartTrio:

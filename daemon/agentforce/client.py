@@ -102,9 +102,13 @@ class AgentforceClient:
     def sessions_open(self) -> int:
         return len(self._sessions)
 
+    def has_session(self, user_key: str) -> bool:
+        """Whether the user has an open session here (a message would continue it)."""
+        return user_key in self._sessions
+
     # -- the turn's entry point ------------------------------------------------------------
 
-    async def ask(self, user_key: str, text: str) -> AgentReply:
+    async def ask(self, user_key: str, text: str, *, language: str | None = None) -> AgentReply:
         """Send the user's text to the agent in the user's session; return the agent's reply.
 
         The session is started on first use. When the session turns out to be gone (404) or

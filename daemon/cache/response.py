@@ -179,12 +179,21 @@ class ResponseCache:
 
     # -- learning -------------------------------------------------------------------------
 
-    def record(self, key: str, user_hash: str, reply: AgentReply, ttl: float | None = None) -> None:
+    def record(
+        self,
+        key: str,
+        user_hash: str,
+        reply: AgentReply,
+        ttl: float | None = None,
+        *,
+        trusted: bool = False,
+    ) -> None:
         """What the agent answered ``user_hash`` (hashed user key) for ``key``.
 
         Call it only with a reply the agent gave to this question, sent as the user asked it
         (no context line in front), in this user's own session — never with a served cached
-        answer.
+        answer. ``trusted``: an operator FAQ rule vouches that the question has one answer for
+        everybody, so one answer confirms it (and concurrent askers can share one agent call).
         """
         ttl = self._default_ttl if ttl is None else float(ttl)
         if ttl <= 0 or not reply.text.strip() or reply.has(*_TROUBLE_TYPES):
@@ -217,7 +226,7 @@ class ResponseCache:
         else:
             candidate.users.add(user)
             candidate.ttl = min(candidate.ttl, ttl)
-        if len(candidate.users) >= self._confirmations:
+        if trusted or len(candidate.users) >= self._confirmations:
             self._confirm(key, candidate)
 
     def _confirm(self, key: str, candidate: _Entry) -> None:

@@ -56,8 +56,11 @@ class Channel(Protocol):
         """Send an answer, split into messages of at most ``text_limit``. Returns their ids."""
         ...
 
-    async def send_voice(self, user: User, ogg_opus: bytes) -> str:
-        """Send Ogg/Opus bytes as a voice note. Returns the message id."""
+    async def send_voice(self, user: User, ogg_opus: bytes, *, audio_key: str = "") -> str:
+        """Send Ogg/Opus bytes as a voice note. Returns the message id.
+
+        ``audio_key`` names the audio (daemon/cache/audio.py): a channel that uploads media may
+        reuse an earlier upload of the same audio instead of uploading it again."""
         ...
 
     async def fetch_media(self, media: Media) -> bytes:

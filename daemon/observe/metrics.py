@@ -43,6 +43,9 @@ class StateSources:
         default_factory=dict
     )  # name -> (help, label name, read)
     gauges: dict[str, tuple[str, Callable[[], float]]] = field(default_factory=dict)
+    labelled_gauges: dict[str, tuple[str, str, Callable[[], Mapping[str, int]]]] = field(
+        default_factory=dict
+    )  # name -> (help, label name, read)
 
 
 class _StateCollector(Collector):
@@ -57,6 +60,11 @@ class _StateCollector(Collector):
             yield family
         for name, (help_text, gauge) in self._sources.gauges.items():
             yield GaugeMetricFamily(name, help_text, value=gauge())
+        for name, (help_text, label, read) in self._sources.labelled_gauges.items():
+            gauges = GaugeMetricFamily(name, help_text, labels=[label])
+            for value, count in sorted(read().items()):
+                gauges.add_metric([value], count)
+            yield gauges
 
 
 class Metrics:

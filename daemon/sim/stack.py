@@ -346,7 +346,9 @@ async def _open_stack_in(
         }
         server = {"bind": bind, **overrides.pop("server", {})}
         dirs = {"state": {"dir": f"{scratch}/state"}, "cache": {"dir": f"{scratch}/cache"}}
-        settings = sims.settings(server=server, **{**dirs, **overrides})
+        for name, values in dirs.items():  # merged per key: a test's [cache] keeps its dir
+            overrides[name] = {**values, **overrides.get(name, {})}
+        settings = sims.settings(server=server, **overrides)
         stack: Stack | None = None
 
         def report(r: TurnReport) -> None:

@@ -28,6 +28,7 @@ from urllib.parse import quote
 import httpx
 
 from daemon import language
+from daemon.cache.audio import audio_key
 from daemon.errors import UpstreamError, UpstreamRejected, UpstreamUnavailable
 from daemon.model import Transcript
 from daemon.speech.audio import AudioError, ensure_ogg_opus, is_ogg
@@ -241,6 +242,22 @@ class ElevenLabs:
             response.headers.get("request-id"),
         )
         return transcript
+
+    def audio_key(self, text: str, *, language: str | None = None) -> str:
+        """Everything the audio of ``synthesize(text, language=...)`` depends on, hashed."""
+        return audio_key(
+            voice_id=self._voice_id,
+            model_id=self._tts_model,
+            voice_settings=self._voice_settings,
+            output_format=self._output_format,
+            text=text,
+            # The one request field besides those that changes the sound.
+            extra={
+                "language_code": tts_body(
+                    text, self._tts_model, language=language, voice_settings=None
+                ).get("language_code")
+            },
+        )
 
     async def synthesize(self, text: str, *, language: str | None = None) -> bytes:
         """``text`` spoken with the configured voice, as Ogg/Opus ready for a voice note.

@@ -49,7 +49,7 @@ class FakeChannel:
         self.events.append(("text", text))
         return ["wamid.1"]
 
-    async def send_voice(self, user: User, ogg_opus: bytes) -> str:
+    async def send_voice(self, user: User, ogg_opus: bytes, *, audio_key: str = "") -> str:
         self.events.append(("voice", ogg_opus.decode()))
         return "wamid.2"
 
@@ -78,7 +78,7 @@ class FakeAgent:
     async def prepare(self, user_key: str) -> None:
         self.prepared.append(user_key)
 
-    async def ask(self, user_key: str, text: str) -> AgentReply:
+    async def ask(self, user_key: str, text: str, *, language: str | None = None) -> AgentReply:
         self.asked.append(text)
         await trio.sleep(self.delay)
         if self.error is not None:
@@ -100,6 +100,9 @@ class FakeSpeech:
         if self.stt_error is not None:
             raise self.stt_error
         return self.transcript
+
+    def audio_key(self, text: str, *, language: str | None = None) -> str:
+        return f"{language}:{text}"
 
     async def synthesize(self, text: str, *, language: str | None = None) -> bytes:
         self.spoken.append((text, language))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
+from daemon.cache.media_ids import MediaIds
 from daemon.channels.base import WebhookRequest
 from daemon.channels.meta import wire
 from daemon.channels.meta.client import GraphClient
@@ -14,6 +15,11 @@ from daemon.model import Batch, Inbound, Media, User
 from daemon.text import split_message
 
 log = logging.getLogger(__name__)
+
+# Graph errors that mean "that media id is no good (any more)" on a send by id: an invalid
+# parameter (the id), or a media error (expired, deleted). Anything else is not about the
+# media, and a new upload would not help.
+MEDIA_GONE_CODES = frozenset({"100", "131053", "131052"})
 
 
 class MetaChannel:
@@ -28,12 +34,14 @@ class MetaChannel:
         verify_token: str,
         phone_number_id: str,
         only_own_number: bool = True,
+        media_ids: MediaIds | None = None,
     ) -> None:
         self._graph = graph
         self._app_secret = app_secret
         self._verify_token = verify_token
         self._phone_number_id = phone_number_id
         self._only_own_number = only_own_number
+        self._media_ids = media_ids
 
     def handshake(self, query: Mapping[str, str]) -> str | None:
         return wire.handshake(query, self._verify_token)
@@ -62,8 +70,24 @@ class MetaChannel:
             ids.append(await self._graph.post_message(wire.text_payload(user.address, part)))
         return ids
 
-    async def send_voice(self, user: User, ogg_opus: bytes) -> str:
+    async def send_voice(self, user: User, ogg_opus: bytes, *, audio_key: str = "") -> str:
+        ids, number = self._media_ids, self._phone_number_id
+        if ids is not None and audio_key:
+            media_id = ids.get(audio_key, number)
+            if media_id is not None:
+                # Uploaded before (WhatsApp keeps uploads 30 days): send it again as it is.
+                try:
+                    return await self._graph.post_message(
+                        wire.voice_payload(user.address, media_id)
+                    )
+                except UpstreamRejected as exc:
+                    if exc.code not in MEDIA_GONE_CODES:
+                        raise
+                    log.info("cached media id refused (%s): uploading again", exc.code)
+                    ids.forget(audio_key, number)
         media_id = await self._graph.upload(ogg_opus, "audio/ogg", "voice.ogg")
+        if ids is not None and audio_key:
+            ids.put(audio_key, number, media_id)
         return await self._graph.post_message(wire.voice_payload(user.address, media_id))
 
     async def fetch_media(self, media: Media) -> bytes:

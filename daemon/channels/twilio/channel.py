@@ -87,7 +87,8 @@ class TwilioChannel:
             sids.append(await self._client.send(form))
         return sids
 
-    async def send_voice(self, user: User, ogg_opus: bytes) -> str:
+    async def send_voice(self, user: User, ogg_opus: bytes, *, audio_key: str = "") -> str:
+        # Twilio fetches media by URL; there is no upload to reuse (audio_key unused).
         # Twilio takes media only by URL and fetches it itself, right after the send.
         token = self._media.put(ogg_opus, VOICE_MIME)
         form = wire.message_form(self._from, user.address, media_url=self.media_url_for(token))

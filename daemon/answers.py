@@ -1,0 +1,136 @@
+"""The agent as the turn sees it: Agentforce behind the response cache.
+
+``CachedAgent`` implements the turn's ``Agent`` protocol around the real client:
+
+- a context-free question (one that opens a conversation, or matches an operator FAQ rule
+  marked standalone) is answered from the cache when a confirmed answer exists: no
+  Agentforce call, milliseconds instead of seconds;
+- otherwise it goes to the agent in the user's own session, and the answer is recorded as
+  evidence: an opener's answer is served to others only once two different users got the same
+  one (``ResponseCache``), an FAQ rule's answer at once (the operator vouches for it), and
+  many users asking the same FAQ at once share one agent call (single flight);
+- personal-looking questions (first person, order numbers, emails, phone numbers) and deny
+  rules are never served from nor written to the cache (``Rules``);
+- after a cached answer, the user's next message reaches the agent with one context line
+  ("Earlier I asked ... and you answered ..."), because the agent's session never saw that
+  exchange (``PendingContext``).
+
+Only the turn's text reaches this module; users are known here only by their hashed key.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Protocol
+
+from daemon.cache.normalize import normalize_question, question_key
+from daemon.cache.response import PendingContext, ResponseCache, with_context
+from daemon.cache.rules import Decision, Rules
+from daemon.cache.singleflight import SingleFlight
+from daemon.model import AgentReply
+from daemon.observe.logs import hashed
+
+log = logging.getLogger(__name__)
+
+
+class SessionAgent(Protocol):
+    """The real agent client, as far as the cache needs it."""
+
+    async def ask(self, user_key: str, text: str) -> AgentReply: ...
+
+    async def prepare(self, user_key: str) -> None: ...
+
+    def has_session(self, user_key: str) -> bool: ...
+
+
+@dataclass
+class AnswerStats:
+    """Counters for /metrics (the caches count their own hits and misses)."""
+
+    shared: int = 0  # FAQ askers served by another user's concurrent agent call
+    decisions: dict[str, int] | None = None
+
+    def decided(self, reason: str) -> None:
+        if self.decisions is None:
+            self.decisions = {}
+        self.decisions[reason] = self.decisions.get(reason, 0) + 1
+
+
+class CachedAgent:
+    def __init__(
+        self,
+        agent: SessionAgent,
+        *,
+        rules: Rules,
+        responses: ResponseCache,
+        pending: PendingContext,
+        agent_id: str,
+    ) -> None:
+        self._agent = agent
+        self._rules = rules
+        self._responses = responses
+        self._pending = pending
+        self._agent_id = agent_id
+        self._flight: SingleFlight[str, AgentReply] = SingleFlight()
+        self.stats = AnswerStats()
+
+    async def prepare(self, user_key: str) -> None:
+        await self._agent.prepare(user_key)
+
+    async def ask(self, user_key: str, text: str, *, language: str | None = None) -> AgentReply:
+        user = hashed(user_key)
+        normalized = normalize_question(text)
+        opens = not self._agent.has_session(user_key) and not self._pending.has(user)
+        decision = self._rules.decide(normalized, opens_conversation=opens)
+        self.stats.decided(decision.reason)
+        if not decision.cacheable:
+            return await self._ask_agent(user_key, user, text)
+        key = question_key(normalized, agent_id=self._agent_id, language=language)
+        hit = self._responses.lookup(key)
+        if hit is not None:
+            self._pending.remember(user, text, hit.text)
+            log.info("answered from the response cache (%s)", decision.reason)
+            return AgentReply(hit.messages, origin="cache")
+        if decision.reason == "faq" and not self._pending.has(user):
+            return await self._ask_shared(user_key, user, text, key, decision)
+        return await self._ask_and_learn(user_key, user, text, key, decision)
+
+    async def _ask_agent(self, user_key: str, user: str, text: str) -> AgentReply:
+        """Not cacheable: to the agent, with the context of a cached answer if one is owed."""
+        earlier = self._pending.take(user)
+        question = with_context(text, *earlier) if earlier else text
+        return await self._agent.ask(user_key, question)
+
+    async def _ask_and_learn(
+        self, user_key: str, user: str, text: str, key: str, decision: Decision
+    ) -> AgentReply:
+        earlier = self._pending.take(user)
+        if earlier is not None:
+            # Asked with a context line in front: not the question as asked, no evidence.
+            return await self._agent.ask(user_key, with_context(text, *earlier))
+        reply = await self._agent.ask(user_key, text)
+        self._responses.record(key, user, reply, decision.ttl, trusted=decision.reason == "faq")
+        return reply
+
+    async def _ask_shared(
+        self, user_key: str, user: str, text: str, key: str, decision: Decision
+    ) -> AgentReply:
+        """An FAQ: concurrent askers share the first one's agent call (single flight)."""
+        leader = False
+
+        async def load() -> AgentReply:
+            nonlocal leader
+            leader = True
+            return await self._ask_and_learn(user_key, user, text, key, decision)
+
+        reply = await self._flight.run(key, load)
+        if leader:
+            return reply
+        # A follower: the answer came from another user's session, like a cache hit.
+        self.stats.shared += 1
+        self._pending.remember(user, text, reply.text)
+        return AgentReply(reply.messages, origin="shared")
+
+    def flush(self) -> int:
+        return self._responses.flush()
