@@ -40,7 +40,7 @@ from quart import Response, request
 from quart_trio import QuartTrio
 
 from daemon.observe.logs import hashed
-from daemon.sim.base import Faults, start_app
+from daemon.sim.base import Changes, Faults, start_app
 
 log = logging.getLogger(__name__)
 
@@ -448,7 +448,7 @@ class AgentforceSim:
 
         self._tokens: dict[str, float] = {}  # access token -> expiry on self.clock
         self._jwt_key = secrets.token_bytes(32)
-        self._changed = trio.Event()
+        self._changes = Changes()
         self._nursery: trio.Nursery | None = None
         self.app = self._build_app()
 
@@ -476,34 +476,26 @@ class AgentforceSim:
 
     # -- waiting ------------------------------------------------------------------------
 
-    def _bump(self) -> None:
-        self._changed.set()
-        self._changed = trio.Event()
-
-    async def _wait_until(self, ready: Callable[[], bool]) -> None:
-        while not ready():
-            await self._changed.wait()
-
     async def wait_received(self, count: int) -> list[ReceivedMessage]:
         """Until at least ``count`` user messages were accepted."""
-        await self._wait_until(lambda: len(self.received) >= count)
+        await self._changes.until(lambda: len(self.received) >= count)
         return self.received
 
     async def wait_started(self, count: int) -> list[StartedSession]:
-        await self._wait_until(lambda: len(self.started) >= count)
+        await self._changes.until(lambda: len(self.started) >= count)
         return self.started
 
     async def wait_ended(self, count: int) -> list[tuple[str, str]]:
-        await self._wait_until(lambda: len(self.ended) >= count)
+        await self._changes.until(lambda: len(self.ended) >= count)
         return self.ended
 
     async def wait_requests(self, count: int) -> list[LoggedRequest]:
-        await self._wait_until(lambda: len(self.requests) >= count)
+        await self._changes.until(lambda: len(self.requests) >= count)
         return self.requests
 
     async def wait_idle(self) -> None:
         """Until no turn is running (a client that gave up may leave one behind)."""
-        await self._wait_until(lambda: not any(s.busy for s in self.sessions.values()))
+        await self._changes.until(lambda: not any(s.busy for s in self.sessions.values()))
 
     # -- responses ----------------------------------------------------------------------
 
@@ -608,7 +600,7 @@ class AgentforceSim:
         self.received.append(
             ReceivedMessage(session.session_id, sequence_id, text, self.clock(), stream)
         )
-        self._bump()
+        self._changes.bump()
         turn = _Turn(text)
         self._nursery.start_soon(self._run_turn, session, text, turn)
         return turn
@@ -628,7 +620,7 @@ class AgentforceSim:
             if turn.messages and any(m.get("type") == "SessionEnded" for m in turn.messages):
                 session.ended = True
             turn.done.set()
-            self._bump()
+            self._changes.bump()
 
     async def _reply(self, session: SimSession, text: str) -> list[JsonDict]:
         if self.responder is None:
@@ -664,7 +656,7 @@ class AgentforceSim:
         self.requests.append(
             LoggedRequest(request.method, request.path, response.status_code, self.clock())
         )
-        self._bump()
+        self._changes.bump()
         return response
 
     async def _token(self) -> Response:
@@ -777,7 +769,7 @@ class AgentforceSim:
         self.started.append(
             StartedSession(session.session_id, session.external_session_key, body, now)
         )
-        self._bump()
+        self._changes.bump()
         log.debug("sim session %s for %s", session.session_id, hashed(session.external_session_key))
         return self._json(
             {
@@ -941,7 +933,7 @@ class AgentforceSim:
             return self._locked_error()
         session.ended = True
         self.ended.append((session_id, reason))
-        self._bump()
+        self._changes.bump()
         links = self._links(session_id)
         del links["messagesStream"]  # §5 sample has no messagesStream link
         return self._json(

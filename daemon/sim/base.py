@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -42,6 +43,25 @@ class Faults:
 
     def should_fail(self) -> bool:
         return bool(self.error_rate) and self.rng.random() < self.error_rate
+
+
+class Changes:
+    """Lets tests wait for a simulator's records without polling or sleeping.
+
+    The simulator calls ``bump()`` after every record it adds; ``until(ready)`` returns once
+    ``ready()`` holds, waking exactly when something changed (the event is re-armed each time).
+    """
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+
+    def bump(self) -> None:
+        self._event.set()
+        self._event = trio.Event()
+
+    async def until(self, ready: Callable[[], bool]) -> None:
+        while not ready():
+            await self._event.wait()
 
 
 def quiet_config(bind: str = "127.0.0.1:0") -> Config:

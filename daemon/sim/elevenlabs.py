@@ -34,7 +34,7 @@ from quart_trio import QuartTrio
 from werkzeug.datastructures import FileStorage
 
 from daemon.sim import audio
-from daemon.sim.base import Faults, start_app
+from daemon.sim.base import Changes, Faults, start_app
 
 log = logging.getLogger(__name__)
 
@@ -327,7 +327,7 @@ class ElevenLabsSim:
         self.stt_requests: list[SttRequest] = []
         self.tts_requests: list[TtsRequest] = []
         self.requests: list[LoggedRequest] = []
-        self._changed = trio.Event()
+        self._changes = Changes()
         self.app = self._build_app()
 
     async def start(self, nursery: trio.Nursery) -> str:
@@ -336,26 +336,18 @@ class ElevenLabsSim:
 
     # -- waiting ------------------------------------------------------------------------
 
-    def _bump(self) -> None:
-        self._changed.set()
-        self._changed = trio.Event()
-
-    async def _wait_until(self, ready: Callable[[], bool]) -> None:
-        while not ready():
-            await self._changed.wait()
-
     async def wait_stt(self, count: int) -> list[SttRequest]:
         """Until at least ``count`` transcriptions were answered."""
-        await self._wait_until(lambda: len(self.stt_requests) >= count)
+        await self._changes.until(lambda: len(self.stt_requests) >= count)
         return self.stt_requests
 
     async def wait_tts(self, count: int) -> list[TtsRequest]:
         """Until at least ``count`` syntheses were answered."""
-        await self._wait_until(lambda: len(self.tts_requests) >= count)
+        await self._changes.until(lambda: len(self.tts_requests) >= count)
         return self.tts_requests
 
     async def wait_requests(self, count: int) -> list[LoggedRequest]:
-        await self._wait_until(lambda: len(self.requests) >= count)
+        await self._changes.until(lambda: len(self.requests) >= count)
         return self.requests
 
     # -- responses ----------------------------------------------------------------------
@@ -414,7 +406,7 @@ class ElevenLabsSim:
         self.requests.append(
             LoggedRequest(request.method, request.path, response.status_code, self.clock())
         )
-        self._bump()
+        self._changes.bump()
         return response
 
     async def _stt(self) -> Response:
@@ -531,7 +523,7 @@ class ElevenLabsSim:
                 time=self.clock(),
             )
         )
-        self._bump()
+        self._changes.bump()
         return self._json(body, headers={"request-id": uuid.uuid4().hex})
 
     async def _tts(self, voice_id: str) -> Response:
@@ -642,7 +634,7 @@ class ElevenLabsSim:
                 stream=stream,
             )
         )
-        self._bump()
+        self._changes.bump()
         headers = {
             "request-id": uuid.uuid4().hex,
             "character-cost": str(len(text)),  # §1.6

@@ -35,7 +35,7 @@ from werkzeug.exceptions import HTTPException
 
 from daemon.observe.logs import hashed
 from daemon.sim import audio
-from daemon.sim.base import Faults, start_app
+from daemon.sim.base import Changes, Faults, start_app
 from daemon.sim.webhooks import new_wamid
 
 log = logging.getLogger(__name__)
@@ -318,7 +318,7 @@ class GraphSim:
         self._urls: dict[str, _IssuedUrl] = {}
         self._failures: deque[_Failure] = deque()
         self._ids = itertools.count(1_000_000_000_000_000 + secrets.randbelow(10**15))
-        self._changed = trio.Event()
+        self._changes = Changes()
         self.app = self._make_app()
 
     async def start(self, nursery: trio.Nursery) -> str:
@@ -352,22 +352,17 @@ class GraphSim:
     async def wait_sent(self, count: int, *, to: str | None = None) -> list[SentMessage]:
         """Return once ``count`` accepted sends (to ``to``, with or without '+') exist."""
         want = to.lstrip("+") if to is not None else None
-        while True:
-            found = [m for m in self.sent if want is None or m.to.lstrip("+") == want]
-            if len(found) >= count:
-                return found
-            await self._changed.wait()
+
+        def found() -> list[SentMessage]:
+            return [m for m in self.sent if want is None or m.to.lstrip("+") == want]
+
+        await self._changes.until(lambda: len(found()) >= count)
+        return found()
 
     async def wait_reads(self, count: int) -> list[ReadMark]:
         """Return once ``count`` mark-as-read calls (typing or not) exist."""
-        while len(self.reads) < count:
-            await self._changed.wait()
+        await self._changes.until(lambda: len(self.reads) >= count)
         return list(self.reads)
-
-    def _notify(self) -> None:
-        # Re-armed on every record so waiters wake exactly when something was added.
-        self._changed.set()
-        self._changed = trio.Event()
 
     def _new_id(self) -> str:
         return str(next(self._ids))
@@ -465,7 +460,7 @@ class GraphSim:
             return self._send(body)
         except GraphError as error:
             self.rejected.append(RejectedSend(error.code, error.http_status, body, self.clock()))
-            self._notify()
+            self._changes.bump()
             raise
 
     def _mark_read(self, body: Json) -> Response:
@@ -479,7 +474,7 @@ class GraphSim:
         if typing and body["typing_indicator"] != {"type": "text"}:
             _invalid('Param typing_indicator must be {"type": "text"}.')
         self.reads.append(ReadMark(message_id, typing, self.clock()))
-        self._notify()
+        self._changes.bump()
         return self._json({"success": True})
 
     def _send(self, body: Json) -> Response:
@@ -516,7 +511,7 @@ class GraphSim:
 
         wamid = new_wamid()
         self.sent.append(SentMessage(wamid=wamid, to=to, type=kind, at=now, payload=body, **fields))
-        self._notify()
+        self._changes.bump()
         log.debug("sim graph: %s to %s as %s", kind, hashed(to), wamid)
         contact = {"input": to, "user_id": to} if bsuid else {"input": to, "wa_id": to[1:]}
         return self._json(
@@ -607,7 +602,7 @@ class GraphSim:
         self.uploads.append(
             Upload(media.id, mime, upload.content_type or "", upload.filename or "", data, now)
         )
-        self._notify()
+        self._changes.bump()
         return self._json({"id": media.id})
 
     def _live_media(self, media_id: str, verb: str) -> StoredMedia:

@@ -28,7 +28,7 @@ from daemon import config, runtime
 from daemon.sim import webhooks
 from daemon.sim.agentforce import AgentforceSim
 from daemon.sim.audio import speak
-from daemon.sim.base import Faults
+from daemon.sim.base import Changes, Faults
 from daemon.sim.elevenlabs import ElevenLabsSim
 from daemon.sim.graph import GraphSim
 from daemon.sim.twilio import TwilioSim, TwilioWebhookSender, webhook_params
@@ -195,17 +195,15 @@ class Stack:
     sender: webhooks.WebhookSender  # Meta's webhook posts
     twilio_sender: TwilioWebhookSender  # Twilio's webhook posts
     reports: list[TurnReport] = field(default_factory=list)
-    _reported: trio.Event = field(default_factory=trio.Event)
+    _reported: Changes = field(default_factory=Changes)
 
     def add_report(self, report: TurnReport) -> None:
         self.reports.append(report)
-        self._reported.set()
-        self._reported = trio.Event()
+        self._reported.bump()
 
     async def wait_reports(self, count: int) -> list[TurnReport]:
         """Return once ``count`` turns have finished (their summary line was emitted)."""
-        while len(self.reports) < count:
-            await self._reported.wait()
+        await self._reported.until(lambda: len(self.reports) >= count)
         return self.reports
 
     # -- the user writes (either provider) ---------------------------------------------------

@@ -48,7 +48,7 @@ from werkzeug.exceptions import HTTPException
 
 from daemon.observe.logs import hashed
 from daemon.sim import audio
-from daemon.sim.base import Faults, start_app
+from daemon.sim.base import Changes, Faults, start_app
 
 log = logging.getLogger(__name__)
 
@@ -301,7 +301,7 @@ class TwilioSim:
         self._cdn: dict[str, _CdnEntry] = {}
         self._failures: deque[_Failure] = deque()
         self._jobs: trio.MemorySendChannel[_FetchJob] | None = None
-        self._changed = trio.Event()
+        self._changes = Changes()
         self.app = self._make_app()
 
     async def start(self, nursery: trio.Nursery) -> str:
@@ -340,21 +340,16 @@ class TwilioSim:
         """Return once ``count`` finished sends (to ``to``: "whatsapp:+1..", "+1.." or
         digits) exist."""
         want = _digits(to) if to is not None else None
-        while True:
-            found = [m for m in self.sent if want is None or _digits(m.to) == want]
-            if len(found) >= count:
-                return found
-            await self._changed.wait()
+
+        def found() -> list[SentMessage]:
+            return [m for m in self.sent if want is None or _digits(m.to) == want]
+
+        await self._changes.until(lambda: len(found()) >= count)
+        return found()
 
     async def wait_rejected(self, count: int) -> list[RejectedSend]:
-        while len(self.rejected) < count:
-            await self._changed.wait()
+        await self._changes.until(lambda: len(self.rejected) >= count)
         return list(self.rejected)
-
-    def _notify(self) -> None:
-        # Re-armed on every record so waiters wake exactly when something was added.
-        self._changed.set()
-        self._changed = trio.Event()
 
     # ------------------------------------------------------------------ app
 
@@ -438,7 +433,7 @@ class TwilioSim:
             return self._send(form)
         except TwilioError as error:
             self.rejected.append(RejectedSend(error.code, error.http_status, form, self.clock()))
-            self._notify()
+            self._changes.bump()
             raise
 
     def _send(self, form: Form) -> Response:
@@ -537,7 +532,7 @@ class TwilioSim:
                 ),
             )
         )
-        self._notify()
+        self._changes.bump()
 
     # ------------------------------------------------------------------ media fetches
 
@@ -590,7 +585,7 @@ class TwilioSim:
             error = _media_problem(status, content_type, bytes(data))
         fetch = MediaFetch(url, status, content_type, bytes(data), error, self.clock())
         self.media_fetches.append(fetch)
-        self._notify()
+        self._changes.bump()
         return fetch
 
     # ------------------------------------------------------------------ user media
@@ -628,7 +623,7 @@ class TwilioSim:
 
     def _download(self, record: MediaDownload) -> None:
         self.media_downloads.append(record)
-        self._notify()
+        self._changes.bump()
 
 
 def _digits(address: str) -> str:

@@ -13,8 +13,9 @@ import pytest
 import trio
 
 from daemon.channels.base import Channel, WebhookRequest
+from daemon.channels.media import host_allowed
 from daemon.channels.meta.channel import MetaChannel
-from daemon.channels.meta.client import GraphClient, host_allowed
+from daemon.channels.meta.client import GraphClient
 from daemon.channels.meta.wire import read_payload, text_payload, voice_payload
 from daemon.errors import UpstreamRejected, UpstreamUnavailable
 from daemon.model import Inbound, Kind, Media, User

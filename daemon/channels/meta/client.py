@@ -11,7 +11,6 @@ tampered URL must not be able to carry the token anywhere else.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -20,44 +19,12 @@ from urllib.parse import quote
 
 import httpx
 
+from daemon.channels import media
 from daemon.channels.meta.wire import UPSTREAM, parse_graph_error
 from daemon.errors import UpstreamRejected, UpstreamUnavailable
 from daemon.http import USER_AGENT
 
 log = logging.getLogger(__name__)
-
-MAX_REDIRECTS = 3
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
-_ERROR_BODY_BYTES = 64 * 1024  # enough for any Graph error JSON; the rest is not read
-
-
-def host_allowed(url: httpx.URL, hosts: Sequence[str]) -> bool:
-    """True when ``url``'s host is one of ``hosts``.
-
-    An entry matches its host exactly (case-insensitive, trailing dot ignored); "*.example.com"
-    matches any subdomain of example.com but not example.com itself, and never
-    "evilexample.com". Ports are not compared.
-    """
-    host = url.host.lower().rstrip(".")
-    if not host:
-        return False
-    for entry in hosts:
-        allowed = entry.strip().lower().rstrip(".")
-        if allowed.startswith("*."):
-            if host.endswith(allowed[1:]):  # the dot is kept: "evilexample.com" fails
-                return True
-        elif allowed and host == allowed:
-            return True
-    return False
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class GraphClient:
@@ -141,76 +108,22 @@ class GraphClient:
 
     # --- media download ------------------------------------------------------------------------
 
-    def _check_media_url(self, url: httpx.URL) -> None:
-        if url.scheme not in ("https", "http") or url.userinfo:
-            raise UpstreamRejected(UPSTREAM, "media URL refused: scheme or userinfo")
-        if url.scheme == "http" and not (self._plain_http_ok or _is_loopback(url.host)):
-            raise UpstreamRejected(UPSTREAM, "media URL refused: plain http")
-        if not host_allowed(url, self._media_hosts):
-            raise UpstreamRejected(UPSTREAM, f"media host not allowed: {url.host}")
-
     async def download(self, url: str) -> bytes:
         """GET a media URL with the bearer token (§4), at most ``max_media_bytes``.
 
         The token is sent only to allowed hosts; redirects are followed by hand, each hop
-        checked again, at most ``MAX_REDIRECTS``. 404 means the URL expired: the caller may
+        checked again (daemon/channels/media.py). 404 means the URL expired: the caller may
         ask ``media_url`` for a fresh one.
         """
-        try:
-            target = httpx.URL(url)
-        except httpx.InvalidURL:
-            raise UpstreamRejected(UPSTREAM, "media URL is not a URL") from None
         # Some CDNs refuse clients without a User-Agent (§4 gotchas), so it is set here too.
         headers = {**self._auth, "User-Agent": USER_AGENT}
-        try:
-            for _hop in range(MAX_REDIRECTS + 1):
-                self._check_media_url(target)
-                async with self._http.stream(
-                    "GET", target, headers=headers, follow_redirects=False
-                ) as response:
-                    if response.status_code in _REDIRECTS:
-                        location = response.headers.get("location")
-                        if not location:
-                            raise UpstreamRejected(
-                                UPSTREAM, "redirect without Location", status=response.status_code
-                            )
-                        target = target.join(location)
-                        log.debug("media download redirected to %s", target.host)
-                        continue
-                    return await self._read_media(response)
-        except httpx.TransportError as exc:
-            raise UpstreamUnavailable(UPSTREAM, f"media download: {type(exc).__name__}") from exc
-        except httpx.InvalidURL:
-            raise UpstreamRejected(UPSTREAM, "redirect to an invalid URL") from None
-        raise UpstreamRejected(UPSTREAM, f"more than {MAX_REDIRECTS} redirects")
-
-    async def _read_media(self, response: httpx.Response) -> bytes:
-        status = response.status_code
-        if status == 404:
-            raise UpstreamRejected(UPSTREAM, "media not found (URL expired?)", status=404)
-        if status >= 400:
-            raise parse_graph_error(status, await self._read_capped(response, _ERROR_BODY_BYTES))
-        if status != 200:
-            raise UpstreamRejected(UPSTREAM, f"media download answered {status}", status=status)
-        declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self._max_media_bytes:
-            raise UpstreamRejected(UPSTREAM, "media too large", status=status)
-        data = await self._read_capped(response, self._max_media_bytes + 1)
-        if len(data) > self._max_media_bytes:
-            raise UpstreamRejected(UPSTREAM, "media too large", status=status)
-        return data
-
-    @staticmethod
-    async def _read_capped(response: httpx.Response, cap: int) -> bytes:
-        """At most ``cap`` bytes of the body; reading stops there, the rest is never fetched.
-
-        Stopping early leaves httpx's inner async generators for trio to finalize, which
-        warns (ResourceWarning, encode/httpx#3686, fixes not released); harmless, and the
-        price of never buffering an oversized body.
-        """
-        data = bytearray()
-        async for chunk in response.aiter_bytes():
-            data += chunk
-            if len(data) >= cap:
-                break
-        return bytes(data[:cap])
+        return await media.download(
+            self._http,
+            url,
+            upstream=UPSTREAM,
+            hosts=self._media_hosts,
+            plain_http=self._plain_http_ok,
+            max_bytes=self._max_media_bytes,
+            parse_error=parse_graph_error,
+            request=lambda _hop: {"headers": headers},
+        )
