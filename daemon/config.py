@@ -144,7 +144,29 @@ class TimeoutsConfig:
     agent: float = 60.0
     tts: float = 30.0
     whatsapp: float = 10.0
+    upload: float = 20.0
     turn: float = 120.0
+
+
+@dataclass(frozen=True)
+class BreakersConfig:
+    """One circuit breaker per upstream (whatsapp, agentforce, elevenlabs-stt, elevenlabs-tts),
+    over its last ``window`` calls. A call slower than half its timeout counts as slow."""
+
+    window: int = 20
+    min_calls: int = 10  # no verdict before this many calls
+    failure_rate: float = 0.5  # open when half the calls failed ...
+    slow_call_rate: float = 0.8  # ... or 80 % were slow
+    open_seconds: float = 30.0  # fail fast this long, then try again
+    half_open_calls: int = 3  # trial calls, each with the upstream's timeout
+
+
+@dataclass(frozen=True)
+class RetriesConfig:
+    max_attempts: int = 3  # per call, the first included (Google SRE: 3)
+    # Retries may add at most this share of traffic (plus one per second), so a struggling
+    # upstream is not buried under them (Finagle's retry budget).
+    budget_ratio: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -342,6 +364,8 @@ class Settings:
     voice: VoiceConfig = VoiceConfig()
     timeouts: TimeoutsConfig = TimeoutsConfig()
     lanes: LanesConfig = LanesConfig()
+    breakers: BreakersConfig = BreakersConfig()
+    retries: RetriesConfig = RetriesConfig()
     inbox: InboxConfig = InboxConfig()
     texts: TextsConfig = TextsConfig()
     ux: UxConfig = UxConfig()
@@ -574,11 +598,18 @@ def validate_values(s: Settings) -> None:
         raise ConfigError("[cache] audio_disk_bytes", "must be >= 0 (0 = no disk tier)")
     if s.cache.media_id_ttl >= 30 * 24 * 3600:
         raise ConfigError("[cache] media_id_ttl", "must be under 30 days (WhatsApp drops uploads)")
-    for section in ("server", "timeouts", "lanes", "inbox", "http", "voice"):
+    for key in ("failure_rate", "slow_call_rate"):
+        if not 0 < getattr(s.breakers, key) <= 1:
+            raise ConfigError(f"[breakers] {key}", "must be in (0, 1]")
+    if not 0 <= s.retries.budget_ratio <= 1:
+        raise ConfigError("[retries] budget_ratio", "must be between 0 and 1")
+    for section in ("server", "timeouts", "lanes", "inbox", "http", "voice", "breakers"):
         _check_positive(section, getattr(s, section))
     _check_positive("agentforce", s.agentforce)
     _check_positive("whatsapp", s.whatsapp)
     _check_positive("twilio", s.twilio)
+    if s.retries.max_attempts < 1:
+        raise ConfigError("[retries] max_attempts", "must be >= 1")
     for name in ("media_hosts",):
         if not s.whatsapp.media_hosts:
             raise ConfigError(f"[whatsapp] {name}", "must name at least one host")

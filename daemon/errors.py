@@ -13,6 +13,9 @@ Every error names its ``upstream`` ("whatsapp", "agentforce", "elevenlabs-stt",
 "elevenlabs-tts", "twilio") so the turn can log and count it without knowing the client.
 ``status`` is the HTTP status when there was one; ``code`` is the upstream's own error code
 (Graph ``error.code``, ElevenLabs ``detail.status``, Agentforce ``error``) as a string.
+``retry_after`` is the upstream's own Retry-After in seconds, when it sent one; ``sent`` says
+whether the request may have reached the upstream (None: unknown; the retry policy then
+looks at the httpx error it was raised from).
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ class UpstreamError(Exception):
         self.message = message
         self.status = status
         self.code = code
+        self.retry_after: float | None = None
+        self.sent: bool | None = None
 
 
 class UpstreamTimeout(UpstreamError):

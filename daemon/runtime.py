@@ -49,6 +49,9 @@ from daemon.model import Inbound
 from daemon.observe.health import UpstreamHealth
 from daemon.observe.metrics import Metrics
 from daemon.observe.notify import notify, watchdog_interval
+from daemon.resilience.breaker import CircuitBreaker, State
+from daemon.resilience.guard import Guard
+from daemon.resilience.retry import RetryBudget
 from daemon.speech.cached import CachedSpeech
 from daemon.speech.elevenlabs import ElevenLabs
 from daemon.state.inbox import Inbox
@@ -308,15 +311,61 @@ async def _reap_sessions(agent: AgentforceClient, every: float) -> None:
             log.info("ended %d idle agent sessions", ended)
 
 
-def _readiness(lanes: Lanes, health: UpstreamHealth, state_dir: Path) -> tuple[bool, str]:
-    """(ready?, why): config is loaded (we run), state is writable, upstreams answer."""
+def _readiness(
+    lanes: Lanes, health: UpstreamHealth, guard: Guard, state_dir: Path
+) -> tuple[bool, str]:
+    """(ready?, why): config is loaded (we run), state is writable, no circuit is open and
+    the upstreams answer."""
     problems: list[str] = []
     if lanes.closed:
         problems.append("draining")
     if not os.access(state_dir, os.W_OK):
         problems.append(f"state directory {state_dir} not writable")
+    problems += guard.open_circuits()
     problems += health.down()
     return (not problems, "; ".join(problems) or "ready")
+
+
+_CIRCUIT_VALUES = {State.CLOSED: 0, State.HALF_OPEN: 1, State.OPEN: 2}
+
+
+def build_guard(settings: Settings, metrics: Metrics) -> Guard:
+    """A circuit breaker per upstream, sized from its timeout, and the retry budget."""
+    b, t = settings.breakers, settings.timeouts
+    timeouts = {
+        "whatsapp": t.whatsapp,
+        "agentforce": t.agent,
+        "elevenlabs-stt": t.stt,
+        "elevenlabs-tts": t.tts,
+    }
+
+    def changed(name: str, old: State, new: State) -> None:
+        level = logging.WARNING if new is State.OPEN else logging.INFO
+        log.log(level, "circuit %s: %s -> %s", name, old.value, new.value)
+        metrics.circuit_changes.labels(name, new.value).inc()
+
+    breakers = {
+        name: CircuitBreaker(
+            name,
+            window=b.window,
+            min_calls=b.min_calls,
+            failure_rate=b.failure_rate,
+            slow_call_rate=b.slow_call_rate,
+            slow_call_seconds=timeout / 2,
+            open_seconds=b.open_seconds,
+            half_open_calls=b.half_open_calls,
+            half_open_timeout=timeout,
+            # A half-open state that reaches no verdict (trials never come) opens again.
+            half_open_max_seconds=max(60.0, 3 * timeout),
+            on_change=changed,
+        )
+        for name, timeout in timeouts.items()
+    }
+    return Guard(
+        breakers,
+        budget=RetryBudget(ratio=settings.retries.budget_ratio),
+        max_attempts=settings.retries.max_attempts,
+    )
 
 
 def _export_state(metrics: Metrics, ctx: WebContext, agent: AgentforceClient) -> None:
@@ -460,7 +509,8 @@ async def run(
             await top.start(_watch_signals, stop)
         obs = Observability(Metrics(), UpstreamHealth())
         ups = upstreams(settings, stack, obs)
-        async with _serving(settings, ups, obs, stop, on_report, top) as running:
+        guard = build_guard(settings, obs.metrics)
+        async with _serving(settings, ups, obs, guard, stop, on_report, top) as running:
             task_status.started(running)
             await stop.wait()
             notify("STOPPING=1")
@@ -475,6 +525,7 @@ async def _serving(
     settings: Settings,
     ups: Upstreams,
     obs: Observability,
+    guard: Guard,
     stop: trio.Event,
     on_report: Callable[[TurnReport], None] | None,
     top: trio.Nursery,
@@ -492,6 +543,7 @@ async def _serving(
         agent=ups.answers,
         speech=ups.voice,
         transcripts=ups.caches.transcripts,
+        guard=guard,
         timeouts=settings.timeouts,
         voice=settings.voice,
         texts=settings.texts,
@@ -521,7 +573,7 @@ async def _serving(
             lanes=lanes,
             webhook_path=settings.server.webhook_path,
             max_body_bytes=settings.server.max_body_bytes,
-            ready=partial(_readiness, lanes, obs.health, state_dir),
+            ready=partial(_readiness, lanes, obs.health, guard, state_dir),
             metrics=obs.metrics,
             public_media=ups.public_media,
             admin_token=settings.secrets.get("WA_AGENTD_ADMIN_TOKEN"),
@@ -529,6 +581,14 @@ async def _serving(
         )
         _export_state(obs.metrics, ctx, ups.agent)
         _export_caches(obs.metrics, ups.caches)
+        obs.metrics.sources.labelled_gauges["wa_agentd_circuit_state"] = (
+            "Circuit breaker state per upstream: 0 closed, 1 half-open, 2 open.",
+            "upstream",
+            lambda: {
+                name: _CIRCUIT_VALUES[breaker.snapshot().state]
+                for name, breaker in guard.breakers.items()
+            },
+        )
         # The listeners stay open while the turns drain, answering webhooks with 503 (Meta
         # retries them later, elsewhere or after the restart); they close once drained.
         http_stop = trio.Event()

@@ -40,6 +40,8 @@ from daemon.config import TextsConfig, TextTable, TimeoutsConfig, UxConfig, Voic
 from daemon.errors import UpstreamError, UpstreamTimeout
 from daemon.model import AgentReply, Inbound, Kind, Media, Transcript
 from daemon.observe.logs import current_turn, hashed
+from daemon.resilience.breaker import CircuitOpen
+from daemon.resilience.guard import Guard
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +139,7 @@ class Turn:
         texts: TextsConfig,
         ux: UxConfig | None = None,
         transcripts: TranscriptCache | None = None,
+        guard: Guard | None = None,
         on_report: Callable[[TurnReport], None] | None = None,
         clock: Callable[[], float] = trio.current_time,
     ) -> None:
@@ -148,6 +151,7 @@ class Turn:
         self._texts = texts
         self._ux = ux or UxConfig(holding_after=0.0)
         self._transcripts = transcripts
+        self._guard = guard
         self._on_report = on_report
         self._clock = clock
 
@@ -271,6 +275,7 @@ class Turn:
                 "whatsapp",
                 self._timeouts.download,
                 lambda: self._channel.fetch_media(media),
+                idempotent=True,
             )
             transcript = await self._timed(
                 flow.report,
@@ -278,6 +283,7 @@ class Turn:
                 "elevenlabs-stt",
                 self._timeouts.stt,
                 lambda: self._speech.transcribe(audio, media.mime_type),
+                idempotent=True,
             )
         except UpstreamError as exc:
             flow.report.error = str(exc)
@@ -295,6 +301,7 @@ class Turn:
                 "agentforce",
                 self._timeouts.agent,
                 lambda: self._agent.ask(flow.message.user.key, question, language=flow.language),
+                idempotent=False,
             )
         except UpstreamError as exc:
             flow.report.error = str(exc)
@@ -326,6 +333,7 @@ class Turn:
                     "whatsapp",
                     self._timeouts.whatsapp,
                     lambda: self._channel.send_text(flow.message.user, text),
+                    idempotent=False,
                 )
             except UpstreamTimeout as exc:
                 flow.report.error = str(exc)  # outcome unknown: the text may be on its way
@@ -351,6 +359,7 @@ class Turn:
                 "elevenlabs-tts",
                 self._timeouts.tts,
                 lambda: self._speech.synthesize(spoken, language=flow.language),
+                idempotent=True,
             )
             if not await gate.wait():
                 report.voice = "skipped"  # no text went out: a lone voice note would confuse
@@ -359,12 +368,13 @@ class Turn:
                 report,
                 "voice_send",
                 "whatsapp",
-                self._timeouts.whatsapp,
+                self._timeouts.upload + self._timeouts.whatsapp,  # upload, then the send
                 lambda: self._channel.send_voice(
                     flow.message.user,
                     audio,
                     audio_key=self._speech.audio_key(spoken, language=flow.language),
                 ),
+                idempotent=False,
             )
             report.voice = "sent"
         except UpstreamError as exc:
@@ -432,16 +442,27 @@ class Turn:
         upstream: str,
         seconds: float,
         call: Callable[[], Awaitable[T]],
+        *,
+        idempotent: bool,
     ) -> T:
-        """``call()`` in its own cancel scope; ``upstream`` is the metrics label ("whatsapp"
-        is the WhatsApp provider, whichever channel that is)."""
+        """``call()`` in its own cancel scope, behind ``upstream``'s circuit breaker and the
+        retry policy when a guard is set (``idempotent``: safe to repeat). ``upstream`` is also
+        the metrics label ("whatsapp" is the WhatsApp provider, whichever channel it is)."""
         started = self._clock()
         try:
+            if self._guard is not None:
+                return await self._guard.call(upstream, seconds, call, idempotent=idempotent)
             with trio.fail_after(seconds):
                 return await call()
         except trio.TooSlowError:
             report.failures.append((upstream, "timeout"))
             raise UpstreamTimeout(upstream, seconds) from None
+        except UpstreamTimeout:
+            report.failures.append((upstream, "timeout"))
+            raise
+        except CircuitOpen:
+            report.failures.append((upstream, "circuit_open"))
+            raise
         except UpstreamError as exc:
             if exc.status is None:
                 report.failures.append((upstream, "error"))

@@ -30,6 +30,7 @@ from daemon.agentforce.sessions import AgentSession, SessionStore
 from daemon.errors import UpstreamError, UpstreamRejected, UpstreamUnavailable
 from daemon.model import AgentMessage, AgentReply
 from daemon.observe.logs import hashed
+from daemon.resilience.retry import with_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +186,9 @@ class AgentforceClient:
             headers={"Content-Type": _JSON},
         )
         if not response.is_success:
-            raise wire.parse_error(response.status_code, response.content)
+            raise with_retry_after(
+                wire.parse_error(response.status_code, response.content), response.headers
+            )
         session_id, greeting = wire.parse_session_start(response.content)
         now = self._clock()
         session = AgentSession(session_id, next_sequence=1, last_used=now, started_at=now)
@@ -219,7 +222,9 @@ class AgentforceClient:
                 log.info("agentforce session %s busy, retrying", session.session_id)
                 await trio.sleep(BUSY_RETRY_DELAYS[attempt])
                 continue
-            raise wire.parse_error(response.status_code, response.content)
+            raise with_retry_after(
+                wire.parse_error(response.status_code, response.content), response.headers
+            )
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def end_session(self, user_key: str, reason: str = "UserRequest") -> bool:
@@ -342,7 +347,9 @@ class AgentforceClient:
         except httpx.HTTPError as exc:
             raise UpstreamRejected(UPSTREAM, f"token request failed: {exc!r}") from exc
         if not response.is_success:
-            raise wire.parse_error(response.status_code, response.content)
+            raise with_retry_after(
+                wire.parse_error(response.status_code, response.content), response.headers
+            )
         token = wire.parse_token(
             response.content,
             self._clock(),

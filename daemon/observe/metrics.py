@@ -99,6 +99,13 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.circuit_changes = Counter(
+            "wa_agentd_circuit_changes",
+            "Circuit breaker state changes, by upstream and the state entered.",
+            ["upstream", "state"],
+            registry=self.registry,
+        )
+
     def observe_turn(self, report: TurnReport) -> None:
         self.turns.labels(report.kind, report.outcome).inc()
         if report.voice != "none":

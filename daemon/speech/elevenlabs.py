@@ -31,6 +31,7 @@ from daemon import language
 from daemon.cache.audio import audio_key
 from daemon.errors import UpstreamError, UpstreamRejected, UpstreamUnavailable
 from daemon.model import Transcript
+from daemon.resilience.retry import with_retry_after
 from daemon.speech.audio import AudioError, ensure_ogg_opus, is_ogg
 
 log = logging.getLogger(__name__)
@@ -316,7 +317,9 @@ class ElevenLabs:
         except httpx.DecodingError as exc:  # a body the content-encoding cannot undo
             raise UpstreamRejected(upstream, f"undecodable reply: {exc}") from exc
         if not response.is_success:
-            error = parse_error(response.status_code, response.content, upstream)
+            error = with_retry_after(
+                parse_error(response.status_code, response.content, upstream), response.headers
+            )
             log.debug(
                 "%s failed: %s, request-id=%s",
                 upstream,

@@ -47,29 +47,33 @@ async def test_metrics_parse_and_move_when_a_turn_runs(stack: Stack) -> None:
     assert metric(after, "process_resident_memory_bytes") > 10_000_000
 
 
-async def test_readyz_turns_503_with_the_reason_when_an_upstream_is_down() -> None:
-    async with open_stack(agentforce_faults=Faults(error_rate=1.0, error_status=503)) as stack:
+async def test_agent_outage_opens_the_circuit_fails_fast_and_readyz_says_why() -> None:
+    async with open_stack(
+        agentforce_faults=Faults(error_rate=1.0, error_status=503),
+        breakers={"window": 4, "min_calls": 4, "open_seconds": 600},
+    ) as stack:
         url = stack.daemon.admin_url + "/readyz"
-        with trio.fail_after(20):
+        with trio.fail_after(30):
             assert (await stack.client.get(url)).status_code == 200
-            for n in range(3):  # each turn: token fetch fails, 503
-                await stack.send_text(f"1555000000{n}", "hello?")
-            await stack.wait_reports(3)
-            # three failures in a row are not yet "down" (the threshold is five)
-            assert (await stack.client.get(url)).status_code == 200
-            for n in range(3, 6):
-                await stack.send_text(f"1555000000{n}", "hello?")
-            await stack.wait_reports(6)
+            n = 0
+            while "circuit open" not in (await stack.client.get(url)).text:
+                n += 1
+                await stack.send_text(f"1555000{n:04d}", "hello?")
+                await stack.wait_reports(n)
+                assert n < 10, "the circuit never opened"
+            calls_when_open = len(stack.agentforce.requests)
             down = await stack.client.get(url)
-            assert down.status_code == 503
-            assert "agentforce failing" in down.text
-            # It comes back by itself once the upstream answers again.
-            stack.agentforce.faults.error_rate = 0.0
-            await stack.send_text("15550000099", "hello?")
-            await stack.wait_reports(7)
-            assert (await stack.client.get(url)).status_code == 200
+            # While open the user gets the apology at once, and the agent is not called.
+            await stack.send_text("15559999999", "anyone there?")
+            report = (await stack.wait_reports(n + 1))[-1]
+            metrics = (await stack.client.get(stack.daemon.admin_url + "/metrics")).text
+    assert down.status_code == 503 and "agentforce circuit open" in down.text
+    assert report.outcome == "agent_down" and ("agentforce", "circuit_open") in report.failures
+    assert report.stages["agent"] < 0.05
+    assert len(stack.agentforce.requests) == calls_when_open
     apology = stack.settings.texts.for_language("en").agent_down
-    assert [s.text for s in stack.graph.sent].count(apology) == 6
+    assert [m.text for m in stack.graph.sent].count(apology) == n + 1
+    assert 'wa_agentd_circuit_state{upstream="agentforce"} 2.0' in metrics
 
 
 async def test_admin_routes_on_their_own_listener() -> None:

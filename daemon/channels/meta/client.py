@@ -23,6 +23,7 @@ from daemon.channels import media
 from daemon.channels.meta.wire import UPSTREAM, parse_graph_error
 from daemon.errors import UpstreamRejected, UpstreamUnavailable
 from daemon.http import USER_AGENT
+from daemon.resilience.retry import with_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,9 @@ class GraphClient:
         except httpx.TransportError as exc:
             raise UpstreamUnavailable(UPSTREAM, f"{method} failed: {type(exc).__name__}") from exc
         if response.status_code >= 400:
-            raise parse_graph_error(response.status_code, response.content)
+            raise with_retry_after(
+                parse_graph_error(response.status_code, response.content), response.headers
+            )
         try:
             doc = json.loads(response.content)
         except ValueError:

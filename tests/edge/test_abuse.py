@@ -1,0 +1,505 @@
+"""The HTTP edge under abuse, at the socket level.
+
+Slow clients, bodies that never end, protocol garbage, malformed upgrade requests and
+thousands of idle connections against the real daemon (hypercorn + quart-trio, with
+daemon/web_guard.py installed) and the simulators. After every scenario the daemon must still
+answer /healthz, accept a signed webhook and deliver the answer, and must not be draining:
+the serve task survived (reference/trio-stack.md §1, hypercorn#225 and #203).
+
+Raw trio TCP streams, not httpx: an HTTP client library would refuse to send most of this.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import resource
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+import trio
+
+import daemon.web
+from daemon import runtime
+from daemon.sim.stack import Stack, open_stack
+
+Address = tuple[str, int]
+
+# Margin on top of a server-side timeout before we call a connection "not closed": generous
+# for a loaded 2-core CI box, small next to the 30 s read_timeout that would otherwise apply.
+MARGIN = 3.0
+
+# A signed webhook's answer travels through the simulators in milliseconds (measured ~10 ms).
+SERVE_TIMEOUT = 5.0
+
+
+def _address(stack: Stack) -> Address:
+    host, port = stack.daemon.url.removeprefix("http://").rsplit(":", 1)
+    return host, int(port)
+
+
+def _keep_alive_timeout(stack: Stack) -> float:
+    """The idle timeout the daemon's hypercorn config really uses (default 5 s, §1)."""
+    config = runtime._hypercorn_config(stack.settings.server.bind, stack.settings)
+    return float(config.keep_alive_timeout)
+
+
+def _status(data: bytes) -> int | None:
+    """The status code of the first HTTP/1.1 status line in ``data``, if there is one."""
+    line = data.split(b"\r\n", 1)[0]
+    parts = line.split(b" ", 2)
+    if len(parts) >= 2 and parts[0].startswith(b"HTTP/1.") and parts[1].isdigit():
+        return int(parts[1])
+    return None
+
+
+async def _assert_serving(stack: Stack, wa_id: str) -> None:
+    """The daemon still works for everyone else: health, a webhook and its answer."""
+    with trio.fail_after(SERVE_TIMEOUT):
+        health = await stack.client.get(stack.daemon.admin_url + "/healthz")
+        _, accepted = await stack.send_text(wa_id, "are you still there?")
+        delivered = await stack.wait_delivered(1, wa_id)
+    assert health.status_code == 200
+    assert accepted.status_code == 200
+    assert delivered[0].to == wa_id and delivered[0].text
+    assert stack.daemon.web.draining is False
+
+
+@dataclass
+class Conn:
+    """What one abusive client saw."""
+
+    received: bytes = b""
+    opened_at: float = 0.0
+    answered_at: float | None = None  # when the first bytes came back
+    closed_at: float | None = None  # when the server closed (EOF or reset)
+
+    @property
+    def status(self) -> int | None:
+        return _status(self.received)
+
+    @property
+    def closed(self) -> bool:
+        return self.closed_at is not None
+
+
+async def _watch(stream: trio.SocketStream, conn: Conn) -> None:
+    """Record what the server sends until it closes the connection."""
+    try:
+        while data := await stream.receive_some(65536):
+            if conn.answered_at is None:
+                conn.answered_at = trio.current_time()
+            conn.received += data
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+    conn.closed_at = trio.current_time()
+
+
+async def _abuse(
+    address: Address,
+    conn: Conn,
+    first: bytes,
+    *,
+    drip: bytes = b"",
+    interval: float = 0.05,
+    sent: Callable[[], None] = lambda: None,
+    after_answer: bytes = b"",
+) -> None:
+    """Send ``first``; if ``after_answer``, wait for the answer and send it; then ``drip``
+    one byte per ``interval``, then stay silent, until the server closes the connection
+    (or the caller cancels). ``sent`` is called once ``first`` is on the wire."""
+    stream = await trio.open_tcp_stream(*address)
+    conn.opened_at = trio.current_time()
+    async with stream, trio.open_nursery() as nursery:
+        watched = trio.Event()
+
+        async def watch() -> None:
+            await _watch(stream, conn)
+            watched.set()
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(watch)
+        try:
+            await stream.send_all(first)
+            sent()
+            if after_answer:
+                while conn.answered_at is None or b"\r\n\r\n" not in conn.received:
+                    await trio.sleep(interval)
+                await stream.send_all(after_answer)
+            for byte in drip:
+                await trio.sleep(interval)
+                await stream.send_all(bytes([byte]))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the server hung up while we wrote: watch() records it
+        await watched.wait()
+
+
+class Countdown:
+    """An event that fires after ``n`` calls (n clients have sent their opening bytes)."""
+
+    def __init__(self, n: int) -> None:
+        self.left = n
+        self.done = trio.Event()
+        if n == 0:
+            self.done.set()
+
+    def __call__(self) -> None:
+        self.left -= 1
+        if self.left <= 0:
+            self.done.set()
+
+
+async def _wait_closed(conns: list[Conn], deadline: float) -> None:
+    """Return once every connection is closed or ``deadline`` passed (then the caller's
+    assertion says which ones were left open)."""
+    with trio.move_on_at(deadline):
+        while not all(c.closed for c in conns):
+            await trio.sleep(0.05)
+
+
+# -- 1. slowloris --------------------------------------------------------------------------
+
+SLOW_CLIENTS = 200
+PARTIAL_HEAD = b"POST /webhook HTTP/1.1\r\nHost: daemon\r\nContent-Type: application/json\r\n"
+
+
+async def test_slowloris_headers_are_cut_while_others_are_served() -> None:
+    """200 clients trickle a request head one byte every 50 ms and never finish it. hypercorn's
+    idle timer (keep_alive_timeout, started at accept and stopped only by a complete request
+    head) cuts them; meanwhile a signed webhook is accepted and answered."""
+    async with open_stack() as stack:
+        address, keep_alive = _address(stack), _keep_alive_timeout(stack)
+        conns = [Conn() for _ in range(SLOW_CLIENTS)]
+        ready = Countdown(SLOW_CLIENTS)
+        drip = b"X-Slow: " + b"a" * 400  # 20 s of dripping: longer than any bound below
+        with trio.fail_after(keep_alive + 2 * MARGIN):
+            async with trio.open_nursery() as clients:
+                for conn in conns:
+                    clients.start_soon(
+                        lambda c=conn: _abuse(address, c, PARTIAL_HEAD[:8], drip=drip, sent=ready)
+                    )
+                await ready.done.wait()
+                await _assert_serving(stack, "15550000001")
+                open_while_served = sum(not c.closed for c in conns)
+                await _wait_closed(conns, max(c.opened_at for c in conns) + keep_alive + MARGIN)
+                clients.cancel_scope.cancel()
+            await _assert_serving(stack, "15550000002")
+    assert open_while_served == SLOW_CLIENTS  # the webhook was served *while* they dripped
+    late = [round(c.closed_at - c.opened_at, 2) for c in conns if c.closed_at is not None]
+    assert len(late) == SLOW_CLIENTS, f"{SLOW_CLIENTS - len(late)} slow clients never cut off"
+    assert max(late) <= keep_alive + MARGIN
+    assert all(c.received == b"" for c in conns)  # cut silently: no 5xx, no half answer
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "hypercorn 0.18 + quart-trio: after a response, TCPServer.protocol_send(Updated(idle="
+        "True)) runs in the request task that quart-trio's TrioASGIHTTPConnection is "
+        "cancelling, so the keep-alive idle timer started by nursery.start() is never moved "
+        "out of the cancelled scope and dies at once. A kept-alive connection is then held "
+        "until read_timeout (30 s, reset by every byte): dripping a byte every few seconds "
+        "holds it forever. Fix: daemon/web_guard.py shields protocol_send for Updated/Closed."
+    ),
+)
+async def test_slowloris_after_a_first_request_is_cut() -> None:
+    """The slowloris that first sends one valid request: the connection is kept alive, and
+    the next request head then trickles in. It must be cut like the first one, within
+    keep_alive_timeout of the answer; an idle kept-alive connection too."""
+    async with open_stack() as stack:
+        address, keep_alive = _address(stack), _keep_alive_timeout(stack)
+        first = b"GET /healthz HTTP/1.1\r\nHost: daemon\r\n\r\n"
+        dripping = [Conn() for _ in range(10)]
+        idle = [Conn() for _ in range(10)]
+        with trio.fail_after(keep_alive + 2 * MARGIN):
+            async with trio.open_nursery() as clients:
+                for conn in dripping:
+                    clients.start_soon(
+                        lambda c=conn: _abuse(
+                            address, c, first, after_answer=b"G", drip=b"ET /healthz" * 40
+                        )
+                    )
+                for conn in idle:
+                    clients.start_soon(lambda c=conn: _abuse(address, c, first))
+                await _assert_serving(stack, "15550000003")
+                with trio.move_on_after(keep_alive + MARGIN):
+                    while not all(c.answered_at for c in dripping + idle):
+                        await trio.sleep(0.05)
+                answered = [c.answered_at or 0.0 for c in dripping + idle]
+                await _wait_closed(dripping + idle, max(answered) + keep_alive + MARGIN)
+                clients.cancel_scope.cancel()
+            await _assert_serving(stack, "15550000004")
+    assert all(c.status == 200 for c in dripping + idle)
+    still_open = [c for c in dripping + idle if not c.closed]
+    assert still_open == [], f"{len(still_open)} kept-alive connections never cut off"
+
+
+# -- 2. bodies that never end ------------------------------------------------------------
+
+NEVER_ENDING = {
+    "content-length, then silence": (
+        b"POST /webhook HTTP/1.1\r\nHost: daemon\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 1000000\r\n\r\n{\"object\":",
+        b"",
+    ),
+    "content-length, dripped": (
+        b"POST /webhook HTTP/1.1\r\nHost: daemon\r\nContent-Length: 1000000\r\n\r\n",
+        b"x" * 400,
+    ),
+    "chunked, no last chunk": (
+        b"POST /webhook HTTP/1.1\r\nHost: daemon\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"a\r\n{\"object\":\r\n",
+        b"",
+    ),
+    "chunked, dripped": (
+        b"POST /webhook HTTP/1.1\r\nHost: daemon\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"1\r\nx\r\n" * 100,
+    ),
+}
+
+# The daemon's body timeout is 15 s (daemon/web.py BODY_TIMEOUT), too long for this suite and
+# not configurable: the tests shorten the module constant the handler reads at call time.
+SHORT_BODY_TIMEOUT = 1.5
+
+
+@pytest.fixture
+def short_body_timeout(monkeypatch: pytest.MonkeyPatch) -> float:
+    monkeypatch.setattr(daemon.web, "BODY_TIMEOUT", SHORT_BODY_TIMEOUT)
+    return SHORT_BODY_TIMEOUT
+
+
+async def test_bodies_that_never_end_get_408_while_others_are_served(
+    short_body_timeout: float,
+) -> None:
+    async with open_stack() as stack:
+        address = _address(stack)
+        conns = {name: Conn() for name in NEVER_ENDING}
+        ready = Countdown(len(conns))
+        with trio.fail_after(short_body_timeout + 2 * MARGIN):
+            async with trio.open_nursery() as clients:
+                for name, (head, drip) in NEVER_ENDING.items():
+                    clients.start_soon(
+                        lambda c=conns[name], h=head, d=drip: _abuse(
+                            address, c, h, drip=d, sent=ready
+                        )
+                    )
+                await ready.done.wait()
+                await _assert_serving(stack, "15550000005")
+                unanswered_while_served = [n for n, c in conns.items() if c.answered_at is None]
+                with trio.move_on_after(short_body_timeout + MARGIN):
+                    while not all(c.answered_at for c in conns.values()):
+                        await trio.sleep(0.05)
+                clients.cancel_scope.cancel()
+            await _assert_serving(stack, "15550000006")
+    assert unanswered_while_served == list(NEVER_ENDING)
+    assert {n: c.status for n, c in conns.items()} == dict.fromkeys(NEVER_ENDING, 408)
+    assert stack.daemon.web.stats.webhooks.get("body_timeout") == len(NEVER_ENDING)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "after the 408 hypercorn wants to close (the client is still mid-body), but its "
+        "protocol_send(Closed()) runs in the request task quart-trio is cancelling, so "
+        "send_eof() raises Cancelled and the socket stays open; a client that keeps dripping "
+        "body bytes (each resets the 30 s read_timeout) holds it forever. Same root cause and "
+        "fix as test_slowloris_after_a_first_request_is_cut."
+    ),
+)
+async def test_after_the_408_the_connection_is_closed(short_body_timeout: float) -> None:
+    async with open_stack() as stack:
+        address = _address(stack)
+        conns = {name: Conn() for name in NEVER_ENDING}
+        with trio.fail_after(short_body_timeout + 3 * MARGIN):
+            async with trio.open_nursery() as clients:
+                for name, (head, _) in NEVER_ENDING.items():
+                    # everyone keeps dripping after the answer: the attacker's best move
+                    forever = b"x" * 400 if b"Content-Length" in head else b"1\r\nx\r\n" * 100
+                    clients.start_soon(
+                        lambda c=conns[name], h=head, d=forever: _abuse(address, c, h, drip=d)
+                    )
+                with trio.move_on_after(short_body_timeout + MARGIN):
+                    while not all(c.answered_at for c in conns.values()):
+                        await trio.sleep(0.05)
+                answered = [c.answered_at or 0.0 for c in conns.values()]
+                await _wait_closed(list(conns.values()), max(answered) + MARGIN)
+                clients.cancel_scope.cancel()
+            await _assert_serving(stack, "15550000007")
+    assert {n: c.status for n, c in conns.items()} == dict.fromkeys(NEVER_ENDING, 408)
+    still_open = [n for n, c in conns.items() if not c.closed]
+    assert still_open == [], f"still open after their 408: {still_open}"
+
+
+# -- 3. protocol garbage -----------------------------------------------------------------
+
+_OVERSIZED = 20 * 1024  # over hypercorn's h11_max_incomplete_size (16 KiB)
+
+GARBAGE = {
+    "random bytes": random.Random(225).randbytes(4096),
+    "TLS ClientHello on the plain port": bytes.fromhex("16030100f5010000f10303") + bytes(245),
+    "NUL bytes": b"\x00" * 1024,
+    "HTTP/9.9": b"GET / HTTP/9.9\r\nHost: daemon\r\n\r\n",
+    "header line without colon": b"GET /healthz HTTP/1.1\r\nHost: daemon\r\nno colon here\r\n\r\n",
+    "NUL in a header value": b"GET /healthz HTTP/1.1\r\nHost: daemon\r\nX-A: a\x00b\r\n\r\n",
+    "20 KiB header line, unfinished": (
+        b"GET /healthz HTTP/1.1\r\nHost: daemon\r\nX-Big: " + b"a" * _OVERSIZED
+    ),
+    "20 KiB request target, unfinished": b"GET /" + b"a" * _OVERSIZED,
+    "two Content-Lengths": (
+        b"POST /webhook HTTP/1.1\r\nHost: daemon\r\nContent-Length: 1\r\n"
+        b"Content-Length: 2\r\n\r\nab"
+    ),
+    "negative Content-Length": (
+        b"POST /webhook HTTP/1.1\r\nHost: daemon\r\nContent-Length: -1\r\n\r\n"
+    ),
+    "Content-Length and chunked": (
+        b"POST /webhook HTTP/1.1\r\nHost: daemon\r\nContent-Length: 4\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    ),
+    "bad chunk size": (
+        b"POST /webhook HTTP/1.1\r\nHost: daemon\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"zz\r\nabc\r\n"
+    ),
+    "valid request, then garbage": (
+        b"GET /healthz HTTP/1.1\r\nHost: daemon\r\n\r\n\x16\x03\x01\xff\xff garbage\r\n\r\n"
+    ),
+}
+
+
+async def _answer_or_close(address: Address, payload: bytes, settle: float) -> Conn:
+    """Send ``payload`` and read until the server closes, or has sent a whole response head
+    and then ``settle`` seconds passed (a kept-alive 4xx is a fine answer too)."""
+    conn = Conn()
+    with trio.move_on_after(settle):
+        await _abuse(address, conn, payload)
+    return conn
+
+
+@pytest.mark.parametrize("payload", list(GARBAGE.values()), ids=list(GARBAGE))
+async def test_protocol_garbage_gets_4xx_or_close_never_5xx(payload: bytes) -> None:
+    async with open_stack() as stack:
+        with trio.fail_after(10):
+            conn = await _answer_or_close(_address(stack), payload, settle=1.0)
+            await _assert_serving(stack, "15550000008")
+    status = conn.status
+    assert b" 50" not in conn.received.split(b"\r\n", 1)[0]  # never a 5xx
+    assert (status is None and conn.closed) or (status is not None and 400 <= status < 500), (
+        status,
+        conn.closed,
+        conn.received[:200],
+    )
+
+
+# -- 4. malformed upgrade requests (hypercorn#225, #203) ---------------------------------
+
+WS_HEAD = (
+    b"GET /webhook HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+HYPERCORN_225 = WS_HEAD + b"X"  # exactly the issue's payload: one stray byte after the head
+H2C_HEAD = (
+    b"GET /webhook HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+    b"HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n"
+)
+
+UPGRADES = {
+    # (payload, does it reach the code path that crashes an unguarded hypercorn?)
+    "hypercorn#225 websocket + stray byte": (HYPERCORN_225, True),
+    "websocket upgrade without a websocket route": (WS_HEAD, False),
+    "websocket upgrade, then garbage frames": (WS_HEAD + b"\x81\xff" + bytes(64), False),
+    "websocket upgrade on POST with a body": (
+        b"POST /webhook HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Content-Length: 1\r\n\r\nXY",
+        False,
+    ),
+    "h2c upgrade + stray byte": (H2C_HEAD + b"X", False),
+    "h2c upgrade, then garbage instead of the preface": (H2C_HEAD + b"GARBAGE" * 20, False),
+    "h2c upgrade with undecodable HTTP2-Settings": (
+        H2C_HEAD.replace(b"AAMAAABkAARAAAAAAAIAAAAA", b"!!!notbase64"),
+        True,
+    ),
+    "HTTP/2 preface, then a bad frame": (
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes(9),
+        False,
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("payload", "crashes_unguarded"), list(UPGRADES.values()), ids=list(UPGRADES)
+)
+async def test_malformed_upgrade_does_not_kill_the_daemon(
+    payload: bytes, crashes_unguarded: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="wa_agentd.http")
+    async with open_stack() as stack:
+        address = _address(stack)
+        with trio.fail_after(10):
+            # several at once and then several in a row: the serve task must outlive them all
+            conns = [Conn() for _ in range(5)]
+            async with trio.open_nursery() as burst:
+                for conn in conns:
+                    burst.start_soon(lambda c=conn: _settle(address, c, payload))
+            for _ in range(3):
+                conns.append(await _answer_or_close(address, payload, settle=0.5))
+            await _assert_serving(stack, "15550000009")
+    first_lines = [c.received.split(b"\r\n", 1)[0] for c in conns]
+    assert not [line for line in first_lines if line.startswith(b"HTTP/1.1 5")], first_lines
+    dropped = [r for r in caplog.records if "connection dropped" in r.getMessage()]
+    # The payload really took the path that kills an unguarded server, and the guard caught it.
+    assert bool(dropped) == crashes_unguarded, [r.getMessage() for r in dropped]
+
+
+async def _settle(address: Address, conn: Conn, payload: bytes) -> None:
+    with trio.move_on_after(0.5):
+        await _abuse(address, conn, payload)
+
+
+# -- 5. thousands of idle connections ----------------------------------------------------
+
+IDLE_TARGET = 2000
+FD_MARGIN = 200
+
+
+@pytest.fixture
+def fd_budget() -> Iterator[int]:
+    """How many idle connections this process can hold: raise the soft RLIMIT_NOFILE toward
+    the hard one for the test. Both ends of every connection live in this process (the
+    daemon runs in-process), so each costs two descriptors."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 2 * IDLE_TARGET + 4 * FD_MARGIN
+    raised = wanted if hard == resource.RLIM_INFINITY else min(hard, wanted)
+    if raised > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+    try:
+        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        yield min(IDLE_TARGET, (limit - FD_MARGIN) // 2)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+async def test_thousands_of_idle_connections(
+    fd_budget: int, record_property: Callable[[str, object], None]
+) -> None:
+    """Connect and send nothing, as many as the fd limit allows (aim: 2000). A webhook is still
+    served while they are all open, and the server drops them after keep_alive_timeout."""
+    record_property("idle_connections", fd_budget)
+    assert fd_budget >= 500, f"RLIMIT_NOFILE too low for this test: {fd_budget} connections"
+    async with open_stack() as stack:
+        address, keep_alive = _address(stack), _keep_alive_timeout(stack)
+        conns = [Conn() for _ in range(fd_budget)]
+        with trio.fail_after(keep_alive + 3 * MARGIN):
+            async with trio.open_nursery() as clients:
+                opened = Countdown(fd_budget)
+                for conn in conns:
+                    clients.start_soon(lambda c=conn: _abuse(address, c, b"", sent=opened))
+                await opened.done.wait()
+                await _assert_serving(stack, "15550000010")
+                open_while_served = sum(not c.closed for c in conns)
+                await _wait_closed(conns, max(c.opened_at for c in conns) + keep_alive + MARGIN)
+                clients.cancel_scope.cancel()
+            await _assert_serving(stack, "15550000011")
+    assert open_while_served == fd_budget
+    assert all(c.closed for c in conns), f"{sum(not c.closed for c in conns)} never dropped"
+    assert all(c.received == b"" for c in conns)

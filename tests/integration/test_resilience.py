@@ -1,0 +1,47 @@
+"""Retries that help and never hurt, seen from the outside."""
+
+from __future__ import annotations
+
+import trio
+
+from daemon.sim.base import Faults
+from daemon.sim.stack import Stack, open_stack
+
+ALICE = "16505551234"
+
+
+async def test_whatsapp_throughput_error_is_retried_and_answered_once(stack: Stack) -> None:
+    stack.graph.fail_sends(130429, count=1, http_status=400)  # "slow down, don't fail"
+    with trio.fail_after(20):
+        await stack.send_text(ALICE, "What are your opening hours?")
+        [report] = await stack.wait_reports(1)
+    assert report.outcome == "answered"
+    assert len(stack.graph.sent) == 1 and len(stack.graph.rejected) == 1
+
+
+async def test_a_refused_send_is_not_repeated(stack: Stack) -> None:
+    # 131047: outside the 24 h window. Repeating cannot help; the answer is not re-sent.
+    stack.graph.fail_sends(131047, count=1)
+    with trio.fail_after(20):
+        await stack.send_text(ALICE, "What are your opening hours?")
+        [report] = await stack.wait_reports(1)
+    assert report.outcome == "send_failed"
+    answers = [m for m in stack.graph.rejected if m.code == 131047]
+    assert len(answers) == 1  # tried once
+    apology = stack.settings.texts.for_language("en").agent_down
+    assert [m.text for m in stack.graph.sent] == [apology]  # one clear message instead
+
+
+async def test_agent_503_is_retried_because_it_was_not_processed() -> None:
+    async with open_stack(agentforce_faults=Faults(error_rate=0.2, error_status=503)) as stack:
+        stack.agentforce.faults.rng.seed(3)
+        with trio.fail_after(30):
+            for n in range(1, 9):  # different questions: every turn reaches the agent
+                await stack.send_text(f"1555000{n:04d}", f"Question number {n}?")
+                await stack.wait_reports(n)
+            metrics = (await stack.client.get(stack.daemon.admin_url + "/metrics")).text
+    answered = [r for r in stack.reports if r.outcome == "answered"]
+    refused = 'wa_agentd_upstream_calls_total{status="503",upstream="agentforce"}'
+    assert refused in metrics  # the faults did hit ...
+    assert len(answered) >= 7  # ... and the retries carried (nearly) every turn through
+    assert len(stack.graph.sent) == 8  # one message per user, never two
