@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -54,8 +55,8 @@ from daemon.resilience.guard import Guard
 from daemon.resilience.retry import RetryBudget
 from daemon.speech.cached import CachedSpeech
 from daemon.speech.elevenlabs import ElevenLabs
-from daemon.state.inbox import Inbox
 from daemon.state.public_media import PublicMedia
+from daemon.state.store import Store
 from daemon.turn import Agent, Turn, TurnReport
 from daemon.web import WebContext, create_admin_app, create_app
 
@@ -368,7 +369,9 @@ def build_guard(settings: Settings, metrics: Metrics) -> Guard:
     )
 
 
-def _export_state(metrics: Metrics, ctx: WebContext, agent: AgentforceClient) -> None:
+def _export_state(
+    metrics: Metrics, ctx: WebContext, agent: AgentforceClient, store_counts: dict[str, int]
+) -> None:
     """State the collector reads at scrape time (one source of truth, no copies)."""
     stats, lanes = ctx.stats, ctx.lanes
     metrics.sources.counters.update(
@@ -402,7 +405,10 @@ def _export_state(metrics: Metrics, ctx: WebContext, agent: AgentforceClient) ->
                 lambda: lanes.active,
             ),
             "wa_agentd_agent_sessions": ("Agentforce sessions open.", lambda: agent.sessions_open),
-            "wa_agentd_dedupe_ids": ("Message ids remembered for dedupe.", lambda: len(ctx.inbox)),
+            "wa_agentd_dedupe_ids": (
+                "Message ids remembered for dedupe (durable inbox rows).",
+                lambda: sum(store_counts.values()),
+            ),
         }
     )
 
@@ -472,6 +478,48 @@ async def _warm_caches(settings: Settings, ups: Upstreams) -> None:
         log.exception("warming the caches failed")
 
 
+async def _restore_sessions(settings: Settings, store: Store, agent: AgentforceClient) -> None:
+    """Agent sessions saved before the restart, so conversations keep their context."""
+    now, idle_limit = time.time(), settings.agentforce.session_idle
+    restored = 0
+    for user, (session_id, next_sequence, last_used) in (await store.load_sessions()).items():
+        idle = max(0.0, now - last_used)
+        if idle < idle_limit:
+            agent.restore(user, session_id, next_sequence, idle)
+            restored += 1
+    dropped = await store.drop_idle_sessions(now - idle_limit)
+    if restored or dropped:
+        log.info("agent sessions: %d restored, %d too old dropped", restored, dropped)
+
+
+async def _resume_unfinished(store: Store, lanes: Lanes) -> None:
+    """Turns the last run accepted and did not finish (a crash, a drain that ran out)."""
+    unfinished = await store.unfinished()
+    for record in unfinished:
+        try:
+            lanes.submit(record.inbound)
+        except Exception as exc:  # Overloaded: the rest stay in the store for the next start
+            log.warning("could not resume all unfinished turns now: %s", exc)
+            break
+    if unfinished:
+        log.info("resuming %d unfinished turns", len(unfinished))
+
+
+async def _maintain_store(settings: Settings, store: Store, counts: dict[str, int]) -> None:
+    """Prune dedupe rows past their TTL and idle sessions; keep the counts for /metrics."""
+    while True:
+        try:
+            pruned = await store.prune()
+            await store.drop_idle_sessions(time.time() - settings.agentforce.session_idle)
+            counts.clear()
+            counts.update(await store.counts())
+            if pruned:
+                log.info("store: pruned %d finished turns past the dedupe window", pruned)
+        except Exception:  # the next round may do better; the daemon serves regardless
+            log.exception("store maintenance failed")
+        await trio.sleep(300)
+
+
 async def _report_status(url: str, lanes: Lanes) -> None:
     """A STATUS= line for `systemctl status`, refreshed while the daemon runs."""
     last = ""
@@ -510,7 +558,16 @@ async def run(
         obs = Observability(Metrics(), UpstreamHealth())
         ups = upstreams(settings, stack, obs)
         guard = build_guard(settings, obs.metrics)
-        async with _serving(settings, ups, obs, guard, stop, on_report, top) as running:
+        state_dir = settings.state_dir()
+        store = await Store.open(
+            state_dir / "wa-agentd.sqlite3",
+            dedupe_ttl=settings.inbox.dedupe_ttl,
+            max_ids=settings.inbox.dedupe_max_ids,
+        )
+        stack.push_async_callback(store.close)
+        await _restore_sessions(settings, store, ups.agent)
+        ups.agent.persist_to(store)
+        async with _serving(settings, ups, obs, guard, store, stop, on_report, top) as running:
             task_status.started(running)
             await stop.wait()
             notify("STOPPING=1")
@@ -526,6 +583,7 @@ async def _serving(
     ups: Upstreams,
     obs: Observability,
     guard: Guard,
+    store: Store,
     stop: trio.Event,
     on_report: Callable[[TurnReport], None] | None,
     top: trio.Nursery,
@@ -536,7 +594,7 @@ async def _serving(
             on_report(r)
 
     state_dir = settings.state_dir()
-    state_dir.mkdir(parents=True, exist_ok=True)
+    store_counts: dict[str, int] = {}  # refreshed by _maintain_store, read by /metrics
 
     turn = Turn(
         channel=ups.channel,
@@ -544,6 +602,7 @@ async def _serving(
         speech=ups.voice,
         transcripts=ups.caches.transcripts,
         guard=guard,
+        journal=store,
         timeouts=settings.timeouts,
         voice=settings.voice,
         texts=settings.texts,
@@ -555,7 +614,6 @@ async def _serving(
         await turn.run(message)
 
     lanes_cfg = settings.lanes
-    inbox = Inbox(max_ids=settings.inbox.dedupe_max_ids, ttl=settings.inbox.dedupe_ttl)
     top.start_soon(_reap_sessions, ups.agent, min(60.0, settings.agentforce.session_idle / 4))
     top.start_soon(_warm_caches, settings, ups)
 
@@ -569,7 +627,7 @@ async def _serving(
     ) as lanes:
         ctx = WebContext(
             channel=ups.channel,
-            inbox=inbox,
+            inbox=store,
             lanes=lanes,
             webhook_path=settings.server.webhook_path,
             max_body_bytes=settings.server.max_body_bytes,
@@ -579,7 +637,9 @@ async def _serving(
             admin_token=settings.secrets.get("WA_AGENTD_ADMIN_TOKEN"),
             flush_caches=ups.caches.flush,
         )
-        _export_state(obs.metrics, ctx, ups.agent)
+        _export_state(obs.metrics, ctx, ups.agent, store_counts)
+        await _resume_unfinished(store, lanes)
+        top.start_soon(_maintain_store, settings, store, store_counts)
         _export_caches(obs.metrics, ups.caches)
         obs.metrics.sources.labelled_gauges["wa_agentd_circuit_state"] = (
             "Circuit breaker state per upstream: 0 closed, 1 half-open, 2 open.",

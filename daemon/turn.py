@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import trio
 
@@ -42,6 +42,7 @@ from daemon.model import AgentReply, Inbound, Kind, Media, Transcript
 from daemon.observe.logs import current_turn, hashed
 from daemon.resilience.breaker import CircuitOpen
 from daemon.resilience.guard import Guard
+from daemon.state.store import Stage, TurnRecord
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,36 @@ class Speech(Protocol):
         ...
 
 
+class Journal(Protocol):
+    """Where a turn writes down how far it got (daemon/state/store.py), so that after a crash
+    or a restart it resumes there: a text already sent is not sent again, an answer already
+    received is not asked again."""
+
+    async def get(self, message_id: str) -> TurnRecord | None: ...
+
+    async def attempt(self, message_id: str) -> int: ...
+
+    async def progress(
+        self,
+        message_id: str,
+        stage: str,
+        *,
+        transcript: Transcript | None = None,
+        answer: str | None = None,
+        outcome: str | None = None,
+        text_ids: Sequence[str] | None = None,
+        voice_id: str | None = None,
+    ) -> Stage | None: ...
+
+
+# A turn that took the daemon down this many times is given up (logged, not retried).
+MAX_ATTEMPTS = 3
+# Outcomes whose message is a canned text, not the agent's answer.
+_CANNED = frozenset(
+    {"unsupported", "no_speech", "not_understood", "agent_down", "agent_failure", "timeout"}
+)
+
+
 @dataclass
 class TurnReport:
     """What one turn did, for its summary log line and the metrics."""
@@ -80,6 +111,7 @@ class TurnReport:
     voice: str = "none"  # none | sent | skipped | failed
     language: str = ""  # the language the turn answered in ("" = the default)
     cached: list[str] = field(default_factory=list)  # "transcript", "answer": what a cache gave
+    resumed: str = ""  # the stage a restarted turn resumed from ("" = a fresh turn)
     extras: list[str] = field(
         default_factory=list
     )  # "holding", "echo": messages besides the answer
@@ -94,6 +126,7 @@ class TurnReport:
         extras = f" extras={','.join(self.extras)}" if self.extras else ""
         lang = f" lang={self.language}" if self.language else ""
         extras += f" cached={','.join(self.cached)}" if self.cached else ""
+        extras += f" resumed={self.resumed}" if self.resumed else ""
         return (
             f"turn={self.turn_id} done user={self.user} kind={self.kind} outcome={self.outcome} "
             f"voice={self.voice}{lang}{extras} {stages}{err}"
@@ -140,6 +173,7 @@ class Turn:
         ux: UxConfig | None = None,
         transcripts: TranscriptCache | None = None,
         guard: Guard | None = None,
+        journal: Journal | None = None,
         on_report: Callable[[TurnReport], None] | None = None,
         clock: Callable[[], float] = trio.current_time,
     ) -> None:
@@ -152,6 +186,7 @@ class Turn:
         self._ux = ux or UxConfig(holding_after=0.0)
         self._transcripts = transcripts
         self._guard = guard
+        self._journal = journal
         self._on_report = on_report
         self._clock = clock
 
@@ -163,11 +198,40 @@ class Turn:
         )
         context = current_turn.set(report.turn_id)
         try:
-            await self._run_turn(_Flow(message, report))
+            flow = _Flow(message, report)
+            if await self._resume(flow):
+                await self._run_turn(flow)
+                await self._note(flow, Stage.DONE, outcome=report.outcome)
         finally:
             current_turn.reset(context)
         self._emit(report)  # carries turn=<id> itself, like every line the turn logged
         return report
+
+    async def _resume(self, flow: _Flow) -> bool:
+        """Look the message up in the journal: where a restarted turn stands. False when the
+        turn must not run (it took the daemon down too often)."""
+        if self._journal is None:
+            return True
+        message_id = flow.message.message_id
+        flow.record = await self._journal.get(message_id)
+        attempts = await self._journal.attempt(message_id)
+        if attempts > MAX_ATTEMPTS:
+            log.error("turn of message %s given up after %d attempts", message_id, attempts - 1)
+            await self._journal.progress(message_id, Stage.FAILED, outcome="gave_up")
+            flow.report.outcome = "gave_up"
+            return False
+        if flow.record is not None and flow.record.stage != Stage.RECEIVED:
+            flow.report.resumed = flow.record.stage.value
+            flow.language = flow.record.transcript_language or flow.language
+            log.info("resuming a turn at stage %s", flow.record.stage.value)
+        return True
+
+    async def _note(self, flow: _Flow, stage: Stage, **fields: Any) -> None:
+        """Write down how far the turn got. The write runs in a thread that is not abandoned
+        on cancellation, so a turn cancelled mid-note still leaves a consistent row."""
+        if self._journal is not None:
+            await self._journal.progress(flow.message.message_id, stage, **fields)
+            log.debug("turn reached %s", stage.value)
 
     async def _run_turn(self, flow: _Flow) -> None:
         started = self._clock()
@@ -205,18 +269,32 @@ class Turn:
     async def _answer(self, flow: _Flow, background: trio.Nursery) -> None:
         """The answer path. Ends by itself on every expected failure (never raises them:
         an exception leaving a nursery body comes out wrapped in an ExceptionGroup)."""
+        record = flow.record
         try:
-            question = await self._question(flow, background)
-            answer, outcome = await self._ask(flow, question)
+            if record is not None and record.reached(Stage.ANSWERED) and record.answer:
+                answer, outcome = record.answer, record.outcome or "answered"
+                if outcome in _CANNED:
+                    raise _Done(outcome, answer)
+            else:
+                question = await self._question(flow, background)
+                answer, outcome = await self._ask(flow, question)
+                await self._note(flow, Stage.ANSWERED, answer=answer, outcome=outcome)
         except _Done as done:
             flow.report.outcome = done.outcome
+            if record is None or not record.reached(Stage.ANSWERED):
+                await self._note(flow, Stage.ANSWERED, answer=done.reply, outcome=done.outcome)
             await self._say(flow, done.reply)
             return
         gate = _TextGate()
-        if self._wants_voice(flow.message, outcome):
+        voice_sent = record is not None and record.reached(Stage.VOICE_SENT)
+        if self._wants_voice(flow.message, outcome) and not voice_sent:
             background.start_soon(self._send_voice, flow, answer, gate)
         try:
-            await self._send_text(flow, textfmt.to_whatsapp(answer))
+            if record is not None and record.reached(Stage.TEXT_SENT):
+                flow.delivery.begin()  # sent before the restart: not again
+                flow.delivery.done()
+            else:
+                await self._send_text(flow, textfmt.to_whatsapp(answer))
             flow.report.outcome = outcome
         except _Silent:
             pass
@@ -264,6 +342,9 @@ class Turn:
     async def _transcribe(self, flow: _Flow, media: Media) -> Transcript:
         """The voice note's words: from the transcript cache when WhatsApp gave its sha256
         (forwarded voice notes come again and again), else download + speech-to-text."""
+        record = flow.record
+        if record is not None and record.transcript is not None:
+            return Transcript(record.transcript, record.transcript_language)  # before a restart
         cache, digest = self._transcripts, media.sha256 or ""
         if cache is not None and (known := cache.get(digest)) is not None:
             flow.report.cached.append("transcript")
@@ -290,6 +371,7 @@ class Turn:
             raise _Done("not_understood", flow.texts(self._texts).not_understood) from None
         if cache is not None:
             cache.put(digest, transcript)  # ignores an empty digest or transcript
+        await self._note(flow, Stage.TRANSCRIBED, transcript=transcript)
         return transcript
 
     async def _ask(self, flow: _Flow, question: str) -> tuple[str, str]:
@@ -327,7 +409,7 @@ class Turn:
         flow.delivery.begin()
         async with flow.send_lock:
             try:
-                await self._timed(
+                ids = await self._timed(
                     flow.report,
                     "send",
                     "whatsapp",
@@ -345,6 +427,7 @@ class Turn:
                 flow.report.outcome = "send_failed"
                 raise _Silent() from None
         flow.delivery.done()
+        await self._note(flow, Stage.TEXT_SENT, text_ids=ids)
 
     async def _send_voice(self, flow: _Flow, answer: str, gate: _TextGate) -> None:
         report = flow.report
@@ -364,7 +447,7 @@ class Turn:
             if not await gate.wait():
                 report.voice = "skipped"  # no text went out: a lone voice note would confuse
                 return
-            await self._timed(
+            voice_id = await self._timed(
                 report,
                 "voice_send",
                 "whatsapp",
@@ -377,6 +460,7 @@ class Turn:
                 idempotent=False,
             )
             report.voice = "sent"
+            await self._note(flow, Stage.VOICE_SENT, voice_id=voice_id)
         except UpstreamError as exc:
             # The text answer stands; nothing more is sent (one answer, never two).
             report.voice = "failed"
@@ -489,6 +573,7 @@ class _Flow:
         self.answer_started = False  # the answer (or the message in its place) is going out
         self.extras_sent = False  # an echo or holding message went out already
         self.settled = trio.Event()  # the answer path is over
+        self.record: TurnRecord | None = None  # where the turn stood before a restart
 
     def texts(self, texts: TextsConfig) -> TextTable:
         return texts.for_language(self.language)

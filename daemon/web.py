@@ -14,8 +14,9 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import trio
 from quart import Response, request
@@ -24,8 +25,8 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, RequestTim
 
 from daemon.channels.base import BadWebhook, Channel, WebhookRequest
 from daemon.lanes import Closed, Lanes, Overloaded
+from daemon.model import Inbound
 from daemon.observe.metrics import Metrics
-from daemon.state.inbox import Inbox
 from daemon.state.public_media import PublicMedia
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,14 @@ class WebStats:
 
     def count(self, table: dict[str, int], key: str, n: int = 1) -> None:
         table[key] = table.get(key, 0) + n
+
+
+class Inbox(Protocol):
+    """The durable inbox (daemon/state/store.py) as the webhook sees it."""
+
+    async def accept(self, messages: Sequence[Inbound]) -> list[Inbound]: ...
+
+    async def forget(self, message_ids: Sequence[str]) -> int: ...
 
 
 @dataclass
@@ -110,20 +119,22 @@ def create_app(ctx: WebContext, *, admin_routes: bool = True) -> QuartTrio:
             ctx.stats.count(ctx.stats.messages, f"ignored_{reason}", n)
         for error in batch.errors:
             log.warning("provider reported: %s", error)
-        for message in batch.messages:
-            if ctx.inbox.seen(message.message_id):
-                ctx.stats.count(ctx.stats.messages, "duplicate")
-                continue
+        # Written down before the 200 (durable, and the dedupe in one transaction): a message
+        # we answered 200 for is never lost, and a redelivered id is never turned twice.
+        new = await ctx.inbox.accept(batch.messages)
+        if len(new) < len(batch.messages):
+            ctx.stats.count(ctx.stats.messages, "duplicate", len(batch.messages) - len(new))
+        for i, message in enumerate(new):
             try:
                 ctx.lanes.submit(message)
-            except Closed:
-                return answer("draining", 503, "draining, retry later")
-            except Overloaded as exc:
-                # The messages before this one are queued and marked; Meta's redelivery of
-                # the whole batch will skip them as duplicates and bring this one again.
+            except (Closed, Overloaded) as exc:
+                # The messages before this one are queued; Meta's redelivery of the whole
+                # batch will skip them as duplicates and bring the rest again.
+                await ctx.inbox.forget([m.message_id for m in new[i:]])
+                if isinstance(exc, Closed):
+                    return answer("draining", 503, "draining, retry later")
                 log.warning("webhook refused: %s", exc)
                 return answer("overloaded", 503, "busy, retry later")
-            ctx.inbox.mark(message.message_id)
             ctx.stats.count(ctx.stats.messages, "accepted")
         body_out, content_type = ctx.channel.accepted()
         return answer("accepted", 200, body_out.decode(), content_type)

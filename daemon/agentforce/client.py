@@ -20,7 +20,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import trio
@@ -56,6 +56,16 @@ class _SessionGone(Exception):
     def __init__(self, error: UpstreamError) -> None:
         super().__init__(error.message)
         self.error = error
+
+
+class SessionJournal(Protocol):
+    """Where sessions are written through, so a conversation survives a restart."""
+
+    async def save_session(
+        self, user: str, session_id: str, next_sequence: int, last_used: float
+    ) -> None: ...
+
+    async def drop_session(self, user: str, session_id: str | None = None) -> bool: ...
 
 
 class AgentforceClient:
@@ -98,6 +108,33 @@ class AgentforceClient:
         self._starting: dict[str, trio.Event] = {}
         # Greetings of sessions opened by prepare(), for the user's next ask (forward_greeting).
         self._greetings: dict[str, tuple[AgentMessage, ...]] = {}
+        self._journal: SessionJournal | None = None
+
+    def persist_to(self, journal: SessionJournal) -> None:
+        """Write every session change through to ``journal`` (the durable store)."""
+        self._journal = journal
+
+    def restore(self, user_key: str, session_id: str, next_sequence: int, idle: float) -> None:
+        """Take back a session saved before a restart, last used ``idle`` seconds ago."""
+        now = self._clock()
+        session = AgentSession(
+            session_id, next_sequence=next_sequence, last_used=now - idle, started_at=now - idle
+        )
+        pushed_out = self._sessions.put(user_key, session)
+        if pushed_out is not None:
+            self._to_end.append(pushed_out[1].session_id)
+
+    async def _save(self, user_key: str, session: AgentSession) -> None:
+        if self._journal is not None:
+            # Wall-clock time: the trio clock starts anew with every process.
+            idle = self._clock() - session.last_used
+            await self._journal.save_session(
+                user_key, session.session_id, session.next_sequence, time.time() - idle
+            )
+
+    async def _forget(self, user_key: str, session_id: str) -> None:
+        if self._journal is not None:
+            await self._journal.drop_session(user_key, session_id)
 
     @property
     def sessions_open(self) -> int:
@@ -128,6 +165,7 @@ class AgentforceClient:
                 reply = await self._send(session, text)
             except _SessionGone as gone:
                 self._sessions.drop(user_key, session.session_id)
+                await self._forget(user_key, session.session_id)
                 log.info("agentforce session of %s is gone upstream", hashed(user_key))
                 if retried:
                     raise gone.error from None
@@ -137,6 +175,7 @@ class AgentforceClient:
             if reply.has("SessionEnded"):
                 # The agent ended the session itself (§8): the next message needs a new one.
                 self._sessions.drop(user_key, session.session_id)
+                await self._forget(user_key, session.session_id)
                 log.info("agentforce ended the session of %s", hashed(user_key))
                 if not _answers(reply):
                     if retried:
@@ -145,6 +184,7 @@ class AgentforceClient:
                         )
                     retried = True
                     continue
+            await self._save(user_key, session)
             return AgentReply(greeting + reply.messages) if greeting else reply
 
     async def prepare(self, user_key: str) -> None:
@@ -234,6 +274,7 @@ class AgentforceClient:
         session = self._sessions.drop(user_key)
         if session is None:
             return True
+        await self._forget(user_key, session.session_id)
         return await self._end(session.session_id, reason)
 
     async def end_idle_sessions(self) -> int:
@@ -242,6 +283,8 @@ class AgentforceClient:
         be called periodically by the runtime.
         """
         idle = self._sessions.take_idle(self._clock())
+        for user_key, session in idle:
+            await self._forget(user_key, session.session_id)
         pending = [session.session_id for _, session in idle]
         pending.extend(self._to_end)
         self._to_end.clear()

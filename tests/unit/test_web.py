@@ -6,10 +6,19 @@ import trio
 import trio.testing
 
 from daemon.lanes import Lanes
-from daemon.state.inbox import Inbox
 from daemon.state.public_media import PublicMedia
 from daemon.web import WebContext, create_app
 from tests.unit.test_turn import FakeChannel
+
+
+class NoInbox:
+    """These tests post no webhooks."""
+
+    async def accept(self, messages: object) -> list[object]:
+        raise AssertionError("no webhooks here")
+
+    async def forget(self, message_ids: object) -> int:
+        raise AssertionError("no webhooks here")
 
 
 async def test_public_media_route_refuses_unknown_and_expired_tokens(
@@ -31,7 +40,7 @@ async def test_public_media_route_refuses_unknown_and_expired_tokens(
     ) as lanes:
         ctx = WebContext(
             channel=FakeChannel(),  # type: ignore[arg-type]
-            inbox=Inbox(max_ids=10, ttl=10),
+            inbox=NoInbox(),
             lanes=lanes,
             webhook_path="/webhook",
             max_body_bytes=1024,
@@ -64,7 +73,7 @@ async def test_no_media_route_when_the_provider_takes_uploads() -> None:
     ) as lanes:
         ctx = WebContext(
             channel=FakeChannel(),  # type: ignore[arg-type]
-            inbox=Inbox(max_ids=10, ttl=10),
+            inbox=NoInbox(),
             lanes=lanes,
             webhook_path="/webhook",
             max_body_bytes=1024,

@@ -1,0 +1,639 @@
+"""The durable inbox and the agent sessions, in SQLite: nothing lost, nothing doubled.
+
+Inbox (reference/anchors.md §C.3). A message is written here *before* its webhook is answered
+200, in the same transaction as the dedupe check: the row is the dedupe memory and the turn's
+to-do item at once. Each turn then records how far it got (``Stage``) together with what it
+got: the transcript, the agent's answer, the ids of the messages it sent. After a crash or a
+restart, ``unfinished()`` lists the turns to resume, and the record says what is already done:
+an answer already received is not asked again, a text already sent is not sent again (the
+"outbox" half of §C.3, kept in the same row). Finished rows stay as the dedupe memory for as
+long as Meta may redeliver (``dedupe_ttl``, 7 days), bounded by ``max_ids``; ``prune()``
+drops the rest.
+
+Sessions. User key -> Agentforce session id, next sequence id and last use (wall clock), so
+a restart continues the users' conversations. The agent client keeps its in-memory LRU; this
+table is its write-through backing.
+
+Durability: WAL with ``synchronous=NORMAL``. A commit then lands in the WAL file through the
+OS page cache without an fsync; the WAL is fsynced at checkpoints. That is durable against
+the death of the process (kill -9, OOM, a crash): the kernel still writes the pages out. Only
+a power cut or a kernel crash can lose the last few commits, and the database stays
+consistent even then. ``FULL`` would fsync on every commit, i.e. on every webhook, on the
+path that gates Meta's 200: milliseconds each (far more on network disks) for protection
+against an event that takes the turns in flight down with the host anyway.
+
+Threads: sqlite3 calls block, so every one runs in a worker thread (``trio.to_thread``) and
+the event loop never waits on the disk. One connection serves them all
+(``check_same_thread=False``), one thread at a time: a sqlite3 connection must not be used
+by two threads at once, and a single writer needs no retry logic. The serialisation is a
+``CapacityLimiter(1)`` passed to ``to_thread.run_sync`` rather than a ``trio.Lock`` held
+around the call: trio releases a limiter token only when the thread really returns, even if
+the waiting task were abandoned, whereas a lock is released by the task, so an abandoned
+call could overlap the next one on the same connection. Calls are not abandoned on
+cancellation either (``abandon_on_cancel=False``): a store call is a short transaction, and a
+caller that knows whether its write happened is worth a few milliseconds of delay to a
+cancellation. ``busy_timeout`` only matters against another process holding the file (an
+operator's ``sqlite3`` shell, say).
+
+The rows hold user keys and addresses (phone numbers) in clear: the daemon needs them to
+answer after a restart. The file is created mode 0600 (systemd's ``UMask=0077`` does the same
+for the WAL; SQLite gives it the database file's mode in any case).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import trio
+
+from daemon.model import Inbound, Kind, Media, Transcript, User
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class StoreError(Exception):
+    """The store cannot be used (closed, or made by a newer daemon)."""
+
+
+class StoreClosed(StoreError):
+    pass
+
+
+class Stage(enum.StrEnum):
+    """How far a turn got. The first six are in order; the last three are final."""
+
+    RECEIVED = "received"
+    TRANSCRIBED = "transcribed"
+    ANSWERED = "answered"
+    TEXT_SENT = "text_sent"
+    VOICE_SENT = "voice_sent"
+    DONE = "done"
+    FAILED = "failed"  # given up (e.g. it crashed the daemon too often)
+    APOLOGIZED = "apologized"  # the user got the apology in place of the answer
+
+
+FINISHED = frozenset({Stage.DONE, Stage.FAILED, Stage.APOLOGIZED})
+# The final stages share one rank: once a turn is finished, nothing moves it any more.
+_RANK = {stage: min(i, 5) for i, stage in enumerate(Stage)}
+
+
+@dataclass(frozen=True, slots=True)
+class TurnRecord:
+    """One message's row: the message itself and how far its turn got."""
+
+    inbound: Inbound
+    stage: Stage
+    transcript: str | None = None
+    transcript_language: str | None = None
+    answer: str | None = None  # the final user-facing text
+    outcome: str | None = None
+    text_ids: tuple[str, ...] = ()  # outbound ids of the answer's text parts sent so far
+    voice_id: str | None = None
+    attempts: int = 0  # runs counted by ``Store.attempt``
+    received_at: float = 0.0  # wall clock
+
+    @property
+    def finished(self) -> bool:
+        return self.stage in FINISHED
+
+    def reached(self, stage: Stage) -> bool:
+        """Whether the turn got at least as far as ``stage`` (by rank, not by name)."""
+        return _RANK[self.stage] >= _RANK[stage]
+
+
+# ---------------------------------------------------------------------------------------------
+# Inbound <-> JSON: the row keeps the whole message, so the turn can run again after a restart.
+
+
+def inbound_to_json(message: Inbound) -> str:
+    media = message.media
+    data: dict[str, object] = {
+        "message_id": message.message_id,
+        "user": {"key": message.user.key, "address": message.user.address},
+        "kind": message.kind.value,
+        "text": message.text,
+        "media": None
+        if media is None
+        else {
+            "id": media.id,
+            "mime_type": media.mime_type,
+            "sha256": media.sha256,
+            "voice": media.voice,
+        },
+        "original_type": message.original_type,
+        "timestamp": message.timestamp,
+        "channel_ref": message.channel_ref,
+    }
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def inbound_from_json(text: str) -> Inbound:
+    """The message ``inbound_to_json`` wrote; ``ValueError`` when ``text`` is not one.
+
+    Fields with a default in ``Inbound`` may be missing, so rows written before a field was
+    added still load.
+    """
+    data = _object(json.loads(text), "inbound")
+    user = _object(data.get("user"), "user")
+    media: Media | None = None
+    if data.get("media") is not None:
+        raw = _object(data["media"], "media")
+        media = Media(
+            id=_string(raw, "id"),
+            mime_type=_string(raw, "mime_type"),
+            sha256=_optional_string(raw, "sha256"),
+            voice=_boolean(raw, "voice", default=False),
+        )
+    return Inbound(
+        message_id=_string(data, "message_id"),
+        user=User(key=_string(user, "key"), address=_string(user, "address")),
+        kind=Kind(_string(data, "kind")),
+        text=_string(data, "text", default=""),
+        media=media,
+        original_type=_string(data, "original_type", default=""),
+        timestamp=_integer(data, "timestamp", default=0),
+        channel_ref=_string(data, "channel_ref", default=""),
+    )
+
+
+def _object(value: object, what: str) -> dict[str, object]:
+    if not isinstance(value, dict):
+        raise ValueError(f"{what}: expected an object, got {type(value).__name__}")
+    return value
+
+
+def _string(data: dict[str, object], key: str, default: str | None = None) -> str:
+    value = data.get(key, default)
+    if not isinstance(value, str):
+        raise ValueError(f"{key}: expected a string, got {type(value).__name__}")
+    return value
+
+
+def _optional_string(data: dict[str, object], key: str) -> str | None:
+    value = data.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"{key}: expected a string or null, got {type(value).__name__}")
+    return value
+
+
+def _boolean(data: dict[str, object], key: str, *, default: bool) -> bool:
+    value = data.get(key, default)
+    if not isinstance(value, bool):
+        raise ValueError(f"{key}: expected a boolean, got {type(value).__name__}")
+    return value
+
+
+def _integer(data: dict[str, object], key: str, *, default: int) -> int:
+    value = data.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{key}: expected an integer, got {type(value).__name__}")
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Schema. ``PRAGMA user_version`` is the schema version: migration i takes it from i to i + 1.
+
+_MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE turns (
+        seq INTEGER PRIMARY KEY,            -- arrival order ("oldest first")
+        message_id TEXT NOT NULL UNIQUE,    -- the dedupe key
+        inbound TEXT NOT NULL,              -- inbound_to_json
+        stage TEXT NOT NULL,
+        open INTEGER NOT NULL DEFAULT 1,    -- 0 once the stage is a final one
+        transcript TEXT,
+        transcript_language TEXT,
+        answer TEXT,
+        outcome TEXT,
+        text_ids TEXT NOT NULL DEFAULT '[]',
+        voice_id TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        received_at REAL NOT NULL,          -- wall clock
+        updated_at REAL NOT NULL
+    );
+    -- Both scans that run on a full table (resume at start-up, prune) read only their part.
+    CREATE INDEX turns_open ON turns (seq) WHERE open = 1;
+    CREATE INDEX turns_finished_by_age ON turns (received_at) WHERE open = 0;
+    CREATE TABLE sessions (
+        user_key TEXT PRIMARY KEY,
+        session_id TEXT NOT NULL,
+        next_sequence INTEGER NOT NULL,
+        last_used REAL NOT NULL             -- wall clock
+    );
+    """,
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+_BUSY_TIMEOUT_MS = 5000
+# The WAL file is reused after each checkpoint but never shrinks on its own; cap what it keeps.
+_JOURNAL_SIZE_LIMIT = 16 * 1024 * 1024
+
+_TURN_COLUMNS = (
+    "inbound, stage, transcript, transcript_language, answer, outcome, text_ids, voice_id,"
+    " attempts, received_at"
+)
+
+TurnRow = tuple[
+    str, str, str | None, str | None, str | None, str | None, str, str | None, int, float
+]
+
+
+class Store:
+    """Open with ``await Store.open(path)``; every method runs its SQL in a worker thread."""
+
+    def __init__(
+        self,
+        connection: sqlite3.Connection,
+        *,
+        dedupe_ttl: float,
+        max_ids: int,
+        wall_clock: Callable[[], float],
+    ) -> None:
+        self._conn: sqlite3.Connection | None = connection
+        self._limiter = trio.CapacityLimiter(1)
+        self.dedupe_ttl = dedupe_ttl
+        self.max_ids = max_ids
+        self._wall_clock = wall_clock
+
+    @classmethod
+    async def open(
+        cls,
+        path: Path,
+        *,
+        dedupe_ttl: float = 7 * 86400,
+        max_ids: int = 1_000_000,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> Store:
+        """Open (creating it and its directories if need be) the store at ``path``.
+
+        Raises ``StoreError`` when the file was written by a newer schema than this code's.
+        """
+        if dedupe_ttl <= 0 or max_ids < 1:
+            raise ValueError("dedupe_ttl must be > 0 and max_ids >= 1")
+        connection = await trio.to_thread.run_sync(_connect, path)
+        log.info("state store open: %s (schema v%d, WAL)", path, SCHEMA_VERSION)
+        return cls(connection, dedupe_ttl=dedupe_ttl, max_ids=max_ids, wall_clock=wall_clock)
+
+    async def close(self) -> None:
+        """Close the connection (a checkpoint folds the WAL in). Idempotent."""
+        await trio.to_thread.run_sync(self._close_in_thread, limiter=self._limiter)
+
+    def _close_in_thread(self) -> None:
+        connection, self._conn = self._conn, None
+        if connection is not None:
+            # SQLite's advice for long-lived connections: let it refresh its statistics.
+            connection.execute("PRAGMA optimize")
+            connection.close()
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def call() -> T:
+            # Read inside the thread: the limiter orders this after any close() queued before.
+            connection = self._conn
+            if connection is None:
+                raise StoreClosed("the state store is closed")
+            return fn(connection)
+
+        return await trio.to_thread.run_sync(call, limiter=self._limiter)
+
+    # -- inbox ---------------------------------------------------------------------------------
+
+    async def accept(self, messages: Sequence[Inbound]) -> list[Inbound]:
+        """Record every message not seen before, in one transaction; return those, in order.
+
+        Known ids (earlier in the same batch included) are skipped: they are redeliveries.
+        Once this returns, the new messages survive a crash, so the webhook may answer 200.
+        """
+        if not messages:
+            return []
+        now = self._wall_clock()
+        return await self._run(lambda conn: _accept(conn, messages, now))
+
+    async def forget(self, message_ids: Sequence[str]) -> int:
+        """Delete messages that could not be queued, so Meta's retry is processed; returns how
+        many went. Only turns still at ``received`` go: a turn that got further must stay a
+        duplicate, or a redelivery would answer it twice."""
+        if not message_ids:
+            return 0
+        return await self._run(lambda conn: _forget(conn, message_ids))
+
+    async def progress(
+        self,
+        message_id: str,
+        stage: Stage | str,
+        *,
+        transcript: Transcript | None = None,
+        answer: str | None = None,
+        outcome: str | None = None,
+        text_ids: Sequence[str] | None = None,
+        voice_id: str | None = None,
+    ) -> Stage | None:
+        """Record that the turn reached ``stage``, with what it got there.
+
+        Stages only move forward: an earlier (or equal) stage than the recorded one leaves
+        the stage as it is, and a finished turn stays finished. The fields given are written
+        whatever the stage; those left ``None`` keep their value. ``text_ids`` replaces the
+        list (pass all ids so far: a repeated call then changes nothing). Returns the stage
+        now recorded, or ``None`` when the id is unknown (forgotten or pruned).
+        """
+        target = Stage(stage)  # ValueError on an unknown name
+        updates: dict[str, object] = {}
+        if transcript is not None:
+            updates["transcript"] = transcript.text
+            updates["transcript_language"] = transcript.language
+        if answer is not None:
+            updates["answer"] = answer
+        if outcome is not None:
+            updates["outcome"] = outcome
+        if text_ids is not None:
+            updates["text_ids"] = json.dumps(list(text_ids))
+        if voice_id is not None:
+            updates["voice_id"] = voice_id
+        now = self._wall_clock()
+        return await self._run(lambda conn: _progress(conn, message_id, target, updates, now))
+
+    async def get(self, message_id: str) -> TurnRecord | None:
+        return await self._run(lambda conn: _get(conn, message_id))
+
+    async def unfinished(self) -> list[TurnRecord]:
+        """Turns not yet done, failed or apologized for, oldest first: what to resume."""
+        return await self._run(_unfinished)
+
+    async def attempt(self, message_id: str) -> int:
+        """Count one more run of the turn and return the count, so a turn that keeps crashing
+        the daemon can be given up after a few. ``KeyError`` when the id is unknown."""
+        return await self._run(lambda conn: _attempt(conn, message_id))
+
+    async def prune(self, now: float | None = None) -> int:
+        """Drop finished turns received more than ``dedupe_ttl`` ago, then the oldest finished
+        ones beyond ``max_ids``; returns how many rows went. Open turns are never dropped (the
+        lanes' bounds keep them few), so with many open turns the table can exceed
+        ``max_ids`` until they finish. Meant to run at start-up and then every few minutes."""
+        cutoff = (self._wall_clock() if now is None else now) - self.dedupe_ttl
+        removed, over = await self._run(lambda conn: _prune(conn, cutoff, self.max_ids))
+        if over > 0:
+            log.warning("state store: %d open turns above max_ids %d", over, self.max_ids)
+        return removed
+
+    async def counts(self) -> dict[str, int]:
+        """Rows by stage, every stage present (a gauge per stage). Scans the table: call it
+        from a periodic task, not per metrics scrape."""
+        return await self._run(_counts)
+
+    # -- sessions ------------------------------------------------------------------------------
+
+    async def load_sessions(self) -> dict[str, tuple[str, int, float]]:
+        """User -> (session id, next sequence id, last use on the wall clock), least recently
+        used first (the order an LRU is filled in)."""
+        return await self._run(_load_sessions)
+
+    async def save_session(
+        self, user: str, session_id: str, next_sequence: int, last_used: float
+    ) -> None:
+        await self._run(
+            lambda conn: _save_session(conn, user, session_id, next_sequence, last_used)
+        )
+
+    async def drop_idle_sessions(self, idle_since: float) -> int:
+        """Forget sessions last used before ``idle_since`` (wall clock): the agent client ends
+        idle sessions upstream, and these rows must not outgrow them."""
+        return await self._run(
+            lambda conn: (
+                conn.execute("DELETE FROM sessions WHERE last_used < ?", (idle_since,)).rowcount
+            )
+        )
+
+    async def drop_session(self, user: str, session_id: str | None = None) -> bool:
+        """Forget the user's session; with ``session_id``, only if it is still that one (as
+        ``SessionStore.drop``). Returns whether a row went."""
+        return await self._run(lambda conn: _drop_session(conn, user, session_id))
+
+
+# ---------------------------------------------------------------------------------------------
+# The SQL, synchronous: each function runs whole in one worker thread.
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # Create the file ourselves so that it (and the WAL, which takes its mode) is private
+    # whatever the umask: it holds phone numbers.
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    # isolation_level=None: no implicit transactions; _transaction() says where they are.
+    connection = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_MS / 1000
+    )
+    try:
+        mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode != "wal":
+            # e.g. a filesystem without shared memory: still correct, only slower.
+            log.warning("state store: journal_mode is %s, not wal", mode)
+        connection.execute("PRAGMA synchronous = NORMAL")  # why: see the module docstring
+        connection.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        connection.execute(f"PRAGMA journal_size_limit = {_JOURNAL_SIZE_LIMIT}")
+        _migrate(connection)
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def _migrate(connection: sqlite3.Connection) -> None:
+    version: int = connection.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise StoreError(f"state store has schema v{version}; this daemon knows v{SCHEMA_VERSION}")
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        # executescript commits any open transaction first, so the script carries its own;
+        # user_version lives in the file header and commits (or not) with the tables.
+        script = _MIGRATIONS[target - 1]
+        try:
+            connection.executescript(
+                f"BEGIN IMMEDIATE; {script}; PRAGMA user_version = {target}; COMMIT;"
+            )
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
+        log.info("state store: schema migrated to v%d", target)
+
+
+@contextmanager
+def _transaction(connection: sqlite3.Connection) -> Iterator[None]:
+    # IMMEDIATE takes the write lock up front: a read-then-write transaction never has to
+    # upgrade its lock, which is where SQLite deadlocks between connections happen.
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
+
+
+def _accept(
+    connection: sqlite3.Connection, messages: Sequence[Inbound], now: float
+) -> list[Inbound]:
+    new: list[Inbound] = []
+    with _transaction(connection):
+        for message in messages:
+            cursor = connection.execute(
+                "INSERT INTO turns (message_id, inbound, stage, received_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (message_id) DO NOTHING",
+                (message.message_id, inbound_to_json(message), Stage.RECEIVED.value, now, now),
+            )
+            if cursor.rowcount == 1:
+                new.append(message)
+    return new
+
+
+def _forget(connection: sqlite3.Connection, message_ids: Sequence[str]) -> int:
+    removed = 0
+    with _transaction(connection):
+        for message_id in message_ids:
+            cursor = connection.execute(
+                "DELETE FROM turns WHERE message_id = ? AND stage = ?",
+                (message_id, Stage.RECEIVED.value),
+            )
+            removed += cursor.rowcount
+    return removed
+
+
+def _progress(
+    connection: sqlite3.Connection,
+    message_id: str,
+    target: Stage,
+    updates: dict[str, object],
+    now: float,
+) -> Stage | None:
+    with _transaction(connection):
+        row = connection.execute(
+            "SELECT stage FROM turns WHERE message_id = ?", (message_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        stage = Stage(row[0])
+        if _RANK[target] > _RANK[stage]:
+            stage = target
+        values = {**updates, "stage": stage.value, "open": int(stage not in FINISHED)}
+        # The column names come from this module (progress()'s keywords), never from input.
+        assignments = ", ".join(f"{column} = ?" for column in values)
+        connection.execute(
+            f"UPDATE turns SET {assignments}, updated_at = ? WHERE message_id = ?",
+            (*values.values(), now, message_id),
+        )
+    return stage
+
+
+def _record(row: TurnRow) -> TurnRecord:
+    inbound, stage, transcript, language, answer, outcome, text_ids, voice_id, attempts, at = row
+    return TurnRecord(
+        inbound=inbound_from_json(inbound),
+        stage=Stage(stage),
+        transcript=transcript,
+        transcript_language=language,
+        answer=answer,
+        outcome=outcome,
+        text_ids=tuple(str(i) for i in json.loads(text_ids)),
+        voice_id=voice_id,
+        attempts=attempts,
+        received_at=at,
+    )
+
+
+def _get(connection: sqlite3.Connection, message_id: str) -> TurnRecord | None:
+    row = connection.execute(
+        f"SELECT {_TURN_COLUMNS} FROM turns WHERE message_id = ?", (message_id,)
+    ).fetchone()
+    return None if row is None else _record(row)
+
+
+def _unfinished(connection: sqlite3.Connection) -> list[TurnRecord]:
+    rows = connection.execute(f"SELECT {_TURN_COLUMNS} FROM turns WHERE open = 1 ORDER BY seq")
+    return [_record(row) for row in rows]
+
+
+def _attempt(connection: sqlite3.Connection, message_id: str) -> int:
+    # No RETURNING: it needs SQLite 3.35, newer than some distributions still ship.
+    with _transaction(connection):
+        connection.execute(
+            "UPDATE turns SET attempts = attempts + 1 WHERE message_id = ?", (message_id,)
+        )
+        row = connection.execute(
+            "SELECT attempts FROM turns WHERE message_id = ?", (message_id,)
+        ).fetchone()
+    if row is None:
+        raise KeyError(message_id)
+    count: int = row[0]
+    return count
+
+
+def _prune(connection: sqlite3.Connection, cutoff: float, max_ids: int) -> tuple[int, int]:
+    """Returns (rows removed, open rows still above ``max_ids``)."""
+    with _transaction(connection):
+        removed = connection.execute(
+            "DELETE FROM turns WHERE open = 0 AND received_at < ?", (cutoff,)
+        ).rowcount
+        total: int = connection.execute("SELECT count(*) FROM turns").fetchone()[0]
+        if total > max_ids:
+            removed_by_count = connection.execute(
+                "DELETE FROM turns WHERE seq IN"
+                " (SELECT seq FROM turns WHERE open = 0 ORDER BY seq LIMIT ?)",
+                (total - max_ids,),
+            ).rowcount
+            removed += removed_by_count
+            total -= removed_by_count
+    return removed, max(0, total - max_ids)
+
+
+def _counts(connection: sqlite3.Connection) -> dict[str, int]:
+    counts = {stage.value: 0 for stage in Stage}
+    for stage, count in connection.execute("SELECT stage, count(*) FROM turns GROUP BY stage"):
+        counts[stage] = count
+    return counts
+
+
+def _load_sessions(connection: sqlite3.Connection) -> dict[str, tuple[str, int, float]]:
+    rows = connection.execute(
+        "SELECT user_key, session_id, next_sequence, last_used FROM sessions"
+        " ORDER BY last_used, user_key"
+    )
+    return {
+        user: (session_id, sequence, last_used) for user, session_id, sequence, last_used in rows
+    }
+
+
+def _save_session(
+    connection: sqlite3.Connection,
+    user: str,
+    session_id: str,
+    next_sequence: int,
+    last_used: float,
+) -> None:
+    # A single statement is its own transaction in autocommit mode.
+    connection.execute(
+        "INSERT INTO sessions (user_key, session_id, next_sequence, last_used)"
+        " VALUES (?, ?, ?, ?) ON CONFLICT (user_key) DO UPDATE SET"
+        " session_id = excluded.session_id, next_sequence = excluded.next_sequence,"
+        " last_used = excluded.last_used",
+        (user, session_id, next_sequence, last_used),
+    )
+
+
+def _drop_session(connection: sqlite3.Connection, user: str, session_id: str | None) -> bool:
+    if session_id is None:
+        cursor = connection.execute("DELETE FROM sessions WHERE user_key = ?", (user,))
+    else:
+        cursor = connection.execute(
+            "DELETE FROM sessions WHERE user_key = ? AND session_id = ?", (user, session_id)
+        )
+    return cursor.rowcount > 0
