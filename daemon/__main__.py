@@ -43,6 +43,12 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     except config.ConfigError as exc:
         print(f"wa-agentd: config error: {exc}", file=sys.stderr)
         return 2
+    if settings.channel.provider == "meta" and not settings.secrets.get("WHATSAPP_VERIFY_TOKEN"):
+        print(
+            "warning: WHATSAPP_VERIFY_TOKEN is not set: Meta's webhook verification (the GET "
+            "when you save the Callback URL) will be refused",
+            file=sys.stderr,
+        )
     where = _config_path(args) or "built-in defaults"
     print(
         f"config ok ({where}): provider={settings.channel.provider} "

@@ -53,7 +53,8 @@ class ServerConfig:
     queue_size: int = 1000
     # Seconds an HTTP request in flight may take to finish after a stop was asked for.
     graceful_timeout: float = 5.0
-    # Seconds turns in flight may take to finish after the listener closed.
+    # Seconds turns in flight may take to finish after a stop request (webhooks get 503
+    # meanwhile); turns still running then resume after the restart (durable inbox).
     drain_timeout: float = 30.0
 
 
@@ -83,7 +84,7 @@ class TwilioConfig:
     media_hosts: tuple[str, ...] = ("api.twilio.com", "media.twiliocdn.com")
     # WhatsApp's media limit through Twilio is 16 MB (reference/whatsapp.md §6).
     max_media_bytes: int = 16 * 1024 * 1024
-    # Minutes the voice notes we generate stay fetchable at {public_url}/media/<token>.
+    # Seconds the voice notes we generate stay fetchable at {public_url}/media/<token>.
     media_ttl: float = 600.0
 
 
@@ -171,7 +172,7 @@ class RetriesConfig:
 
 @dataclass(frozen=True)
 class LanesConfig:
-    # Most users with a lane at once; a new user beyond it waits for a free one.
+    # Most users with a lane at once; a new user beyond it is answered 503 (Meta retries).
     max_lanes: int = 10_000
     # Messages one user may have waiting behind the turn in flight; more are answered 503.
     max_pending: int = 20

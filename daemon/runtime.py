@@ -7,9 +7,10 @@
      └── lanes nursery           the turns (owned here, never by the web framework)
           └── http nursery       hypercorn: webhook (+ admin routes, or a second listener)
 
-Stop sequence: stop asked -> webhooks answered 503 (Meta retries) -> listener closes once
-requests in flight are done (graceful_timeout) -> lanes finish the turns they hold within
-[server] drain_timeout -> pooled clients closed -> return.
+Stop sequence: stop asked -> webhooks answered 503 (Meta retries) -> lanes finish the turns
+they hold within [server] drain_timeout (the rest resume after the restart: durable inbox) ->
+the listener closes (requests in flight get graceful_timeout) -> pooled clients and the store
+closed -> return.
 """
 
 from __future__ import annotations

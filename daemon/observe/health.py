@@ -3,8 +3,8 @@
 Fed with the outcome of every upstream call. An upstream whose last ``threshold`` calls all
 failed (timeouts, connection errors, 5xx, 429) is reported down until a call succeeds again,
 so a load balancer or an operator sees at once that the daemon can't answer right now and
-why. (Circuit breakers, which also fail fast, replace this signal when they arrive; the
-readiness contract stays the same.)
+why. It complements the circuit breakers (daemon/resilience/), which /readyz reports too:
+a breaker needs a window of calls to open, this notices a short run of failures.
 """
 
 from __future__ import annotations
