@@ -41,7 +41,7 @@ class SessionAgent(Protocol):
 
     async def prepare(self, user_key: str) -> None: ...
 
-    def has_session(self, user_key: str) -> bool: ...
+    def in_conversation(self, user_key: str) -> bool: ...
 
 
 @dataclass
@@ -81,7 +81,7 @@ class CachedAgent:
     async def ask(self, user_key: str, text: str, *, language: str | None = None) -> AgentReply:
         user = hashed(user_key)
         normalized = normalize_question(text)
-        opens = not self._agent.has_session(user_key) and not self._pending.has(user)
+        opens = not self._agent.in_conversation(user_key) and not self._pending.has(user)
         decision = self._rules.decide(normalized, opens_conversation=opens)
         self.stats.decided(decision.reason)
         if not decision.cacheable:

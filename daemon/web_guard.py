@@ -1,4 +1,5 @@
-"""Keep one malformed connection from taking the whole server down (hypercorn#225, #203).
+"""Keep one malformed connection from taking the whole server down (hypercorn#225, #203),
+and slow clients from holding kept-alive connections forever.
 
 On hypercorn 0.18 with the trio worker, a ``GET`` with ``Upgrade: websocket`` followed by a
 stray byte makes ``serve()`` raise ``h11.LocalProtocolError`` and the process exits
@@ -15,6 +16,8 @@ from typing import Any
 
 import hypercorn.trio.task_group as _task_group
 import hypercorn.trio.tcp_server as _tcp_server
+import trio
+from hypercorn.events import Closed, Updated
 
 log = logging.getLogger("wa_agentd.http")
 
@@ -41,6 +44,21 @@ def install() -> None:
             log.warning("HTTP connection failed; connection dropped", exc_info=True)
 
     # Monkeypatching private names is the point of this module, hence the two ignores.
+    original_send = _tcp_server.TCPServer.protocol_send
+
+    async def shielded_send(self: Any, event: Any) -> None:
+        # After a response, hypercorn starts the keep-alive idle timer (Updated) or closes the
+        # connection (Closed) from the request task, which quart-trio is cancelling by then:
+        # the timer dies at once, or the close never happens, and a client dripping a byte
+        # now and then holds the connection forever (tests/edge/test_abuse.py). Both are
+        # quick bookkeeping, so they run shielded from that cancellation.
+        if isinstance(event, Closed | Updated):
+            with trio.CancelScope(shield=True):
+                await original_send(self, event)
+        else:
+            await original_send(self, event)
+
     _task_group._handle = safe_handle  # type: ignore[assignment]
     _tcp_server.TCPServer.run = safe_run  # type: ignore[method-assign]
+    _tcp_server.TCPServer.protocol_send = shielded_send  # type: ignore[method-assign]
     _installed = True

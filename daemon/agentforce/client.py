@@ -140,9 +140,12 @@ class AgentforceClient:
     def sessions_open(self) -> int:
         return len(self._sessions)
 
-    def has_session(self, user_key: str) -> bool:
-        """Whether the user has an open session here (a message would continue it)."""
-        return user_key in self._sessions
+    def in_conversation(self, user_key: str) -> bool:
+        """Whether the user's next message continues a conversation: a session in which at
+        least one message was sent. A session opened ahead of time (the pre-warm of a voice
+        note) with nothing said in it yet does not count."""
+        session = self._sessions.get(user_key)
+        return session is not None and session.next_sequence > 1
 
     # -- the turn's entry point ------------------------------------------------------------
 

@@ -9,7 +9,7 @@ How the turn uses it (Meta only; Twilio serves voice notes from our own URL and 
 
     media_id = media_ids.get(key, phone_number_id)
     if media_id is None:
-        media_id = await channel.upload(ogg)       # coalesce with SingleFlight on the same key
+        media_id = await channel.upload(ogg)       # one upload for concurrent askers
         media_ids.put(key, phone_number_id, media_id)
     try:
         await channel.send_voice(user, media_id)

@@ -8,8 +8,12 @@ runs (the *followers*) wait on a ``trio.Event`` and get the leader's value.
 Where the turn uses it — only for loads whose result is the same whoever asks:
 
 - text-to-speech of one text with one voice (``AudioCache.get_or_render``),
-- speech-to-text of one voice note (key: the note's sha256; forwarded notes repeat),
-- the upload of one audio file to one business number (key: audio key + phone_number_id).
+- the upload of one audio file to the business number (``MetaChannel.send_voice``, key: the
+  audio key),
+- the FAQ answers an operator rule vouches for (``answers.CachedAgent``).
+
+Speech-to-text of one voice note is cached by its sha256 but not coalesced: forwarded notes
+arrive seconds apart, not at the same instant.
 
 Never for the agent: the agent answers in the asking user's own session, and an answer is only
 shared after several users got it (``cache.response``). Coalescing agent calls across users

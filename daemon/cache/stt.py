@@ -10,7 +10,7 @@ How the turn uses it::
 
     transcript = stt_cache.get(media.sha256 or "")
     if transcript is None:
-        transcript = await stt(audio)              # coalesce with SingleFlight on the sha256
+        transcript = await stt(audio)
         stt_cache.put(media.sha256 or "", transcript)
 
 An empty transcript (silence, noise, a failed recognition) is never cached: the next attempt,

@@ -203,17 +203,6 @@ async def test_slowloris_headers_are_cut_while_others_are_served() -> None:
     assert all(c.received == b"" for c in conns)  # cut silently: no 5xx, no half answer
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "hypercorn 0.18 + quart-trio: after a response, TCPServer.protocol_send(Updated(idle="
-        "True)) runs in the request task that quart-trio's TrioASGIHTTPConnection is "
-        "cancelling, so the keep-alive idle timer started by nursery.start() is never moved "
-        "out of the cancelled scope and dies at once. A kept-alive connection is then held "
-        "until read_timeout (30 s, reset by every byte): dripping a byte every few seconds "
-        "holds it forever. Fix: daemon/web_guard.py shields protocol_send for Updated/Closed."
-    ),
-)
 async def test_slowloris_after_a_first_request_is_cut() -> None:
     """The slowloris that first sends one valid request: the connection is kept alive, and
     the next request head then trickles in. It must be cut like the first one, within
@@ -301,16 +290,6 @@ async def test_bodies_that_never_end_get_408_while_others_are_served(
     assert stack.daemon.web.stats.webhooks.get("body_timeout") == len(NEVER_ENDING)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "after the 408 hypercorn wants to close (the client is still mid-body), but its "
-        "protocol_send(Closed()) runs in the request task quart-trio is cancelling, so "
-        "send_eof() raises Cancelled and the socket stays open; a client that keeps dripping "
-        "body bytes (each resets the 30 s read_timeout) holds it forever. Same root cause and "
-        "fix as test_slowloris_after_a_first_request_is_cut."
-    ),
-)
 async def test_after_the_408_the_connection_is_closed(short_body_timeout: float) -> None:
     async with open_stack() as stack:
         address, board = _address(stack), Changes()

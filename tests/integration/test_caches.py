@@ -144,3 +144,14 @@ async def test_cache_metrics_move(stack: Stack) -> None:
         text = (await stack.client.get(stack.daemon.admin_url + "/metrics")).text
     assert 'wa_agentd_cache_lookups_total{result="response_hit"} 1.0' in text
     assert 'wa_agentd_cache_entries{cache="responses"} 1.0' in text
+
+
+async def test_a_voice_note_that_opens_a_conversation_is_an_opener(stack: Stack) -> None:
+    # The pre-warm opens the agent session while the voice note is transcribed; that must
+    # not make the first question look like a follow-up (bench/faq.py found this).
+    with trio.fail_after(10):
+        for n, user in enumerate(users(3), start=1):
+            await stack.send_voice(user, "How do returns work?")
+            await stack.wait_reports(n)
+    assert len(stack.agentforce.received) == 2
+    assert "answer" in stack.reports[2].cached

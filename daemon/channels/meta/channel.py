@@ -7,6 +7,7 @@ import logging
 from collections.abc import Mapping
 
 from daemon.cache.media_ids import MediaIds
+from daemon.cache.singleflight import SingleFlight
 from daemon.channels.base import WebhookRequest
 from daemon.channels.meta import wire
 from daemon.channels.meta.client import GraphClient
@@ -42,6 +43,7 @@ class MetaChannel:
         self._phone_number_id = phone_number_id
         self._only_own_number = only_own_number
         self._media_ids = media_ids
+        self._uploads: SingleFlight[str, str] = SingleFlight()
 
     def handshake(self, query: Mapping[str, str]) -> str | None:
         return wire.handshake(query, self._verify_token)
@@ -85,10 +87,19 @@ class MetaChannel:
                         raise
                     log.info("cached media id refused (%s): uploading again", exc.code)
                     ids.forget(audio_key, number)
-        media_id = await self._graph.upload(ogg_opus, "audio/ogg", "voice.ogg")
         if ids is not None and audio_key:
-            ids.put(audio_key, number, media_id)
+            # Users asking the same thing at once share one upload of the same answer.
+            media_id = await self._uploads.run(
+                audio_key, lambda: self._upload_and_remember(ogg_opus, audio_key, ids)
+            )
+        else:
+            media_id = await self._graph.upload(ogg_opus, "audio/ogg", "voice.ogg")
         return await self._graph.post_message(wire.voice_payload(user.address, media_id))
+
+    async def _upload_and_remember(self, ogg_opus: bytes, audio_key: str, ids: MediaIds) -> str:
+        media_id = await self._graph.upload(ogg_opus, "audio/ogg", "voice.ogg")
+        ids.put(audio_key, self._phone_number_id, media_id)
+        return media_id
 
     async def fetch_media(self, media: Media) -> bytes:
         url, _ = await self._graph.media_url(media.id)
