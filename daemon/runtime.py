@@ -288,6 +288,9 @@ def _hypercorn_config(bind: str, settings: Settings) -> HypercornConfig:
     # A client that connects and sends nothing is dropped (slow-loris); idle keep-alive
     # connections are closed after keep_alive_timeout (hypercorn default 5 s).
     cfg.read_timeout = 30
+    # hypercorn's default backlog of 100 drops connections in a burst (Meta delivers
+    # concurrently); the kernel caps this at net.core.somaxconn.
+    cfg.backlog = 1024
     return cfg
 
 
