@@ -42,6 +42,7 @@ from daemon.model import AgentReply, Inbound, Kind, Media, Transcript
 from daemon.observe.logs import current_turn, hashed
 from daemon.resilience.breaker import CircuitOpen
 from daemon.resilience.guard import Guard
+from daemon.resilience.retry import was_sent
 from daemon.state.store import Stage, TurnRecord
 
 log = logging.getLogger(__name__)
@@ -407,6 +408,10 @@ class Turn:
     async def _send_text(self, flow: _Flow, text: str) -> None:
         flow.answer_started = True
         flow.delivery.begin()
+        # After a crash a resumed turn sends the answer again unless TEXT_SENT was written:
+        # at least once. Recording "sending" first would make it at most once instead, and
+        # trade a ~1 ms window for a duplicate (between WhatsApp's 200 and this process
+        # writing TEXT_SENT) for a far longer window for a lost answer (the whole request).
         async with flow.send_lock:
             try:
                 ids = await self._timed(
@@ -417,14 +422,13 @@ class Turn:
                     lambda: self._channel.send_text(flow.message.user, text),
                     idempotent=False,
                 )
-            except UpstreamTimeout as exc:
-                flow.report.error = str(exc)  # outcome unknown: the text may be on its way
-                flow.report.outcome = "send_unknown"
-                raise _Silent() from None
             except UpstreamError as exc:
-                flow.delivery.failed()
                 flow.report.error = str(exc)
-                flow.report.outcome = "send_failed"
+                if _refused(exc):
+                    flow.delivery.failed()
+                    flow.report.outcome = "send_failed"
+                else:  # outcome unknown: the text may be on its way (or delivered)
+                    flow.report.outcome = "send_unknown"
                 raise _Silent() from None
         flow.delivery.done()
         await self._note(flow, Stage.TEXT_SENT, text_ids=ids)
@@ -559,6 +563,17 @@ class Turn:
         log.log(logging.INFO if report.outcome in quiet else logging.WARNING, report.summary())
         if self._on_report is not None:
             self._on_report(report)
+
+
+def _refused(exc: UpstreamError) -> bool:
+    """Whether a send certainly did not deliver anything: the provider answered with an error
+    (an HTTP status of 400 or more), or the request never left (connection refused). A
+    timeout, a connection lost after sending, or an unreadable 200 leave it unknown."""
+    if isinstance(exc, UpstreamTimeout):
+        return False
+    if exc.status is not None:
+        return exc.status >= 400
+    return not was_sent(exc)
 
 
 class _Flow:

@@ -249,11 +249,22 @@ async def test_tts_failure_leaves_the_text_answer_alone() -> None:
 
 
 async def test_failed_text_send_means_no_voice_note() -> None:
-    channel = FakeChannel(fail_text=UpstreamRejected("whatsapp", "131047", code="131047"))
+    refused = UpstreamRejected("whatsapp", "131047", status=400, code="131047")
+    channel = FakeChannel(fail_text=refused)
     report = await make_turn(channel).run(voice_msg())
     assert channel.sent("voice") == []
     assert report.outcome == "send_failed"
     assert report.voice == "skipped"
+
+
+async def test_a_send_whose_answer_was_lost_gets_no_apology() -> None:
+    # The connection dropped after the request went out (no HTTP status): WhatsApp may have
+    # delivered it. An apology now could be a second message.
+    lost = UpstreamUnavailable("whatsapp", "POST failed: ReadError")
+    channel = FakeChannel(fail_text=lost)
+    report = await make_turn(channel).run(text_msg())
+    assert channel.sent("text") == []
+    assert report.outcome == "send_unknown"
 
 
 async def test_text_send_timeout_sends_nothing_more(autojump_clock: trio.testing.MockClock) -> None:
