@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
 import trio
 import trio.testing
 
@@ -21,63 +25,49 @@ class NoInbox:
         raise AssertionError("no webhooks here")
 
 
+@asynccontextmanager
+async def web_client(public_media: PublicMedia | None) -> AsyncIterator[Any]:
+    """The app's test client over a context with no turns and no webhooks."""
+
+    async def handler(message: object) -> None:
+        raise AssertionError("no turns here")
+
+    async with Lanes.open(
+        handler,  # type: ignore[arg-type]
+        max_lanes=1,
+        max_pending=1,
+        queue_size=1,
+        idle_seconds=1,
+        max_concurrent_turns=1,
+    ) as lanes:
+        ctx = WebContext(
+            channel=FakeChannel(),  # type: ignore[arg-type]
+            inbox=NoInbox(),
+            lanes=lanes,
+            webhook_path="/webhook",
+            max_body_bytes=1024,
+            ready=lambda: (True, "ready"),
+            public_media=public_media,
+        )
+        async with create_app(ctx).test_app() as test_app:
+            yield test_app.test_client()
+
+
 async def test_public_media_route_refuses_unknown_and_expired_tokens(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     media = PublicMedia(ttl=600)
     token = media.put(b"OggS-voice", "audio/ogg")
-
-    async def handler(message: object) -> None:
-        raise AssertionError("no turns here")
-
-    async with Lanes.open(
-        handler,  # type: ignore[arg-type]
-        max_lanes=1,
-        max_pending=1,
-        queue_size=1,
-        idle_seconds=1,
-        max_concurrent_turns=1,
-    ) as lanes:
-        ctx = WebContext(
-            channel=FakeChannel(),  # type: ignore[arg-type]
-            inbox=NoInbox(),
-            lanes=lanes,
-            webhook_path="/webhook",
-            max_body_bytes=1024,
-            ready=lambda: (True, "ready"),
-            public_media=media,
-        )
-        app = create_app(ctx)
-        async with app.test_app() as test_app:
-            client = test_app.test_client()
-            ok = await client.get(f"/media/{token}")
-            assert ok.status_code == 200
-            assert await ok.get_data() == b"OggS-voice"
-            assert ok.headers["Content-Type"].startswith("audio/ogg")
-            assert (await client.get("/media/unknown")).status_code == 404
-            await trio.sleep(601)
-            assert (await client.get(f"/media/{token}")).status_code == 404
+    async with web_client(media) as client:
+        ok = await client.get(f"/media/{token}")
+        assert ok.status_code == 200
+        assert await ok.get_data() == b"OggS-voice"
+        assert ok.headers["Content-Type"].startswith("audio/ogg")
+        assert (await client.get("/media/unknown")).status_code == 404
+        await trio.sleep(601)
+        assert (await client.get(f"/media/{token}")).status_code == 404
 
 
 async def test_no_media_route_when_the_provider_takes_uploads() -> None:
-    async def handler(message: object) -> None:
-        raise AssertionError("no turns here")
-
-    async with Lanes.open(
-        handler,  # type: ignore[arg-type]
-        max_lanes=1,
-        max_pending=1,
-        queue_size=1,
-        idle_seconds=1,
-        max_concurrent_turns=1,
-    ) as lanes:
-        ctx = WebContext(
-            channel=FakeChannel(),  # type: ignore[arg-type]
-            inbox=NoInbox(),
-            lanes=lanes,
-            webhook_path="/webhook",
-            max_body_bytes=1024,
-            ready=lambda: (True, "ready"),
-        )
-        async with create_app(ctx).test_app() as test_app:
-            assert (await test_app.test_client().get("/media/x")).status_code == 404
+    async with web_client(None) as client:
+        assert (await client.get("/media/x")).status_code == 404
