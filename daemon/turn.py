@@ -8,8 +8,11 @@
 Every upstream call runs in its own cancel scope with its ``[timeouts]`` value, and the whole
 turn has the ``turn`` deadline. Whatever fails, the user gets one message in place of the
 answer; never silence, never two. The only exception is a text send whose outcome is unknown
-(it timed out mid-request): the answer may have been delivered, so nothing more is sent rather
-than risk a second message. If only the voice part fails, the text answer stands alone.
+(it timed out, or its answer was lost after the request went out): the answer may have been
+delivered, so nothing more is sent rather than risk a second message. If only the voice part
+fails, the text answer stands alone. Upstream calls go through a ``Guard`` (circuit breaker,
+safe retries) when one is given, and the turn notes its progress in a ``Journal`` so that
+after a crash it resumes where it stopped.
 
 Around the answer, two optional messages (``[ux]``): a holding message when the answer takes
 longer than ``holding_after`` (never when the answer comes first: both take the turn's send
@@ -284,6 +287,10 @@ class Turn:
             flow.report.outcome = done.outcome
             if record is None or not record.reached(Stage.ANSWERED):
                 await self._note(flow, Stage.ANSWERED, answer=done.reply, outcome=done.outcome)
+            if record is not None and record.reached(Stage.TEXT_SENT):
+                flow.delivery.begin()  # said before the restart: not again
+                flow.delivery.done()
+                return
             await self._say(flow, done.reply)
             return
         gate = _TextGate()
@@ -480,8 +487,9 @@ class Turn:
         try:
             with trio.CancelScope(shield=True), trio.move_on_after(self._timeouts.whatsapp):
                 async with flow.send_lock:
-                    await self._channel.send_text(flow.message.user, text)
+                    ids = await self._channel.send_text(flow.message.user, text)
                 delivery.done()
+                await self._note(flow, Stage.TEXT_SENT, text_ids=ids)
                 return
         except UpstreamError as exc:
             log.error("turn %s could not tell the user: %s", flow.report.turn_id, exc)

@@ -143,6 +143,9 @@ class RetryBudget:
     def record_request(self) -> None:
         """One request was made (count it once, not once per attempt)."""
         self._requests.append(self._clock())
+        # Trimmed here too: with healthy upstreams nobody retries, and the deque would keep
+        # every request of the process's life (bench/soak.py found ~10 MiB per 100k turns).
+        self._expire()
 
     def try_retry(self) -> bool:
         """Take a token for one retry; False means the budget is spent: do not retry."""
@@ -153,11 +156,18 @@ class RetryBudget:
 
     def balance(self) -> float:
         """Tokens available now (for metrics)."""
+        self._expire()
+        return self._floor + self._ratio * len(self._requests) - len(self._retries)
+
+    def _expire(self) -> None:
         horizon = self._clock() - self._window
         for times in (self._requests, self._retries):
             while times and times[0] <= horizon:
                 times.popleft()
-        return self._floor + self._ratio * len(self._requests) - len(self._retries)
+
+    def __len__(self) -> int:
+        """Requests and retries remembered (bounded by the window)."""
+        return len(self._requests) + len(self._retries)
 
 
 def was_sent(exc: BaseException) -> bool:

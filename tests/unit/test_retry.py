@@ -383,3 +383,14 @@ async def test_with_retries_logs_each_retry_without_the_message(
     assert len(lines) == 1
     assert "agentforce" in lines[0] and "0.50s" in lines[0] and "status=423" in lines[0]
     assert "secret" not in lines[0]
+
+
+async def test_budget_memory_is_bounded_without_retries(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Healthy upstreams: requests only, never a retry. The memory must still be the window.
+    budget = RetryBudget(ratio=0.1, window=10.0)
+    for _ in range(1000):
+        budget.record_request()
+        await trio.sleep(0.1)
+    assert len(budget) <= 101
