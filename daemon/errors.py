@@ -16,9 +16,30 @@ Every error names its ``upstream`` ("whatsapp", "agentforce", "elevenlabs-stt",
 ``retry_after`` is the upstream's own Retry-After in seconds, when it sent one; ``sent`` says
 whether the request may have reached the upstream (None: unknown; the retry policy then
 looks at the httpx error it was raised from).
+
+``reason`` is what the error means, in words every provider shares, so that the retry policy
+and the turn decide on it without knowing which upstream or which error code it was. Only the
+client that parsed the error sets it (one of the ``Reason`` constants, or None: nothing
+special, decide on the class and the status).
 """
 
 from __future__ import annotations
+
+
+class Reason:
+    """The provider-neutral meanings an upstream error can carry (``UpstreamError.reason``)."""
+
+    # Not processed; the upstream asks us to slow down. Safe to repeat even for a send:
+    # HTTP 429 / 503, Graph 4, 80007, 130429, Twilio 20429, Agentforce 423, ElevenLabs busy.
+    SLOW_DOWN = "slow_down"
+    # Not processed: too many messages to this one user (Graph 131056, Twilio 63018). Wait
+    # longer than for SLOW_DOWN; other users are not affected.
+    PAIR_RATE = "pair_rate"
+    # The user cannot be messaged now (24-hour window closed, not on WhatsApp, invalid or
+    # blocked number): an apology would fail the same way, so none is tried.
+    RECIPIENT = "recipient"
+    # An uploaded media id the provider no longer has: upload again.
+    MEDIA_GONE = "media_gone"
 
 
 class UpstreamError(Exception):
@@ -29,12 +50,14 @@ class UpstreamError(Exception):
         *,
         status: int | None = None,
         code: str | None = None,
+        reason: str | None = None,
     ) -> None:
         super().__init__(f"{upstream}: {message}")
         self.upstream = upstream
         self.message = message
         self.status = status
         self.code = code
+        self.reason = reason
         self.retry_after: float | None = None
         self.sent: bool | None = None
 
