@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from daemon.cache.normalize import normalize_question, question_key
-from daemon.cache.response import PendingContext, ResponseCache, with_context
+from daemon.cache.response import CachedAnswer, PendingContext, ResponseCache, with_context
 from daemon.cache.rules import Decision, Rules
 from daemon.cache.singleflight import SingleFlight
 from daemon.model import AgentReply
@@ -78,23 +78,45 @@ class CachedAgent:
     async def prepare(self, user_key: str) -> None:
         await self._agent.prepare(user_key)
 
+    def cached(self, user_key: str, text: str, *, language: str | None = None) -> AgentReply | None:
+        """A confirmed cached answer for a cacheable question, without calling the agent;
+        None when the question must go to ``ask``. The turn calls this before the circuit
+        breaker, so cached answers are served while the agent is down."""
+        user = hashed(user_key)
+        decision, key = self._decide(user_key, user, text, language)
+        if not decision.cacheable:
+            return None
+        hit = self._responses.lookup(key, count_miss=False)
+        if hit is None:
+            return None
+        self.stats.decided(decision.reason)
+        return self._served(user, text, hit, decision)
+
     async def ask(self, user_key: str, text: str, *, language: str | None = None) -> AgentReply:
         user = hashed(user_key)
-        normalized = normalize_question(text)
-        opens = not self._agent.in_conversation(user_key) and not self._pending.has(user)
-        decision = self._rules.decide(normalized, opens_conversation=opens)
+        decision, key = self._decide(user_key, user, text, language)
         self.stats.decided(decision.reason)
         if not decision.cacheable:
             return await self._ask_agent(user_key, user, text)
-        key = question_key(normalized, agent_id=self._agent_id, language=language)
         hit = self._responses.lookup(key)
         if hit is not None:
-            self._pending.remember(user, text, hit.text)
-            log.info("answered from the response cache (%s)", decision.reason)
-            return AgentReply(hit.messages, origin="cache")
+            return self._served(user, text, hit, decision)
         if decision.reason == "faq" and not self._pending.has(user):
             return await self._ask_shared(user_key, user, text, key, decision)
         return await self._ask_and_learn(user_key, user, text, key, decision)
+
+    def _decide(
+        self, user_key: str, user: str, text: str, language: str | None
+    ) -> tuple[Decision, str]:
+        normalized = normalize_question(text)
+        opens = not self._agent.in_conversation(user_key) and not self._pending.has(user)
+        decision = self._rules.decide(normalized, opens_conversation=opens)
+        return decision, question_key(normalized, agent_id=self._agent_id, language=language)
+
+    def _served(self, user: str, text: str, hit: CachedAnswer, decision: Decision) -> AgentReply:
+        self._pending.remember(user, text, hit.text)
+        log.info("answered from the response cache (%s)", decision.reason)
+        return AgentReply(hit.messages, origin="cache")
 
     async def _ask_agent(self, user_key: str, user: str, text: str) -> AgentReply:
         """Not cacheable: to the agent, with the context of a cached answer if one is owed."""

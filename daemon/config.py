@@ -187,6 +187,11 @@ class InboxConfig:
     # Meta redelivers for up to 7 days (reference/whatsapp.md §3).
     dedupe_ttl: float = 7 * 24 * 3600.0
     dedupe_max_ids: int = 200_000
+    # A turn that could deliver nothing because WhatsApp said "not now" is tried again this
+    # often, for at most retry_window: WhatsApp takes free-form messages only within 24 h of
+    # the user's last one (reference/whatsapp.md §5).
+    retry_every: float = 30.0
+    retry_window: float = 24 * 3600.0
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,7 @@ class Lanes:
         self._idle = idle_seconds
         self._limiter = trio.CapacityLimiter(max_concurrent_turns)
         self._lanes: dict[str, _Lane] = {}
+        self._held: set[str] = set()  # message ids queued or running (bounded like them)
         self._queued = 0  # accepted, not yet started, across all lanes
         self._running = 0
         self._closed = False
@@ -123,6 +124,7 @@ class Lanes:
         except trio.WouldBlock:
             raise Overloaded("too many messages waiting for this user") from None
         self._queued += 1
+        self._held.add(message.message_id)
 
     def close(self) -> None:
         """Take no new work; lanes finish what they hold, then end."""
@@ -144,6 +146,10 @@ class Lanes:
             self._drained.set()
 
     # -- state, for health and metrics ----------------------------------------------------
+
+    def holds(self, message_id: str) -> bool:
+        """Whether the message is queued or its turn is running now."""
+        return message_id in self._held
 
     @property
     def closed(self) -> bool:
@@ -170,17 +176,20 @@ class Lanes:
                 if message is None:
                     return
                 try:
-                    await self._limiter.acquire()
+                    try:
+                        await self._limiter.acquire()
+                    finally:
+                        self._queued -= 1  # started (or cancelled while waiting for a slot)
+                    self._running += 1
+                    try:
+                        await self._handler(message)
+                    except Exception:  # one broken turn must not end the lane or the daemon
+                        log.exception("turn handler failed")
+                    finally:
+                        self._running -= 1
+                        self._limiter.release()
                 finally:
-                    self._queued -= 1  # started (or cancelled while waiting for a slot)
-                self._running += 1
-                try:
-                    await self._handler(message)
-                except Exception:  # one broken turn must not end the lane or the daemon
-                    log.exception("turn handler failed")
-                finally:
-                    self._running -= 1
-                    self._limiter.release()
+                    self._held.discard(message.message_id)
         finally:
             # No checkpoint between the last receive and this removal, so a message can't
             # slip into a lane that is going away: the next submit makes a new lane.

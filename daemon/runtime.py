@@ -54,6 +54,7 @@ from daemon.observe.notify import notify, watchdog_interval
 from daemon.resilience.breaker import CircuitBreaker, State
 from daemon.resilience.guard import Guard
 from daemon.resilience.retry import RetryBudget
+from daemon.resume import keep_resuming, resume_unfinished
 from daemon.speech.cached import CachedSpeech
 from daemon.speech.elevenlabs import ElevenLabs
 from daemon.state.public_media import PublicMedia
@@ -496,19 +497,6 @@ async def _restore_sessions(settings: Settings, store: Store, agent: AgentforceC
         log.info("agent sessions: %d restored, %d too old dropped", restored, dropped)
 
 
-async def _resume_unfinished(store: Store, lanes: Lanes) -> None:
-    """Turns the last run accepted and did not finish (a crash, a drain that ran out)."""
-    unfinished = await store.unfinished()
-    for record in unfinished:
-        try:
-            lanes.submit(record.inbound)
-        except Exception as exc:  # Overloaded: the rest stay in the store for the next start
-            log.warning("could not resume all unfinished turns now: %s", exc)
-            break
-    if unfinished:
-        log.info("resuming %d unfinished turns", len(unfinished))
-
-
 async def _maintain_store(settings: Settings, store: Store, counts: dict[str, int]) -> None:
     """Prune dedupe rows past their TTL and idle sessions; keep the counts for /metrics."""
     while True:
@@ -642,7 +630,11 @@ async def _serving(
             flush_caches=ups.caches.flush,
         )
         _export_state(obs.metrics, ctx, ups.agent, store_counts)
-        await _resume_unfinished(store, lanes)
+        inbox = settings.inbox
+        await resume_unfinished(store, lanes, window=inbox.retry_window)
+        top.start_soon(
+            partial(keep_resuming, store, lanes, every=inbox.retry_every, window=inbox.retry_window)
+        )
         top.start_soon(_maintain_store, settings, store, store_counts)
         _export_caches(obs.metrics, ups.caches)
         obs.metrics.sources.labelled_gauges["wa_agentd_circuit_state"] = (

@@ -34,13 +34,14 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 import trio
+from cachetools import LRUCache, TTLCache
 
 from daemon import language as languages
 from daemon import text as textfmt
 from daemon.cache.stt import TranscriptCache
 from daemon.channels.base import Channel
 from daemon.config import TextsConfig, TextTable, TimeoutsConfig, UxConfig, VoiceConfig
-from daemon.errors import UpstreamError, UpstreamTimeout
+from daemon.errors import Reason, UpstreamError, UpstreamTimeout
 from daemon.model import AgentReply, Inbound, Kind, Media, Transcript
 from daemon.observe.logs import current_turn, hashed
 from daemon.resilience.breaker import CircuitOpen
@@ -55,6 +56,13 @@ T = TypeVar("T")
 
 class Agent(Protocol):
     async def ask(self, user_key: str, text: str, *, language: str | None = None) -> AgentReply: ...
+
+    def cached(self, user_key: str, text: str, *, language: str | None = None) -> AgentReply | None:
+        """The answer a cache holds for ``text``, without calling the agent (None: ask).
+
+        Looked up before the circuit breaker: a cached answer is served while the agent is
+        down, and cache hits are not counted as agent calls by the breaker."""
+        ...
 
     async def prepare(self, user_key: str) -> None:
         """Open (or check) the user's session ahead of ``ask``; errors are ``ask``'s to find."""
@@ -82,6 +90,11 @@ class Journal(Protocol):
 
     async def attempt(self, message_id: str) -> int: ...
 
+    async def release(self, message_id: str) -> None:
+        """The run counted by ``attempt`` ended without taking the daemon down (finished,
+        deferred or cancelled by a drain): it does not count towards giving up."""
+        ...
+
     async def progress(
         self,
         message_id: str,
@@ -99,8 +112,20 @@ class Journal(Protocol):
 MAX_ATTEMPTS = 3
 # Outcomes whose message is a canned text, not the agent's answer.
 _CANNED = frozenset(
-    {"unsupported", "no_speech", "not_understood", "agent_down", "agent_failure", "timeout"}
+    {
+        "unsupported",
+        "no_speech",
+        "not_understood",
+        "agent_down",
+        "agent_failure",
+        "timeout",
+        "error",
+        "send_failed",  # the answer was refused; the apology took its place
+    }
 )
+# Canned outcomes that came from a passing trouble: a turn resumed before its apology went
+# out asks the agent again instead of apologising.
+_ASK_AGAIN = frozenset({"agent_down", "timeout", "error"})
 
 
 @dataclass
@@ -110,6 +135,7 @@ class TurnReport:
     turn_id: str
     kind: str
     user: str  # hashed
+    message_id: str = ""  # for tests and tools; not in the summary line
     stages: dict[str, float] = field(default_factory=dict)  # stage -> seconds
     outcome: str = "pending"
     voice: str = "none"  # none | sent | skipped | failed
@@ -180,6 +206,7 @@ class Turn:
         journal: Journal | None = None,
         on_report: Callable[[TurnReport], None] | None = None,
         clock: Callable[[], float] = trio.current_time,
+        remembered_users: int = 10_000,
     ) -> None:
         self._channel = channel
         self._agent = agent
@@ -193,23 +220,78 @@ class Turn:
         self._journal = journal
         self._on_report = on_report
         self._clock = clock
+        # user key -> the language of their last turn; bounded, forgotten after a day.
+        self._languages: TTLCache[str, str] = TTLCache(maxsize=remembered_users, ttl=86400)
+        # user key -> ids of their deferred messages, oldest first: a later message of the
+        # same user waits behind them, so answers keep the order of the questions.
+        self._deferred: LRUCache[str, list[str]] = LRUCache(maxsize=remembered_users)
 
     async def run(self, message: Inbound) -> TurnReport:
         report = TurnReport(
             turn_id=secrets.token_hex(4),
             kind=message.kind.value,
             user=hashed(message.user.key),
+            message_id=message.message_id,
         )
         context = current_turn.set(report.turn_id)
         try:
             flow = _Flow(message, report)
-            if await self._resume(flow):
-                await self._run_turn(flow)
-                await self._note(flow, Stage.DONE, outcome=report.outcome)
+            flow.remembered_language = self._languages.get(message.user.key)
+            try:
+                if await self._behind_deferred(message):
+                    flow.deferred = True
+                    report.outcome = "deferred"
+                    log.info("waiting behind an earlier deferred message of this user")
+                elif await self._resume(flow):
+                    await self._run_turn(flow)
+                    if flow.deferred:
+                        # Nothing reached the user and WhatsApp said "not now": the row stays
+                        # open and the daemon tries the turn again later (daemon/resume.py).
+                        log.warning("turn deferred: nothing could be delivered now")
+                    else:
+                        await self._note(flow, Stage.DONE, outcome=report.outcome)
+                self._track_deferral(message, deferred=flow.deferred)
+                if flow.language:
+                    self._languages[message.user.key] = flow.language
+            finally:
+                if flow.counted:
+                    await self._release(message.message_id)
         finally:
             current_turn.reset(context)
         self._emit(report)  # carries turn=<id> itself, like every line the turn logged
         return report
+
+    async def _behind_deferred(self, message: Inbound) -> bool:
+        """Whether an earlier message of this user is deferred and not finished yet: then
+        this one waits too (it is tried again after it, in order)."""
+        queue = self._deferred.get(message.user.key)
+        while queue and queue[0] != message.message_id:
+            earlier = await self._journal.get(queue[0]) if self._journal is not None else None
+            if earlier is not None and not earlier.finished:
+                return True
+            queue.pop(0)  # finished meanwhile (or given up): no longer in the way
+        return False
+
+    def _track_deferral(self, message: Inbound, *, deferred: bool) -> None:
+        key, message_id = message.user.key, message.message_id
+        queue = self._deferred.get(key, [])
+        if deferred and message_id not in queue:
+            queue.append(message_id)
+        elif not deferred and message_id in queue:
+            queue.remove(message_id)
+        if queue:
+            self._deferred[key] = queue
+        else:
+            self._deferred.pop(key, None)
+
+    async def _release(self, message_id: str) -> None:
+        """Un-count this run: it ended (or was cancelled) without taking the daemon down."""
+        assert self._journal is not None
+        with trio.CancelScope(shield=True):  # a drain's cancellation must not skip it
+            try:
+                await self._journal.release(message_id)
+            except Exception as exc:  # the store may be closing; the count errs towards safety
+                log.info("could not release the turn's attempt: %s", exc)
 
     async def _resume(self, flow: _Flow) -> bool:
         """Look the message up in the journal: where a restarted turn stands. False when the
@@ -219,10 +301,17 @@ class Turn:
         message_id = flow.message.message_id
         flow.record = await self._journal.get(message_id)
         attempts = await self._journal.attempt(message_id)
+        flow.counted = True
         if attempts > MAX_ATTEMPTS:
+            # Runs that ended normally are released, so these are crashes: the turn itself
+            # takes the daemon down. Give up, but still tell the user once.
             log.error("turn of message %s given up after %d attempts", message_id, attempts - 1)
-            await self._journal.progress(message_id, Stage.FAILED, outcome="gave_up")
             flow.report.outcome = "gave_up"
+            if flow.record is not None and flow.record.reached(Stage.TEXT_SENT):
+                flow.delivery.begin()  # the answer went out before: nothing more
+            else:
+                await self._say(flow, flow.texts(self._texts).agent_down)
+            await self._journal.progress(message_id, Stage.FAILED, outcome="gave_up")
             return False
         if flow.record is not None and flow.record.stage != Stage.RECEIVED:
             flow.report.resumed = flow.record.stage.value
@@ -275,7 +364,12 @@ class Turn:
         an exception leaving a nursery body comes out wrapped in an ExceptionGroup)."""
         record = flow.record
         try:
-            if record is not None and record.reached(Stage.ANSWERED) and record.answer:
+            if (
+                record is not None
+                and record.reached(Stage.ANSWERED)
+                and record.answer
+                and not (record.outcome in _ASK_AGAIN and not record.reached(Stage.TEXT_SENT))
+            ):
                 answer, outcome = record.answer, record.outcome or "answered"
                 if outcome in _CANNED:
                     raise _Done(outcome, answer)
@@ -285,8 +379,7 @@ class Turn:
                 await self._note(flow, Stage.ANSWERED, answer=answer, outcome=outcome)
         except _Done as done:
             flow.report.outcome = done.outcome
-            if record is None or not record.reached(Stage.ANSWERED):
-                await self._note(flow, Stage.ANSWERED, answer=done.reply, outcome=done.outcome)
+            await self._note(flow, Stage.ANSWERED, answer=done.reply, outcome=done.outcome)
             if record is not None and record.reached(Stage.TEXT_SENT):
                 flow.delivery.begin()  # said before the restart: not again
                 flow.delivery.done()
@@ -334,9 +427,7 @@ class Turn:
         if message.kind is Kind.TEXT:
             return message.text
         assert message.media is not None  # the parser sets media on every VOICE message
-        media = message.media
-        background.start_soon(self._prewarm, message.user.key)
-        transcript = await self._transcribe(flow, media)
+        transcript = await self._transcribe(flow, message.media, background)
         flow.language = languages.normalize(transcript.language) or flow.language
         if not transcript.text.strip():
             raise _Done("no_speech", flow.texts(self._texts).no_speech)
@@ -347,9 +438,11 @@ class Turn:
             await self._extra(flow, "echo", echo)
         return transcript.text
 
-    async def _transcribe(self, flow: _Flow, media: Media) -> Transcript:
+    async def _transcribe(self, flow: _Flow, media: Media, background: trio.Nursery) -> Transcript:
         """The voice note's words: from the transcript cache when WhatsApp gave its sha256
-        (forwarded voice notes come again and again), else download + speech-to-text."""
+        (forwarded voice notes come again and again), else download + speech-to-text, with
+        the user's agent session opened meanwhile (pre-warm). Not on a cache hit: there is
+        nothing to overlap it with, and the answer may come from the response cache."""
         record = flow.record
         if record is not None and record.transcript is not None:
             return Transcript(record.transcript, record.transcript_language)  # before a restart
@@ -357,6 +450,7 @@ class Turn:
         if cache is not None and (known := cache.get(digest)) is not None:
             flow.report.cached.append("transcript")
             return known
+        background.start_soon(self._prewarm, flow.message.user.key)
         try:
             audio = await self._timed(
                 flow.report,
@@ -384,15 +478,20 @@ class Turn:
 
     async def _ask(self, flow: _Flow, question: str) -> tuple[str, str]:
         texts = flow.texts(self._texts)
+        user_key = flow.message.user.key
         try:
-            reply = await self._timed(
-                flow.report,
-                "agent",
-                "agentforce",
-                self._timeouts.agent,
-                lambda: self._agent.ask(flow.message.user.key, question, language=flow.language),
-                idempotent=False,
-            )
+            # A cached answer is looked up outside the guard: served while the agent's
+            # circuit is open, and never counted by the breaker as an agent call.
+            reply = self._agent.cached(user_key, question, language=flow.language)
+            if reply is None:
+                reply = await self._timed(
+                    flow.report,
+                    "agent",
+                    "agentforce",
+                    self._timeouts.agent,
+                    lambda: self._agent.ask(user_key, question, language=flow.language),
+                    idempotent=False,
+                )
         except UpstreamError as exc:
             flow.report.error = str(exc)
             raise _Done("agent_down", texts.agent_down) from None
@@ -431,11 +530,13 @@ class Turn:
                 )
             except UpstreamError as exc:
                 flow.report.error = str(exc)
-                if _refused(exc):
-                    flow.delivery.failed()
-                    flow.report.outcome = "send_failed"
-                else:  # outcome unknown: the text may be on its way (or delivered)
+                verdict = _verdict(exc)
+                if verdict == "unknown":  # the text may be on its way (or delivered)
                     flow.report.outcome = "send_unknown"
+                else:
+                    flow.delivery.failed()
+                    # "later": the answer is in the journal already and goes out on the retry.
+                    self._not_delivered(flow, verdict, "send_failed")
                 raise _Silent() from None
         flow.delivery.done()
         await self._note(flow, Stage.TEXT_SENT, text_ids=ids)
@@ -478,24 +579,56 @@ class Turn:
             log.warning("turn %s voice note failed: %s", report.turn_id, exc)
 
     async def _say(self, flow: _Flow, text: str) -> None:
-        """Send a canned message in place of the answer, once, with its own time budget."""
+        """Send a canned message in place of the answer, once, with its own time budget.
+
+        Shielded: it is what the user gets when the turn ran out of time. Through the guard,
+        so an open WhatsApp circuit fails at once and "slow down" answers are waited out."""
         delivery = flow.delivery
-        if delivery.maybe:
+        if delivery.maybe or flow.deferred or flow.unreachable:
             return
         flow.answer_started = True
         delivery.begin()
-        try:
-            with trio.CancelScope(shield=True), trio.move_on_after(self._timeouts.whatsapp):
-                async with flow.send_lock:
-                    ids = await self._channel.send_text(flow.message.user, text)
-                delivery.done()
-                await self._note(flow, Stage.TEXT_SENT, text_ids=ids)
-                return
-        except UpstreamError as exc:
-            log.error("turn %s could not tell the user: %s", flow.report.turn_id, exc)
-            delivery.failed()
+        # Room for the guard's retries of a "slow down" (1 s, then 4 s for the pair rate).
+        with trio.CancelScope(shield=True), trio.move_on_after(2 * self._timeouts.whatsapp):
+            async with flow.send_lock:
+                try:
+                    ids = await self._timed(
+                        flow.report,
+                        "send",
+                        "whatsapp",
+                        self._timeouts.whatsapp,
+                        lambda: self._channel.send_text(flow.message.user, text),
+                        idempotent=False,
+                    )
+                except UpstreamError as exc:
+                    verdict = _verdict(exc)
+                    if verdict == "unknown":
+                        delivery.unknown()
+                        return
+                    delivery.failed()
+                    log.error("turn %s could not tell the user: %s", flow.report.turn_id, exc)
+                    outcome = flow.report.outcome
+                    self._not_delivered(flow, verdict, outcome)
+                    if verdict == "later":  # resumed later, with this very text
+                        await self._note(flow, Stage.ANSWERED, answer=text, outcome=outcome)
+                    return
+            delivery.done()
+            await self._note(flow, Stage.TEXT_SENT, text_ids=ids)
             return
         delivery.unknown()
+
+    def _not_delivered(self, flow: _Flow, verdict: str, outcome: str) -> None:
+        """Book a send that certainly did not deliver: ``later`` defers the whole turn (the
+        row stays open and is tried again), ``unreachable`` ends it without an apology (it
+        would fail the same way), ``refused`` leaves room for one apology."""
+        if verdict == "later":
+            flow.deferred = True
+            flow.report.outcome = "deferred"
+        elif verdict == "unreachable":
+            flow.unreachable = True
+            flow.report.outcome = "unreachable"
+        else:
+            flow.report.outcome = outcome
 
     # -- messages besides the answer -------------------------------------------------------
 
@@ -573,15 +706,32 @@ class Turn:
             self._on_report(report)
 
 
-def _refused(exc: UpstreamError) -> bool:
-    """Whether a send certainly did not deliver anything: the provider answered with an error
-    (an HTTP status of 400 or more), or the request never left (connection refused). A
-    timeout, a connection lost after sending, or an unreadable 200 leave it unknown."""
+def _verdict(exc: UpstreamError) -> str:
+    """What a failed send means for the user:
+
+    - ``unknown``: it may have been delivered (a timeout or a connection lost after the
+      request went out, an unreadable 2xx, a 5xx: Graph's 500 / 131000 may have been
+      processed). Nothing more is sent: a second message is worse than none.
+    - ``later``: certainly not delivered, and trying again later will likely work (the
+      provider said slow down, its circuit is open, the request never left, the token was
+      refused and may be renewed). The turn is deferred.
+    - ``unreachable``: this user cannot be messaged now (24-hour window closed, not on
+      WhatsApp, invalid number). No apology: it would fail the same way.
+    - ``refused``: certainly not delivered, for this message only (a 4xx on its content).
+    """
+    if exc.reason == Reason.RECIPIENT:
+        return "unreachable"
+    if exc.reason in (Reason.SLOW_DOWN, Reason.PAIR_RATE) or isinstance(exc, CircuitOpen):
+        return "later"
     if isinstance(exc, UpstreamTimeout):
-        return False
-    if exc.status is not None:
-        return exc.status >= 400
-    return not was_sent(exc)
+        return "unknown"
+    if exc.status is None:
+        return "unknown" if was_sent(exc) else "later"
+    if exc.status in (401, 429, 503):
+        return "later"
+    if 400 <= exc.status < 500:
+        return "refused"
+    return "unknown"
 
 
 class _Flow:
@@ -597,9 +747,15 @@ class _Flow:
         self.extras_sent = False  # an echo or holding message went out already
         self.settled = trio.Event()  # the answer path is over
         self.record: TurnRecord | None = None  # where the turn stood before a restart
+        self.counted = False  # the journal counted this run (released when it ends)
+        self.deferred = False  # nothing delivered, WhatsApp said "not now": try again later
+        self.unreachable = False  # the user cannot be messaged now: nothing more to try
+        # The language this user's last turn was in: canned texts use it until this turn
+        # knows better (a voice note's holding message comes before speech-to-text).
+        self.remembered_language: str | None = None
 
     def texts(self, texts: TextsConfig) -> TextTable:
-        return texts.for_language(self.language)
+        return texts.for_language(self.language or self.remembered_language)
 
 
 class _Silent(Exception):

@@ -147,6 +147,10 @@ class AgentforceClient:
         session = self._sessions.get(user_key)
         return session is not None and session.next_sequence > 1
 
+    def cached(self, user_key: str, text: str, *, language: str | None = None) -> None:
+        """No answer without asking: this client keeps no cache (daemon/answers.py does)."""
+        return None
+
     # -- the turn's entry point ------------------------------------------------------------
 
     async def ask(self, user_key: str, text: str, *, language: str | None = None) -> AgentReply:

@@ -167,11 +167,12 @@ class ResponseCache:
 
     # -- serving --------------------------------------------------------------------------
 
-    def lookup(self, key: str) -> CachedAnswer | None:
-        """The confirmed, unexpired answer for ``key``; None otherwise (a miss)."""
+    def lookup(self, key: str, *, count_miss: bool = True) -> CachedAnswer | None:
+        """The confirmed, unexpired answer for ``key``; None otherwise (a miss).
+        ``count_miss=False``: a look ahead whose miss the caller will look up again."""
         entry = self._answers.get(key)
         if entry is None:
-            self._misses += 1
+            self._misses += count_miss
             return None
         entry.hits += 1
         self._hits += 1

@@ -194,11 +194,13 @@ class Stack:
     client: httpx.AsyncClient  # for talking to the daemon (webhooks, admin routes)
     sender: webhooks.WebhookSender  # Meta's webhook posts
     twilio_sender: TwilioWebhookSender  # Twilio's webhook posts
-    reports: list[TurnReport] = field(default_factory=list)
+    reports: list[TurnReport] = field(default_factory=list)  # turns that ended
+    deferred: list[TurnReport] = field(default_factory=list)  # runs to be tried again later
     _reported: Changes = field(default_factory=Changes)
 
     def add_report(self, report: TurnReport) -> None:
-        self.reports.append(report)
+        # A deferred run is not the end of its message: it runs again ([inbox] retry_every).
+        (self.deferred if report.outcome == "deferred" else self.reports).append(report)
         self._reported.bump()
 
     async def wait_reports(self, count: int) -> list[TurnReport]:

@@ -375,6 +375,12 @@ class Store:
         the daemon can be given up after a few. ``KeyError`` when the id is unknown."""
         return await self._run(lambda conn: _attempt(conn, message_id))
 
+    async def release(self, message_id: str) -> None:
+        """Take back one ``attempt``: the run ended without taking the daemon down (it
+        finished, was deferred, or a drain cancelled it). What stays counted are the runs
+        that never got here: crashes, kill -9, OOM kills."""
+        await self._run(lambda conn: _release(conn, message_id))
+
     async def prune(self, now: float | None = None) -> int:
         """Drop finished turns received more than ``dedupe_ttl`` ago, then the oldest finished
         ones beyond ``max_ids``; returns how many rows went. Open turns are never dropped (the
@@ -575,6 +581,14 @@ def _attempt(connection: sqlite3.Connection, message_id: str) -> int:
         raise KeyError(message_id)
     count: int = row[0]
     return count
+
+
+def _release(connection: sqlite3.Connection, message_id: str) -> None:
+    with _transaction(connection):
+        connection.execute(
+            "UPDATE turns SET attempts = max(attempts - 1, 0) WHERE message_id = ?",
+            (message_id,),
+        )
 
 
 def _prune(connection: sqlite3.Connection, cutoff: float, max_ids: int) -> tuple[int, int]:

@@ -97,6 +97,8 @@ CONFIG: dict[str, Any] = {
     "breakers": BREAKERS,
     "ux": {"holding_after": 0},
     "cache": {"responses": False},
+    # Turns deferred while WhatsApp refuses sends are tried again soon, not after 30 s.
+    "inbox": {"retry_every": 0.25},
 }
 
 

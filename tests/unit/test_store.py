@@ -233,6 +233,23 @@ async def test_attempt_counts_runs_and_survives_a_restart(tmp_path: Path) -> Non
         await store.close()
 
 
+async def test_release_takes_back_a_run_that_ended_and_never_goes_below_zero(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(10):
+        store = await Store.open(tmp_path / "state.db")
+        await store.accept([text_message("a")])
+        await store.attempt("a")
+        await store.attempt("a")
+        await store.release("a")
+        assert await store.attempt("a") == 2
+        for _ in range(3):
+            await store.release("a")
+        assert await store.attempt("a") == 1
+        await store.release("unknown")  # a pruned row: nothing to take back, no error
+        await store.close()
+
+
 async def test_counts_by_stage(tmp_path: Path) -> None:
     with trio.fail_after(10):
         store = await Store.open(tmp_path / "state.db")

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
 import trio.testing
 
+from daemon.cache.stt import TranscriptCache
 from daemon.config import ARABIC, TextsConfig, TimeoutsConfig, UxConfig, VoiceConfig
-from daemon.errors import UpstreamRejected, UpstreamUnavailable
+from daemon.errors import Reason, UpstreamError, UpstreamRejected, UpstreamUnavailable
 from daemon.model import AgentMessage, AgentReply, Inbound, Kind, Media, Transcript, User
-from daemon.turn import Turn, TurnReport
+from daemon.resilience.breaker import CircuitOpen
+from daemon.resilience.guard import Guard
+from daemon.state.store import Stage, Store
+from daemon.turn import MAX_ATTEMPTS, Turn, TurnReport
 
 TEXTS = TextsConfig().for_language("en")
 USER = User("u1", "+15550001")
@@ -24,6 +30,7 @@ class FakeChannel:
     text_limit: int = 4096
     events: list[tuple[str, str]] = field(default_factory=list)
     fail_text: Exception | None = None
+    fail_sends: list[Exception] = field(default_factory=list)  # the next sends' errors, in turn
     text_delay: float = 0.0
     audio: bytes = b"OggS-voice-note"
 
@@ -44,6 +51,8 @@ class FakeChannel:
 
     async def send_text(self, user: User, text: str) -> list[str]:
         await trio.sleep(self.text_delay)
+        if self.fail_sends:
+            raise self.fail_sends.pop(0)
         if self.fail_text is not None:
             raise self.fail_text
         self.events.append(("text", text))
@@ -75,8 +84,13 @@ class FakeAgent:
 
     prepared: list[str] = field(default_factory=list)
 
+    cache: dict[str, AgentReply] = field(default_factory=dict)
+
     async def prepare(self, user_key: str) -> None:
         self.prepared.append(user_key)
+
+    def cached(self, user_key: str, text: str, *, language: str | None = None) -> AgentReply | None:
+        return self.cache.get(text)
 
     async def ask(self, user_key: str, text: str, *, language: str | None = None) -> AgentReply:
         self.asked.append(text)
@@ -92,11 +106,13 @@ class FakeSpeech:
     stt_error: Exception | None = None
     tts_error: Exception | None = None
     tts_delay: float = 0.0
+    stt_delay: float = 0.0
     spoken: list[tuple[str, str | None]] = field(default_factory=list)
 
     async def transcribe(
         self, audio: bytes, mime_type: str, *, language: str | None = None
     ) -> Transcript:
+        await trio.sleep(self.stt_delay)
         if self.stt_error is not None:
             raise self.stt_error
         return self.transcript
@@ -396,3 +412,204 @@ async def test_voice_note_prewarms_the_agent_session() -> None:
     agent = FakeAgent()
     await make_turn(FakeChannel(), agent).run(text_msg())
     assert agent.prepared == []  # a text goes straight to ask, which opens the session
+
+
+# -- delivery: what a refused send means, deferral, the journal ------------------------------
+
+
+def journaled_turn(channel: FakeChannel, store: Store, **kw: Any) -> Turn:
+    turn = make_turn(channel, **kw)
+    turn._journal = store  # the real SQLite journal: what a restart would find
+    return turn
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    store = await Store.open(tmp_path / "state.sqlite3")
+    yield store
+    await store.close()
+
+
+async def accepted(store: Store, *messages: Inbound) -> None:
+    assert await store.accept(messages) == list(messages)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        UpstreamRejected("whatsapp", "(#130429) throughput", status=400, reason=Reason.SLOW_DOWN),
+        UpstreamRejected("whatsapp", "(#131056) pair rate", status=400, reason=Reason.PAIR_RATE),
+        CircuitOpen("whatsapp", retry_after=30),
+        UpstreamUnavailable("whatsapp", "HTTP 503", status=503),
+    ],
+    ids=["slow_down", "pair_rate", "circuit_open", "503"],
+)
+async def test_a_send_refused_for_now_defers_the_turn_without_an_apology(
+    store: Store, error: UpstreamError
+) -> None:
+    channel = FakeChannel(fail_sends=[error])
+    message = text_msg()
+    await accepted(store, message)
+    report = await journaled_turn(channel, store).run(message)
+    assert report.outcome == "deferred"
+    assert channel.sent("text") == []  # no apology: the answer itself goes out later
+    record = await store.get(message.message_id)
+    assert record is not None and not record.finished
+    assert record.answer == "We open at **9**." and record.attempts == 0
+
+    # The retry: the answer comes from the journal, the agent is not asked again.
+    agent = FakeAgent()
+    report = await journaled_turn(channel, store, agent=agent).run(message)
+    assert channel.sent("text") == ["We open at *9*."]
+    assert agent.asked == [] and report.outcome == "answered" and report.resumed == "answered"
+    record = await store.get(message.message_id)
+    assert record is not None and record.finished
+
+
+async def test_a_user_who_cannot_be_messaged_gets_no_apology_attempt(store: Store) -> None:
+    window_closed = UpstreamRejected(
+        "whatsapp", "(#131047) re-engagement", status=400, reason=Reason.RECIPIENT
+    )
+    channel = FakeChannel(fail_text=window_closed)
+    message = text_msg()
+    await accepted(store, message)
+    report = await journaled_turn(channel, store).run(message)
+    assert report.outcome == "unreachable"
+    record = await store.get(message.message_id)
+    assert record is not None and record.finished  # nothing to try again
+
+
+async def test_a_5xx_on_the_answer_is_an_unknown_outcome_and_nothing_follows() -> None:
+    # Graph's 500 / 131000 may have been processed: an apology could be a second message.
+    channel = FakeChannel(fail_sends=[UpstreamUnavailable("whatsapp", "131000", status=500)])
+    report = await make_turn(channel).run(text_msg())
+    assert report.outcome == "send_unknown"
+    assert channel.sent("text") == []
+
+
+async def test_an_answer_refused_for_its_content_is_replaced_by_one_apology() -> None:
+    bad = UpstreamRejected("whatsapp", "(#100) Invalid parameter", status=400, code="100")
+    channel = FakeChannel(fail_sends=[bad])
+    report = await make_turn(channel).run(text_msg())
+    assert channel.sent("text") == [TEXTS.agent_down]
+    assert report.outcome == "send_failed"
+
+
+async def test_an_apology_refused_for_now_is_deferred_and_resumed_with_the_apology(
+    store: Store,
+) -> None:
+    bad = UpstreamRejected("whatsapp", "(#100) Invalid parameter", status=400, code="100")
+    busy = CircuitOpen("whatsapp", retry_after=30)
+    channel = FakeChannel(fail_sends=[bad, busy])
+    message = text_msg()
+    await accepted(store, message)
+    assert (await journaled_turn(channel, store).run(message)).outcome == "deferred"
+    agent = FakeAgent()
+    report = await journaled_turn(channel, store, agent=agent).run(message)
+    assert channel.sent("text") == [TEXTS.agent_down]  # the apology, not the refused answer
+    assert agent.asked == [] and report.outcome == "send_failed"
+
+
+async def test_a_deferred_agent_apology_asks_the_agent_again_when_resumed(store: Store) -> None:
+    channel = FakeChannel(fail_sends=[CircuitOpen("whatsapp", retry_after=30)])
+    message = text_msg()
+    await accepted(store, message)
+    down = FakeAgent(error=UpstreamUnavailable("agentforce", "503"))
+    assert (await journaled_turn(channel, store, agent=down).run(message)).outcome == "deferred"
+    # By the retry the agent is back: the user gets the answer, not a stale apology.
+    report = await journaled_turn(channel, store).run(message)
+    assert channel.sent("text") == ["We open at *9*."]
+    assert report.outcome == "answered"
+
+
+async def test_later_messages_wait_behind_a_deferred_one_to_keep_the_order(
+    store: Store,
+) -> None:
+    first = text_msg("first?")
+    second = Inbound("wamid.in9", USER, Kind.TEXT, text="second?")
+    await accepted(store, first, second)
+    channel = FakeChannel(fail_sends=[CircuitOpen("whatsapp", retry_after=30)])
+    agent = FakeAgent()
+    turn = journaled_turn(channel, store, agent=agent)
+    assert (await turn.run(first)).outcome == "deferred"
+    assert (await turn.run(second)).outcome == "deferred"  # WhatsApp is back, but in order
+    assert agent.asked == ["first?"] and channel.sent("text") == []
+    # The retry loop resubmits both, oldest first.
+    assert (await turn.run(first)).outcome == "answered"
+    assert (await turn.run(second)).outcome == "answered"
+    assert agent.asked == ["first?", "second?"]
+    assert len(channel.sent("text")) == 2
+
+
+async def test_a_turn_that_keeps_crashing_the_daemon_is_given_up_with_one_apology(
+    store: Store,
+) -> None:
+    message = text_msg()
+    await accepted(store, message)
+    for _ in range(MAX_ATTEMPTS):  # runs that never ended: the daemon died each time
+        await store.attempt(message.message_id)
+    channel, agent = FakeChannel(), FakeAgent()
+    report = await journaled_turn(channel, store, agent=agent).run(message)
+    assert report.outcome == "gave_up"
+    assert agent.asked == [] and channel.sent("text") == [TEXTS.agent_down]
+    record = await store.get(message.message_id)
+    assert record is not None and record.stage is Stage.FAILED
+
+
+async def test_runs_that_end_or_are_cancelled_do_not_count_towards_giving_up(
+    store: Store, autojump_clock: trio.testing.MockClock
+) -> None:
+    message = text_msg()
+    await accepted(store, message)
+    turn = journaled_turn(FakeChannel(), store, agent=FakeAgent(delay=100))
+    for _ in range(MAX_ATTEMPTS + 1):  # drains that cancelled it mid-turn
+        with trio.move_on_after(1):
+            await turn.run(message)
+    record = await store.get(message.message_id)
+    assert record is not None and record.attempts == 0 and not record.finished
+
+
+async def test_a_cached_answer_skips_the_guard_even_with_the_agent_circuit_open() -> None:
+    channel = FakeChannel()
+    agent = FakeAgent(cache={"when do you open?": AgentReply((AgentMessage("Inform", "At 9."),))})
+    guard = Guard({"agentforce": AlwaysOpen()}, budget=None)  # type: ignore[dict-item]
+    turn = make_turn(channel, agent)
+    turn._guard = guard
+    report = await turn.run(text_msg())
+    assert channel.sent("text") == ["At 9."] and agent.asked == []
+    assert report.outcome == "answered"
+
+
+async def test_no_prewarm_when_the_transcript_comes_from_the_cache() -> None:
+    transcripts = TranscriptCache(max_entries=10, ttl=3600)
+    transcripts.put("ab" * 32, Transcript("when do you open", "en"))
+    agent = FakeAgent()
+    turn = make_turn(FakeChannel(), agent)
+    turn._transcripts = transcripts
+    message = Inbound(
+        "wamid.in3", USER, Kind.VOICE, media=Media("m1", "audio/ogg", sha256="ab" * 32)
+    )
+    report = await turn.run(message)
+    assert report.cached == ["transcript"] and agent.prepared == []
+
+
+async def test_a_voice_note_after_an_arabic_one_gets_its_holding_message_in_arabic(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    channel = FakeChannel()
+    speech = FakeSpeech(transcript=Transcript("متى تفتحون؟", "ara"))
+    turn = make_turn(channel, FakeAgent(delay=10), speech, ux=UxConfig(holding_after=3))
+    await turn.run(voice_msg())
+    # The holding message comes before speech-to-text says which language this one is in.
+    slow_stt = FakeSpeech(transcript=Transcript("متى تفتحون؟", "ara"), stt_delay=5)
+    turn._speech = slow_stt
+    channel.events.clear()
+    await turn.run(Inbound("wamid.in4", USER, Kind.VOICE, media=Media("m2", "audio/ogg")))
+    assert channel.sent("text")[0] == ARABIC.holding
+
+
+class AlwaysOpen:
+    """A breaker whose circuit is open: every call fails fast, untried."""
+
+    async def call(self, fn: Callable[[], Any]) -> Any:
+        raise CircuitOpen("agentforce", retry_after=30)

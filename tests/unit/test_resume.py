@@ -1,0 +1,107 @@
+"""Open turns in the durable inbox are run again: skipped while queued, given up when old."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from daemon.lanes import Lanes
+from daemon.model import Inbound, Kind, User
+from daemon.resume import keep_resuming, resume_unfinished
+from daemon.state.store import Stage, Store
+
+NOW = 1_800_000_000.0
+
+
+def message(n: int, user: str = "u1") -> Inbound:
+    return Inbound(f"wamid.{n}", User(user, "+1555000"), Kind.TEXT, text=f"question {n}")
+
+
+def open_lanes(handle: Callable[[Inbound], Awaitable[None]], max_lanes: int = 10) -> Any:
+    return Lanes.open(
+        handle,
+        max_lanes=max_lanes,
+        max_pending=10,
+        queue_size=10,
+        idle_seconds=5,
+        max_concurrent_turns=10,
+    )
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    store = await Store.open(tmp_path / "state.sqlite3", wall_clock=lambda: NOW)
+    yield store
+    await store.close()
+
+
+async def test_open_turns_are_queued_oldest_first_and_finished_ones_are_not(store: Store) -> None:
+    await store.accept([message(1), message(2), message(3)])
+    await store.progress("wamid.2", Stage.DONE, outcome="answered")
+    seen: list[str] = []
+    release = trio.Event()
+
+    async def handle(m: Inbound) -> None:
+        seen.append(m.message_id)
+        await release.wait()
+
+    async with open_lanes(handle) as lanes:
+        assert await resume_unfinished(store, lanes, window=3600, wall_clock=lambda: NOW) == 2
+        # Queued or running: a second round leaves them alone (no turn runs twice at once).
+        assert await resume_unfinished(store, lanes, window=3600, wall_clock=lambda: NOW) == 0
+        await trio.testing.wait_all_tasks_blocked()
+        release.set()
+    assert seen == ["wamid.1", "wamid.3"]
+
+
+async def test_a_turn_older_than_the_window_is_given_up(store: Store) -> None:
+    await store.accept([message(1)])
+
+    async def handle(m: Inbound) -> None:
+        raise AssertionError("an expired turn must not run")
+
+    async with open_lanes(handle) as lanes:
+        later = NOW + 86400 + 1
+        assert await resume_unfinished(store, lanes, window=86400, wall_clock=lambda: later) == 0
+    record = await store.get("wamid.1")
+    assert record is not None and record.stage is Stage.FAILED and record.outcome == "expired"
+
+
+async def test_a_full_queue_stops_the_round_and_the_rest_wait(store: Store) -> None:
+    await store.accept([message(n, user=f"u{n}") for n in range(5)])
+    release = trio.Event()
+
+    async def handle(m: Inbound) -> None:
+        await release.wait()
+
+    async with open_lanes(handle, max_lanes=2) as lanes:
+        assert await resume_unfinished(store, lanes, window=3600, wall_clock=lambda: NOW) == 2
+        release.set()
+    assert len(await store.unfinished()) == 5  # nothing was lost or marked by the full queue
+
+
+async def test_keep_resuming_picks_up_a_deferred_turn_on_its_next_round(
+    store: Store, autojump_clock: trio.testing.MockClock
+) -> None:
+    await store.accept([message(1)])
+    runs: list[float] = []
+    delivered = trio.Event()
+
+    async def handle(m: Inbound) -> None:
+        runs.append(trio.current_time())
+        if len(runs) == 2:  # the second try delivers
+            await store.progress(m.message_id, Stage.DONE, outcome="answered")
+            delivered.set()
+
+    async with open_lanes(handle) as lanes, trio.open_nursery() as nursery:
+        nursery.start_soon(lambda: keep_resuming(store, lanes, every=30, window=86400))
+        with trio.fail_after(200):
+            await delivered.wait()
+        await trio.sleep(100)  # finished: no further rounds pick it up
+        nursery.cancel_scope.cancel()
+    assert runs == [pytest.approx(30), pytest.approx(60)]
