@@ -246,6 +246,12 @@ def retry_policy(
     return policy
 
 
+Outcome = Callable[[str], None]
+"""``on_outcome(outcome)``, for metrics: "retried" for each retry made, "budget_spent" when a
+retry was wanted and the budget said no, and for a call that was retried at least once,
+"recovered" (it succeeded in the end) or "gave_up" (it still failed)."""
+
+
 async def with_retries(
     call: Callable[[int], Awaitable[T]],
     *,
@@ -253,6 +259,7 @@ async def with_retries(
     budget: RetryBudget | None,
     max_attempts: int = 3,
     sleep: Callable[[float], Awaitable[None]] = trio.sleep,
+    on_outcome: Outcome | None = None,
 ) -> T:
     """``await call(attempt)`` for attempt 0, 1, ... until it returns or may not be retried.
 
@@ -262,24 +269,31 @@ async def with_retries(
     """
     if max_attempts < 1:
         raise ValueError("max_attempts must be >= 1")
+
+    def outcome(name: str) -> None:
+        if on_outcome is not None:
+            on_outcome(name)
+
     if budget is not None:
         budget.record_request()
     attempt = 0
     while True:
         try:
-            return await call(attempt)
+            result = await call(attempt)
         except UpstreamError as exc:
-            if attempt + 1 >= max_attempts:
-                raise
-            delay = policy(exc, attempt)
-            if delay is None:
-                raise
-            if budget is not None and not budget.try_retry():
+            delay = policy(exc, attempt) if attempt + 1 < max_attempts else None
+            if delay is not None and budget is not None and not budget.try_retry():
                 log.info("retry budget spent: upstream=%s, giving up", exc.upstream)
+                outcome("budget_spent")
+                delay = None
+            if delay is None:
+                if attempt > 0:
+                    outcome("gave_up")
                 raise
             # Status and code only: messages can carry session ids or user text.
             log.info(
-                "retrying: upstream=%s failed attempt %d/%d, next in %.2fs: %s status=%s code=%s",
+                "retrying: upstream=%s failed attempt %d/%d, next in %.2fs: %s status=%s "
+                "code=%s reason=%s",
                 exc.upstream,
                 attempt + 1,
                 max_attempts,
@@ -287,6 +301,12 @@ async def with_retries(
                 type(exc).__name__,
                 exc.status,
                 exc.code,
+                exc.reason,
             )
+            outcome("retried")
+        else:
+            if attempt > 0:
+                outcome("recovered")
+            return result
         await sleep(delay)
         attempt += 1

@@ -438,3 +438,22 @@ async def test_budget_memory_is_bounded_without_retries(
         budget.record_request()
         await trio.sleep(0.1)
     assert len(budget) <= 101
+
+
+async def test_with_retries_reports_outcomes() -> None:
+    seen: list[str] = []
+
+    async def fails(attempt: int) -> NoReturn:
+        raise UpstreamUnavailable("whatsapp", "HTTP 503", status=503, reason=Reason.SLOW_DOWN)
+
+    async def first_try(attempt: int) -> str:
+        return "ok"
+
+    with pytest.raises(UpstreamUnavailable):
+        await with_retries(
+            fails, policy=always(0.1), budget=None, sleep=Recorder().sleep, on_outcome=seen.append
+        )
+    assert seen == ["retried", "retried", "gave_up"]  # three attempts, then out of them
+    seen.clear()
+    await with_retries(first_try, policy=always(0.1), budget=None, on_outcome=seen.append)
+    assert seen == []  # nothing to say about a call that was never retried
