@@ -277,7 +277,10 @@ class ElevenLabs:
             TTS,
             f"{self._api_url}/v1/text-to-speech/{quote(self._voice_id, safe='')}",
             params={"output_format": self._output_format},
-            headers={"xi-api-key": self._api_key, "Accept": "audio/*"},
+            # No Accept of our own: the audio comes as output_format says, and the errors come
+            # as JSON (§1.7), so "audio/*" refused the very bodies we parse. The official SDK
+            # sends none either (httpx's "*/*"), which is what the real API is used to.
+            headers={"xi-api-key": self._api_key},
             json=tts_body(
                 text,
                 self._tts_model,
