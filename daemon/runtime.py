@@ -336,7 +336,7 @@ _CIRCUIT_VALUES = {State.CLOSED: 0, State.HALF_OPEN: 1, State.OPEN: 2}
 
 
 def build_guard(settings: Settings, metrics: Metrics) -> Guard:
-    """A circuit breaker per upstream, sized from its timeout, and the retry budget."""
+    """A circuit breaker per upstream, sized from its timeout, and their retry budgets."""
     b, t = settings.breakers, settings.timeouts
     timeouts = {
         "whatsapp": t.whatsapp,
@@ -367,10 +367,13 @@ def build_guard(settings: Settings, metrics: Metrics) -> Guard:
         )
         for name, timeout in timeouts.items()
     }
+    ratio = settings.retries.budget_ratio
     return Guard(
         breakers,
-        budget=RetryBudget(ratio=settings.retries.budget_ratio),
+        # One budget per upstream (guard.py says why); each allows `ratio` of its own traffic.
+        new_budget=lambda: RetryBudget(ratio=ratio),
         max_attempts=settings.retries.max_attempts,
+        on_retry=lambda upstream, outcome: metrics.retries.labels(upstream, outcome).inc(),
     )
 
 

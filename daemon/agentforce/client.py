@@ -10,7 +10,13 @@ and pool waits. A cancellation at any await leaves the client usable:
 - session start: nothing is stored; a session the server created anyway is reaped upstream;
 - message send: the session's sequence counter already moved on (§9), so the next send
   uses a fresh number; if the server is still busy with the cancelled turn, the next send
-  gets 423 and is retried with backoff (§3.2, §10).
+  gets 423 (§10).
+
+No retries here: a 423, 429 or 503 is raised as ``UpstreamUnavailable`` with
+``Reason.SLOW_DOWN`` and the server's Retry-After, and the caller's retry layer (the Guard:
+one layer, one budget, anchors.md §C.2) decides whether to repeat the ask. What stays here is
+protocol, each at most once per ask: a new token after a 401, a new session when the old one
+is gone (404) or ended without answering (§8).
 """
 
 from __future__ import annotations
@@ -35,10 +41,6 @@ from daemon.resilience.retry import with_retry_after
 log = logging.getLogger(__name__)
 
 UPSTREAM = wire.UPSTREAM
-
-# Waits before retrying a send answered 423 "Session Already Locked" (§7.1, §10): one try
-# plus one retry after each delay. The caller's cancel scope bounds the total anyway.
-BUSY_RETRY_DELAYS = (0.5, 1.0, 2.0)
 
 # Ending a session upstream (DELETE, §5) answers 200 with a SessionEnded body, maybe 204
 # (§5 [C]), and 404 when the session had already ended: all mean "it is gone".
@@ -248,31 +250,28 @@ class AgentforceClient:
         return session, greeting.messages
 
     async def _send(self, session: AgentSession, text: str) -> AgentReply:
-        url = f"{self._api_url}/sessions/{session.session_id}/messages"
-        for attempt in range(len(BUSY_RETRY_DELAYS) + 1):
-            sequence_id = session.next_sequence
-            session.next_sequence += 1  # before the await: see the module docstring
-            log.debug(
-                "agentforce send %s seq %d (%d chars)", session.session_id, sequence_id, len(text)
-            )
-            response = await self._request(
-                "POST",
-                url,
-                json=wire.message_body(sequence_id, text),
-                headers={"Accept": _JSON, "Content-Type": _JSON},
-            )
-            if response.is_success:
-                return wire.parse_messages(response.content)
-            if response.status_code == 404:
-                raise _SessionGone(wire.parse_error(404, response.content))
-            if response.status_code == 423 and attempt < len(BUSY_RETRY_DELAYS):
-                log.info("agentforce session %s busy, retrying", session.session_id)
-                await trio.sleep(BUSY_RETRY_DELAYS[attempt])
-                continue
-            raise with_retry_after(
-                wire.parse_error(response.status_code, response.content), response.headers
-            )
-        raise AssertionError("unreachable: the last attempt returns or raises")
+        sequence_id = session.next_sequence
+        session.next_sequence += 1  # before the await: see the module docstring
+        log.debug(
+            "agentforce send %s seq %d (%d chars)", session.session_id, sequence_id, len(text)
+        )
+        response = await self._request(
+            "POST",
+            f"{self._api_url}/sessions/{session.session_id}/messages",
+            json=wire.message_body(sequence_id, text),
+            headers={"Accept": _JSON, "Content-Type": _JSON},
+        )
+        if response.is_success:
+            return wire.parse_messages(response.content)
+        if response.status_code == 404:
+            raise _SessionGone(wire.parse_error(404, response.content))
+        if response.status_code == 423:
+            # Not retried here (it used to be, 4 POSTs under the Guard's 3 attempts): the
+            # Guard repeats it, within the budget and honouring a Retry-After.
+            log.info("agentforce session %s busy (423)", session.session_id)
+        raise with_retry_after(
+            wire.parse_error(response.status_code, response.content), response.headers
+        )
 
     async def end_session(self, user_key: str, reason: str = "UserRequest") -> bool:
         """End the user's session upstream, if there is one. True if it is gone."""

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from daemon.errors import UpstreamError, UpstreamRejected, UpstreamUnavailable
+from daemon.errors import Reason, UpstreamError, UpstreamRejected, UpstreamUnavailable
 from daemon.model import AgentMessage, AgentReply
 
 log = logging.getLogger(__name__)
@@ -27,6 +27,11 @@ TOKEN_SAFETY_MARGIN = 60.0
 
 # Scopes the connected app needs (§1.1); POZIL checks the same three (§1.3).
 REQUIRED_SCOPES = ("api", "chatbot_api", "sfap_api")
+
+# Answers that say the request was not processed: 423 the session is busy with another
+# request (§10), 429 too many requests, 503 unavailable (§7.1). Repeating them is safe even for
+# a message send, so they carry Reason.SLOW_DOWN for the retry policy.
+_NOT_PROCESSED_STATUSES = frozenset({423, 429, 503})
 
 # x-session-end-reason values (§5).
 END_REASONS = ("UserRequest", "Transfer", "Expiration", "Error", "Other")
@@ -166,7 +171,7 @@ def _oauth_error(status: int | None, data: dict[str, Any]) -> UpstreamError:
     description = _str_or_none(data.get("error_description")) or ""
     text = _clip(": ".join(part for part in ("token", code or "error", description) if part))
     if status is not None and _is_transient(status):
-        return UpstreamUnavailable(UPSTREAM, text, status=status, code=code)
+        return UpstreamUnavailable(UPSTREAM, text, status=status, code=code, reason=_reason(status))
     return UpstreamRejected(UPSTREAM, text, status=status, code=code)
 
 
@@ -284,12 +289,18 @@ def parse_error(status: int, body: bytes) -> UpstreamError:
         detail = body[:200].decode("utf-8", errors="replace").strip()
     text = _clip(" ".join(part for part in (f"HTTP {status}", code, detail) if part))
     if _is_transient(status):
-        return UpstreamUnavailable(UPSTREAM, text, status=status, code=code)
+        return UpstreamUnavailable(UPSTREAM, text, status=status, code=code, reason=_reason(status))
     return UpstreamRejected(UPSTREAM, text, status=status, code=code)
 
 
 def _is_transient(status: int) -> bool:
     return status in (408, 423, 429) or status >= 500
+
+
+def _reason(status: int) -> str | None:
+    # Other 5xx (a 500 is also what the 120 s server timeout answers, §7.1) may have been
+    # processed: no reason, so a send that got one is an unknown outcome, not repeated.
+    return Reason.SLOW_DOWN if status in _NOT_PROCESSED_STATUSES else None
 
 
 # -- streaming (§4) ------------------------------------------------------------------------

@@ -105,6 +105,14 @@ class Metrics:
             ["upstream", "state"],
             registry=self.registry,
         )
+        self.retries = Counter(
+            "wa_agentd_retries",
+            "Upstream call retries, by upstream and outcome: retried (one retry made), "
+            "budget_spent (a retry wanted, the budget said no), recovered / gave_up (a retried "
+            "call succeeded / still failed).",
+            ["upstream", "outcome"],
+            registry=self.registry,
+        )
 
     def observe_turn(self, report: TurnReport) -> None:
         self.turns.labels(report.kind, report.outcome).inc()

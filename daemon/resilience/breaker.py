@@ -25,10 +25,11 @@ Semantics (reference/anchors.md §C.1; resilience4j's count-based window):
   breaker half-open for good (resilience4j#903, the §C.1 gotcha). All trials good → CLOSED
   with an empty window; one bad trial (failed, timed out, or slow) → OPEN again.
 
-What counts as a failure: ``UpstreamUnavailable`` and ``UpstreamTimeout`` by default. An
-``UpstreamRejected`` (a 400, a bad parameter) is our fault, not a sign of the upstream's health,
-so it counts as a success — the upstream answered (resilience4j does the same with exceptions
-it does not record). A ``trio.Cancelled`` from an outer scope (the turn's deadline, shutdown)
+What counts as a failure: ``UpstreamUnavailable`` and ``UpstreamTimeout`` by default, except a
+``Reason.PAIR_RATE`` (one user's limit, not the upstream's health). An ``UpstreamRejected`` (a
+400, a bad parameter) is our fault, not a sign of the upstream's health, so it counts as a
+success — the upstream answered (resilience4j does the same with exceptions it does not
+record). A ``trio.Cancelled`` from an outer scope (the turn's deadline, shutdown)
 says nothing about the upstream: it is not recorded at all and propagates; a trial slot it held
 is given back.
 
@@ -48,7 +49,7 @@ from typing import TypeVar
 
 import trio
 
-from daemon.errors import UpstreamTimeout, UpstreamUnavailable
+from daemon.errors import Reason, UpstreamTimeout, UpstreamUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,10 @@ class CircuitOpen(UpstreamUnavailable):
     def __init__(self, upstream: str, retry_after: float) -> None:
         super().__init__(upstream, "circuit open")
         self.retry_after = retry_after
+        # The request never left. Without this a send refused here looked like one whose
+        # outcome is unknown (no status, no connect error in its chain), and the turn, fearing
+        # a double answer, told the user nothing at all.
+        self.sent = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,11 +87,19 @@ class BreakerSnapshot:
 
 
 def default_is_failure(exc: BaseException) -> bool:
-    """Unavailable and timeouts are the upstream's health; a rejection is our own request."""
+    """Unavailable and timeouts are the upstream's health; a rejection is our own request.
+
+    A pair-rate refusal (too many messages to one user) is not either: the upstream is fine
+    and serves every other user, so one chatty user must not open the circuit for all.
+    """
     if isinstance(exc, BaseExceptionGroup):
-        return (
-            exc.subgroup(lambda e: isinstance(e, UpstreamUnavailable | UpstreamTimeout)) is not None
-        )
+        return exc.subgroup(_is_failure) is not None
+    return _is_failure(exc)
+
+
+def _is_failure(exc: BaseException) -> bool:
+    if isinstance(exc, UpstreamUnavailable) and exc.reason == Reason.PAIR_RATE:
+        return False
     return isinstance(exc, UpstreamUnavailable | UpstreamTimeout)
 
 

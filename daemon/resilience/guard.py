@@ -2,11 +2,15 @@
 
     attempt:  trio.fail_after(timeout) -> the call          (its own cancel scope)
     breaker:  one per upstream: fail fast while it is down  (sees every attempt)
-    retries:  only what is safe (retry.retryable), full jitter or Retry-After, a budget
+    retries:  only what is safe (retry.retryable), full jitter or Retry-After,
+              one budget per upstream
 
 The retry loop wraps the breaker, never the other way round (anchors.md §C.2), so a
 ``CircuitOpen`` is never retried: while an upstream is down the user gets the apology at
 once instead of waiting out timeouts. The whole turn's deadline bounds everything.
+
+The budgets are per upstream because an outage is: with one shared budget, a dead
+ElevenLabs spends the tokens that would carry a WhatsApp 130429 or an Agentforce 423.
 """
 
 from __future__ import annotations
@@ -28,18 +32,35 @@ T = TypeVar("T")
 
 
 class Guard:
+    """``new_budget`` makes each upstream's retry budget on its first call (None: retries are
+    not budgeted). ``on_retry(upstream, outcome)`` is told what became of retries, for the
+    metrics; the outcomes are those of ``retry.Outcome``."""
+
     def __init__(
         self,
         breakers: Mapping[str, CircuitBreaker],
         *,
-        budget: RetryBudget | None,
+        new_budget: Callable[[], RetryBudget] | None = RetryBudget,
         max_attempts: int = 3,
         rng: random.Random | None = None,
+        on_retry: Callable[[str, str], None] | None = None,
     ) -> None:
         self.breakers = dict(breakers)
-        self._budget = budget
+        self._new_budget = new_budget
+        # Keyed by upstream name: a handful, fixed by the code, so bounded.
+        self._budgets: dict[str, RetryBudget] = {}
         self._max_attempts = max_attempts
         self._rng = rng or random.Random()
+        self._on_retry = on_retry
+
+    def budget(self, upstream: str) -> RetryBudget | None:
+        """``upstream``'s retry budget (made on first use)."""
+        if self._new_budget is None:
+            return None
+        budget = self._budgets.get(upstream)
+        if budget is None:
+            budget = self._budgets[upstream] = self._new_budget()
+        return budget
 
     async def call(
         self,
@@ -67,11 +88,20 @@ class Guard:
         async def attempt(_n: int) -> T:
             return await breaker.call(timed) if breaker is not None else await timed()
 
+        def outcome(name: str) -> None:
+            if self._on_retry is not None:
+                try:
+                    self._on_retry(upstream, name)
+                except Exception:
+                    # A broken metrics hook must not turn an answer into an apology.
+                    log.exception("guard: on_retry failed")
+
         return await with_retries(
             attempt,
             policy=retry_policy(idempotent=idempotent, rng=self._rng),
-            budget=self._budget,
+            budget=self.budget(upstream),
             max_attempts=self._max_attempts,
+            on_outcome=outcome,
         )
 
     def open_circuits(self) -> list[str]:

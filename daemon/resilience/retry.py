@@ -12,18 +12,20 @@ Usage::
 
 The pieces (reference/anchors.md §C.2):
 
-- ``retryable(exc, idempotent=, sent=)`` — the rule of what may be repeated. A send whose
-  outcome is unknown is not blindly repeated: a POST that timed out after it was sent, or got a
-  500, may have been processed, and repeating it can give the user two answers.
+- ``retryable(exc, idempotent=, sent=)`` — the rule of what may be repeated, decided on the
+  error's provider-neutral ``reason`` (daemon/errors.py) and class, never on a provider's own
+  codes: the client that parsed the error knows what it meant. A send whose outcome is unknown
+  is not blindly repeated: a POST that timed out after it was sent, or got a 500, may have been
+  processed, and repeating it can give the user two answers.
 - ``backoff`` — AWS "full jitter": ``uniform(0, min(cap, base * 2**attempt))``.
 - ``retry_after_seconds`` — a ``Retry-After`` header, delta-seconds or HTTP-date.
 - ``RetryBudget`` — Finagle's retry budget, so retries cannot multiply an outage's load.
 - ``retry_policy`` — combines them into the ``policy`` ``with_retries`` asks after a failure.
 
-Conventions on ``UpstreamError`` read here with ``getattr`` (daemon/errors.py does not declare
-them): ``exc.retry_after`` (float seconds, from ``retry_after_seconds`` or ``CircuitOpen``) and
-``exc.sent`` (bool; False when the client knows the request never left). Without ``sent``,
-``was_sent`` looks for an httpx connect or pool error in the ``raise ... from`` chain.
+Read from ``UpstreamError`` besides its class: ``reason`` (what it meant, set by the client),
+``retry_after`` (float seconds, from ``retry_after_seconds`` or ``CircuitOpen``) and ``sent``
+(False when the client knows the request never left; None: unknown, and ``was_sent`` then looks
+for an httpx connect or pool error in the ``raise ... from`` chain).
 """
 
 from __future__ import annotations
@@ -42,7 +44,13 @@ from typing import TypeVar
 import httpx
 import trio
 
-from daemon.errors import UpstreamError, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
+from daemon.errors import (
+    Reason,
+    UpstreamError,
+    UpstreamRejected,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from daemon.resilience.breaker import CircuitOpen
 
 log = logging.getLogger(__name__)
@@ -55,14 +63,13 @@ Policy = Callable[[UpstreamError, int], float | None]
 # A server may ask for hours (urllib3 allows 6 h); nothing in a chat turn waits that long.
 MAX_RETRY_AFTER = 300.0
 
-# "Not processed, slow down" answers, safe to repeat even for a send:
-# - Graph 130429 (throughput) and 131056 (pair rate limit), reference/whatsapp.md §5.1-5.2;
-# - ElevenLabs 429 detail.status values, reference/speech.md §1.7;
-# - 423 (Agentforce session busy), 429, 503 from any upstream, agentforce.md §7.1, §10.
-WHATSAPP_SLOW_DOWN = frozenset({"130429", "131056"})
-WHATSAPP_PAIR_RATE = "131056"
-ELEVENLABS_BUSY = frozenset({"system_busy", "too_many_concurrent_requests"})
-SLOW_DOWN_STATUSES = frozenset({423, 429, 503})
+# "Not processed": the upstream refused to start on it, so repeating it cannot do anything
+# twice, even for a send (Graph 130429 / 131056, HTTP 429 / 503, Agentforce 423, ElevenLabs
+# busy: the clients map those to these reasons).
+NOT_PROCESSED = frozenset({Reason.SLOW_DOWN, Reason.PAIR_RATE})
+# Repeating it fails the same way: the user cannot be messaged, or the media id is gone (the
+# channel uploads again itself; a blind repeat of the same request would not).
+NEVER_RETRIED = frozenset({Reason.RECIPIENT, Reason.MEDIA_GONE})
 
 # Errors raised before a byte of the request went out (anchors.md §C.2: urllib3 treats
 # connect errors as safe to retry). A ReadError or RemoteProtocolError may come after the
@@ -191,18 +198,17 @@ def retryable(exc: UpstreamError, *, idempotent: bool, sent: bool) -> bool:
     """
     if isinstance(exc, CircuitOpen):
         return False  # failing fast is the point; the breaker decides when to try again
-    if exc.code in WHATSAPP_SLOW_DOWN or exc.code in ELEVENLABS_BUSY:
-        return True
-    # Meta: decide on error.code, not on the HTTP status (whatsapp.md §5.1); a Graph 429 with
-    # code 131048 (spam limit) is not a "slow down".
-    decided_by_code = exc.upstream == "whatsapp" and exc.code is not None
-    if exc.status in SLOW_DOWN_STATUSES and not decided_by_code:
-        return True
+    if exc.reason in NEVER_RETRIED:
+        return False
+    if exc.reason in NOT_PROCESSED:
+        return True  # whatever the class: the upstream said it did nothing with it
     if isinstance(exc, UpstreamRejected):
         return False  # it answered and refused; or we refused it locally before sending
     if not isinstance(exc, UpstreamUnavailable | UpstreamTimeout):
         return False
-    # Unavailable or timed out: safe if it never left, or if repeating it is harmless.
+    # Unavailable (a 5xx, a lost connection) or timed out, with no reason to say it was not
+    # processed: safe if it never left, or if repeating it is harmless. A send that may have
+    # gone is an unknown outcome, not a failure to repeat.
     return not sent or idempotent
 
 
@@ -217,24 +223,33 @@ def retry_policy(
 ) -> Policy:
     """The ``policy`` for ``with_retries``: ``retryable`` plus how long to wait.
 
-    The wait is the error's ``retry_after`` when it has one, Meta's ``4**attempt`` seconds for
-    the pair rate limit 131056 (whatsapp.md §5.2), full-jitter ``backoff`` otherwise. A wait
-    above ``max_delay`` gives up at once rather than sleep through the user's turn.
+    The wait is the error's ``retry_after`` when it has one (Retry-After, already capped at
+    ``MAX_RETRY_AFTER`` when parsed), ``4**attempt`` seconds for ``Reason.PAIR_RATE`` (Meta's
+    advice for the pair rate limit, whatsapp.md §5.2: 1, 4, 16 s), full-jitter ``backoff``
+    otherwise. A wait above ``max_delay`` gives up at once: retrying sooner than asked would
+    be refused again, and sleeping longer would eat the user's turn.
     """
 
     def policy(exc: UpstreamError, attempt: int) -> float | None:
         if not retryable(exc, idempotent=idempotent, sent=sent(exc)):
             return None
-        asked = getattr(exc, "retry_after", None)
+        asked = exc.retry_after
+        # Checked, not trusted: anyone may set it, and a NaN would slip past ``max_delay``.
         if isinstance(asked, int | float) and not isinstance(asked, bool) and math.isfinite(asked):
             delay = max(0.0, float(asked))
-        elif exc.code == WHATSAPP_PAIR_RATE:
+        elif exc.reason == Reason.PAIR_RATE:
             delay = 4.0 ** min(attempt, 16)
         else:
             delay = backoff(attempt, base=base, cap=cap, rng=rng)
         return delay if delay <= max_delay else None
 
     return policy
+
+
+Outcome = Callable[[str], None]
+"""``on_outcome(outcome)``, for metrics: "retried" for each retry made, "budget_spent" when a
+retry was wanted and the budget said no, and for a call that was retried at least once,
+"recovered" (it succeeded in the end) or "gave_up" (it still failed)."""
 
 
 async def with_retries(
@@ -244,6 +259,7 @@ async def with_retries(
     budget: RetryBudget | None,
     max_attempts: int = 3,
     sleep: Callable[[float], Awaitable[None]] = trio.sleep,
+    on_outcome: Outcome | None = None,
 ) -> T:
     """``await call(attempt)`` for attempt 0, 1, ... until it returns or may not be retried.
 
@@ -253,24 +269,31 @@ async def with_retries(
     """
     if max_attempts < 1:
         raise ValueError("max_attempts must be >= 1")
+
+    def outcome(name: str) -> None:
+        if on_outcome is not None:
+            on_outcome(name)
+
     if budget is not None:
         budget.record_request()
     attempt = 0
     while True:
         try:
-            return await call(attempt)
+            result = await call(attempt)
         except UpstreamError as exc:
-            if attempt + 1 >= max_attempts:
-                raise
-            delay = policy(exc, attempt)
-            if delay is None:
-                raise
-            if budget is not None and not budget.try_retry():
+            delay = policy(exc, attempt) if attempt + 1 < max_attempts else None
+            if delay is not None and budget is not None and not budget.try_retry():
                 log.info("retry budget spent: upstream=%s, giving up", exc.upstream)
+                outcome("budget_spent")
+                delay = None
+            if delay is None:
+                if attempt > 0:
+                    outcome("gave_up")
                 raise
             # Status and code only: messages can carry session ids or user text.
             log.info(
-                "retrying: upstream=%s failed attempt %d/%d, next in %.2fs: %s status=%s code=%s",
+                "retrying: upstream=%s failed attempt %d/%d, next in %.2fs: %s status=%s "
+                "code=%s reason=%s",
                 exc.upstream,
                 attempt + 1,
                 max_attempts,
@@ -278,6 +301,12 @@ async def with_retries(
                 type(exc).__name__,
                 exc.status,
                 exc.code,
+                exc.reason,
             )
+            outcome("retried")
+        else:
+            if attempt > 0:
+                outcome("recovered")
+            return result
         await sleep(delay)
         attempt += 1

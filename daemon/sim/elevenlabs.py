@@ -317,6 +317,9 @@ class ElevenLabsSim:
         self.api_key = api_key
         self.voice_ids = set(voice_ids)
         self.faults = faults or Faults()
+        # Faults for text-to-speech alone, in place of ``faults`` (None: ``faults`` applies):
+        # one upstream of the daemon (its own breaker) can fail while speech-to-text works.
+        self.tts_faults: Faults | None = None
         self.clock = clock
         self.threads = threads
         # §1.5: Opus is reported unavailable on the free tier; then the sim answers opus
@@ -364,11 +367,12 @@ class ElevenLabsSim:
     def _unprocessable(self, problems: _Problems) -> Response:
         return self._json({"detail": problems.items}, 422)
 
-    async def _gate(self) -> Response | None:
-        """Faults, then the API key (§1.2)."""
-        await self.faults.delay()
-        if self.faults.should_fail():
-            status = self.faults.error_status
+    async def _gate(self, faults: Faults | None = None) -> Response | None:
+        """Faults (``self.faults`` unless given), then the API key (§1.2)."""
+        faults = faults or self.faults
+        await faults.delay()
+        if faults.should_fail():
+            status = faults.error_status
             code = "too_many_concurrent_requests" if status == 429 else "internal_server_error"
             return self._detail(status, code, "Injected fault")
         key = request.headers.get("xi-api-key")
@@ -552,7 +556,7 @@ class ElevenLabsSim:
             return None
 
     async def _speak(self, voice_id: str, *, stream: bool) -> Response:
-        if problem := await self._gate():
+        if problem := await self._gate(self.tts_faults):
             return problem
         problems = _Problems()
         output_format = request.args.get("output_format", DEFAULT_OUTPUT_FORMAT)

@@ -6,7 +6,7 @@ trio with "no running event loop", and its realtime parts are asyncio-only
 the daemon needs.
 
 Deliberately absent: retries (the resilience layer owns them, keyed on the error class and
-``code`` raised here) and timeouts (the caller's trio cancel scope from ``[timeouts]``; the
+``reason`` set here) and timeouts (the caller's trio cancel scope from ``[timeouts]``; the
 httpx client only bounds connect and pool waits).
 
 Errors, all ``daemon.errors`` with upstream "elevenlabs-stt" / "elevenlabs-tts"::
@@ -14,7 +14,9 @@ Errors, all ``daemon.errors`` with upstream "elevenlabs-stt" / "elevenlabs-tts":
     transport failure, 429, 408, 409, 5xx   UpstreamUnavailable   (retry later may help)
     any other non-2xx, malformed reply      UpstreamRejected      (retrying will not help)
 
-with ``code`` = ``detail.status`` of the body (reference/speech.md §1.7).
+with ``code`` = ``detail.status`` of the body (reference/speech.md §1.7), and
+``reason`` = ``Reason.SLOW_DOWN`` for 429, 503, ``system_busy`` and
+``too_many_concurrent_requests``: the request was not worked on, come back later.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import httpx
 
 from daemon import language
 from daemon.cache.audio import audio_key
-from daemon.errors import UpstreamError, UpstreamRejected, UpstreamUnavailable
+from daemon.errors import Reason, UpstreamError, UpstreamRejected, UpstreamUnavailable
 from daemon.model import Transcript
 from daemon.resilience.retry import with_retry_after
 from daemon.speech.audio import AudioError, ensure_ogg_opus, is_ogg
@@ -71,6 +73,10 @@ _EXTENSIONS = {
 }
 
 _RETRYABLE = frozenset({408, 409, 429})  # plus every 5xx; what the SDK's _should_retry covers
+# "Busy, not done": over the plan's concurrency, server overload (§1.7; the docs say to retry
+# with backoff), or 503. Other 5xx may have done the work; for speech that only costs credits.
+_SLOW_DOWN_STATUSES = frozenset({429, 503})
+_BUSY = frozenset({"system_busy", "too_many_concurrent_requests"})
 
 
 # --------------------------------------------------------------------------- pure helpers
@@ -181,7 +187,8 @@ def parse_error(status: int, body: bytes, upstream: str) -> UpstreamError:
         message = detail
     message = f"HTTP {status}" + (f": {message[:200]}" if message else "")
     cls = UpstreamUnavailable if status in _RETRYABLE or status >= 500 else UpstreamRejected
-    return cls(upstream, message, status=status, code=code)
+    reason = Reason.SLOW_DOWN if status in _SLOW_DOWN_STATUSES or code in _BUSY else None
+    return cls(upstream, message, status=status, code=code, reason=reason)
 
 
 def parse_transcript(body: bytes) -> Transcript:
@@ -270,7 +277,10 @@ class ElevenLabs:
             TTS,
             f"{self._api_url}/v1/text-to-speech/{quote(self._voice_id, safe='')}",
             params={"output_format": self._output_format},
-            headers={"xi-api-key": self._api_key, "Accept": "audio/*"},
+            # No Accept of our own: the audio comes as output_format says, and the errors come
+            # as JSON (§1.7), so "audio/*" refused the very bodies we parse. The official SDK
+            # sends none either (httpx's "*/*"), which is what the real API is used to.
+            headers={"xi-api-key": self._api_key},
             json=tts_body(
                 text,
                 self._tts_model,

@@ -17,7 +17,7 @@ import trio.testing
 
 from daemon.agentforce.client import AgentforceClient
 from daemon.agentforce.sessions import AgentSession, SessionStore
-from daemon.errors import UpstreamRejected, UpstreamUnavailable
+from daemon.errors import Reason, UpstreamRejected, UpstreamUnavailable
 from daemon.model import AgentMessage, AgentReply
 
 TOKEN_URL = "https://acme.my.salesforce.com/services/oauth2/token"
@@ -363,31 +363,66 @@ async def test_escalate_with_session_ended_is_returned_not_resent(
     assert len(fake.sent) == 1
 
 
-async def test_423_is_retried_with_backoff(
+async def test_423_is_not_retried_here_but_marked_slow_down(
     fake: FakeAgentforce, http: httpx.AsyncClient, autojump_clock: trio.testing.MockClock
 ) -> None:
+    # The Guard is the one retry layer: a 423 retried here as well made up to 12 POSTs per
+    # ask, ignoring Retry-After and the budget.
     client = make_client(http)
     locked = _envelope(423, "SessionLockedException", "Session Already Locked")
-    fake.scripted = [lambda _: locked, lambda _: locked]
-    start = trio.current_time()
-    with trio.fail_after(10):
-        reply = await client.ask("u1", "hello")
-    assert reply.text == "echo: hello"
-    assert trio.current_time() - start == pytest.approx(1.5)  # 0.5 + 1
-    assert [s.sequence_id for s in fake.sent] == [1, 2, 3]
-
-
-async def test_423_for_too_long_is_unavailable(
-    fake: FakeAgentforce, http: httpx.AsyncClient, autojump_clock: trio.testing.MockClock
-) -> None:
-    client = make_client(http)
-    locked = _envelope(423, "SessionLockedException", "Session Already Locked")
+    locked.headers["Retry-After"] = "2"
     fake.scripted = [lambda _: locked] * 10
+    start = trio.current_time()
     with trio.fail_after(10), pytest.raises(UpstreamUnavailable) as info:
         await client.ask("u1", "hello")
     assert info.value.status == 423
-    assert len(fake.sent) == 4
+    assert info.value.reason == Reason.SLOW_DOWN
+    assert info.value.retry_after == 2.0
+    assert len(fake.sent) == 1  # one POST, no waiting
+    assert trio.current_time() == start
     assert client.sessions_open == 1  # a busy session is still ours
+    fake.scripted = []
+    with trio.fail_after(10):
+        reply = await client.ask("u1", "hello")  # the caller's retry, in the same session
+    assert reply.text == "echo: hello"
+    assert len(fake.starts) == 1
+    assert [s.sequence_id for s in fake.sent] == [1, 2]  # a fresh sequence id (§9)
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "reason"),
+    [
+        (429, "TooManyRequestsException", Reason.SLOW_DOWN),
+        (503, "ServiceUnavailableException", Reason.SLOW_DOWN),
+        # A 500 is also the server's own 120 s timeout (§7.1): maybe processed, no reason.
+        (500, "HttpServerErrorException", None),
+        (502, "BadGateway", None),
+    ],
+)
+async def test_not_processed_statuses_say_slow_down(
+    fake: FakeAgentforce, http: httpx.AsyncClient, status: int, error: str, reason: str | None
+) -> None:
+    client = make_client(http)
+    fake.scripted = [lambda _: _envelope(status, error, "not now")]
+    with trio.fail_after(10), pytest.raises(UpstreamUnavailable) as info:
+        await client.ask("u1", "hello")
+    assert (info.value.status, info.value.reason) == (status, reason)
+    assert len(fake.sent) == 1
+
+
+async def test_a_busy_token_endpoint_says_slow_down() -> None:
+    def token_endpoint(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            429,
+            json={"error": "rate_limited", "error_description": "slow down"},
+            headers={"Retry-After": "3"},
+        )
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(token_endpoint)) as http:
+        client = make_client(http)
+        with trio.fail_after(10), pytest.raises(UpstreamUnavailable) as info:
+            await client.ask("u1", "a")
+    assert (info.value.reason, info.value.retry_after) == (Reason.SLOW_DOWN, 3.0)
 
 
 async def test_server_error_is_unavailable_and_keeps_the_session(

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from typing import NoReturn
 
 import pytest
 import trio
 import trio.testing
 
-from daemon.errors import UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
+from daemon.errors import Reason, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
 from daemon.resilience.breaker import CircuitBreaker, CircuitOpen, State
+from daemon.resilience.retry import was_sent
 
 Change = tuple[State, State]
 
@@ -130,6 +132,31 @@ async def test_is_failure_can_be_overridden(autojump_clock: trio.testing.MockClo
     assert breaker.snapshot().state is State.OPEN
 
 
+async def test_pair_rate_is_not_a_failure(autojump_clock: trio.testing.MockClock) -> None:
+    # One user writing too fast says nothing about the upstream, which serves everyone else.
+    async def pair_rate() -> NoReturn:
+        raise UpstreamUnavailable("up", "HTTP 400", status=400, reason=Reason.PAIR_RATE)
+
+    breaker = make()
+    for _ in range(8):
+        with pytest.raises(UpstreamUnavailable):
+            await breaker.call(pair_rate)
+    snap = breaker.snapshot()
+    assert (snap.state, snap.calls, snap.failure_rate) == (State.CLOSED, 8, 0.0)
+    # Slowing down for everyone is a health signal, though.
+    breaker = make()
+    for _ in range(4):
+        with pytest.raises(UpstreamUnavailable):
+            await breaker.call(
+                lambda: _raise(UpstreamUnavailable("up", "429", reason=Reason.SLOW_DOWN))
+            )
+    assert breaker.snapshot().state is State.OPEN
+
+
+async def _raise(exc: Exception) -> NoReturn:
+    raise exc
+
+
 async def test_timeouts_count_as_failures(autojump_clock: trio.testing.MockClock) -> None:
     async def timed_out() -> NoReturn:
         raise UpstreamTimeout("up", 3.0)
@@ -161,6 +188,10 @@ async def test_open_fails_fast_without_calling_fn(autojump_clock: trio.testing.M
     assert raised.value.upstream == "up"
     assert raised.value.message == "circuit open"
     assert raised.value.retry_after == pytest.approx(20.0)
+    # Refused here, so it never left: a send refused by an open circuit is a refusal the turn
+    # can apologise for, not an unknown outcome that must be met with silence.
+    assert raised.value.sent is False
+    assert not was_sent(raised.value)
     assert not breaker.allow()
     assert breaker.snapshot().seconds_until_half_open == pytest.approx(20.0)
 
@@ -329,6 +360,21 @@ async def test_on_change_sees_every_transition_in_order(
         (State.HALF_OPEN, State.OPEN),
         (State.OPEN, State.HALF_OPEN),
         (State.HALF_OPEN, State.CLOSED),
+    ]
+
+
+async def test_state_changes_are_logged(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    breaker = make()
+    with caplog.at_level(logging.INFO, logger="daemon.resilience.breaker"):
+        await open_breaker(breaker)
+        await trio.sleep(30.0)
+        assert breaker.state is State.HALF_OPEN  # time-driven: logged when next looked at
+    lines = [r.getMessage() for r in caplog.records if r.name == "daemon.resilience.breaker"]
+    assert lines == [
+        "circuit breaker up: closed -> open",
+        "circuit breaker up: open -> half_open",
     ]
 
 

@@ -12,7 +12,13 @@ import pytest
 import trio
 import trio.testing
 
-from daemon.errors import UpstreamError, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
+from daemon.errors import (
+    Reason,
+    UpstreamError,
+    UpstreamRejected,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from daemon.resilience.breaker import CircuitOpen
 from daemon.resilience.retry import (
     MAX_RETRY_AFTER,
@@ -120,6 +126,9 @@ def _sent_timeout() -> UpstreamError:
     return UpstreamTimeout("agentforce", 30.0)
 
 
+SLOW, PAIR = Reason.SLOW_DOWN, Reason.PAIR_RATE
+
+
 @pytest.mark.parametrize(
     ("exc", "idempotent", "sent", "expected"),
     [
@@ -130,6 +139,10 @@ def _sent_timeout() -> UpstreamError:
             id="post-500",
         ),
         pytest.param(
+            UpstreamUnavailable("agentforce", "HTTP 503", status=503), False, True, False,
+            id="post-503-without-reason-is-unknown",
+        ),
+        pytest.param(
             UpstreamUnavailable("agentforce", "ConnectError"), False, False, True,
             id="connect-error-before-send",
         ),
@@ -138,46 +151,56 @@ def _sent_timeout() -> UpstreamError:
             UpstreamUnavailable("whatsapp", "ReadTimeout"), True, True, True, id="get-unavailable"
         ),
         pytest.param(_sent_timeout(), True, True, True, id="get-timeout"),
+        # "Not processed": safe to repeat even for a send, whichever upstream said it.
         pytest.param(
-            UpstreamUnavailable("agentforce", "busy", status=423), False, True, True, id="423"
+            UpstreamUnavailable("agentforce", "busy", status=423, reason=SLOW), False, True,
+            True, id="agentforce-423",
         ),
         pytest.param(
-            UpstreamUnavailable("agentforce", "slow down", status=429), False, True, True,
-            id="429",
+            UpstreamUnavailable("agentforce", "slow down", status=429, reason=SLOW), False,
+            True, True, id="429",
         ),
         pytest.param(
-            UpstreamUnavailable("agentforce", "unavailable", status=503), False, True, True,
-            id="503",
+            UpstreamUnavailable("agentforce", "unavailable", status=503, reason=SLOW), False,
+            True, True, id="503",
         ),
         pytest.param(
-            UpstreamRejected("twilio", "HTTP 429", status=429), False, True, True,
-            id="429-any-upstream",
+            UpstreamRejected("twilio", "HTTP 429", status=429, reason=SLOW), False, True, True,
+            id="reason-beats-class",
         ),
+        pytest.param(
+            UpstreamUnavailable("whatsapp", "throughput", status=400, code="130429", reason=SLOW),
+            False, True, True, id="graph-throughput",
+        ),
+        pytest.param(
+            UpstreamUnavailable("whatsapp", "pair rate", status=400, code="131056", reason=PAIR),
+            False, True, True, id="graph-pair-rate",
+        ),
+        pytest.param(
+            UpstreamUnavailable("elevenlabs-tts", "busy", status=429, reason=SLOW), False, True,
+            True, id="elevenlabs-busy",
+        ),
+        # Provider codes alone decide nothing here any more: the client sets the reason.
         pytest.param(
             UpstreamUnavailable("whatsapp", "throughput", status=400, code="130429"), False,
-            True, True, id="130429",
+            True, False, id="code-without-reason-is-not-read",
         ),
         pytest.param(
-            UpstreamUnavailable("whatsapp", "pair rate", status=400, code="131056"), False,
-            True, True, id="131056",
+            UpstreamRejected("twilio", "HTTP 429", status=429), False, True, False,
+            id="429-status-without-reason-is-not-read",
+        ),
+        # Reasons that no repeat can fix, even when the class or idempotence would allow it.
+        pytest.param(
+            UpstreamRejected("whatsapp", "window closed", status=400, reason=Reason.RECIPIENT),
+            False, True, False, id="recipient",
         ),
         pytest.param(
-            UpstreamRejected("whatsapp", "window closed", status=400, code="131047"), False,
-            True, False, id="131047",
+            UpstreamUnavailable("twilio", "bad number", reason=Reason.RECIPIENT), True, False,
+            False, id="recipient-even-if-unsent-and-idempotent",
         ),
         pytest.param(
-            UpstreamRejected("whatsapp", "spam limit", status=429, code="131048"), False,
-            True, False, id="graph-429-decided-by-code",
-        ),
-        pytest.param(
-            UpstreamUnavailable("elevenlabs-tts", "busy", status=429, code="system_busy"),
-            False, True, True, id="elevenlabs-system-busy",
-        ),
-        pytest.param(
-            UpstreamUnavailable(
-                "elevenlabs-stt", "limit", status=429, code="too_many_concurrent_requests"
-            ),
-            False, True, True, id="elevenlabs-concurrency",
+            UpstreamUnavailable("whatsapp", "no such media", reason=Reason.MEDIA_GONE), True,
+            True, False, id="media-gone",
         ),
         pytest.param(
             UpstreamRejected("agentforce", "bad request", status=400), True, True, False,
@@ -212,7 +235,7 @@ def test_was_sent_reads_the_cause_chain_and_the_explicit_flag() -> None:
     assert was_sent(_raised_from(httpx.RemoteProtocolError("closed")))
     assert was_sent(UpstreamTimeout("agentforce", 30.0))
     flagged = UpstreamTimeout("agentforce", 30.0)
-    flagged.sent = False  # type: ignore[attr-defined]
+    flagged.sent = False
     assert not was_sent(flagged)
 
 
@@ -221,17 +244,38 @@ def test_was_sent_reads_the_cause_chain_and_the_explicit_flag() -> None:
 
 def test_policy_pair_rate_waits_four_to_the_x() -> None:
     policy = retry_policy(idempotent=False, rng=random.Random(0), max_delay=100.0)
-    exc = UpstreamUnavailable("whatsapp", "pair rate", status=400, code="131056")
+    exc = UpstreamUnavailable("twilio", "pair rate", status=429, reason=Reason.PAIR_RATE)
     assert [policy(exc, x) for x in range(4)] == [1.0, 4.0, 16.0, 64.0]
+    # Beyond max_delay (30 s by default): give up rather than sleep through the turn.
+    assert retry_policy(idempotent=False, rng=random.Random(0))(exc, 3) is None
+
+
+def test_policy_retry_after_beats_the_pair_rate_schedule() -> None:
+    policy = retry_policy(idempotent=False, rng=random.Random(0))
+    exc = UpstreamUnavailable("whatsapp", "pair rate", status=400, reason=Reason.PAIR_RATE)
+    exc.retry_after = 6.0  # the upstream knows its own window better than the 4**x rule
+    assert [policy(exc, x) for x in range(3)] == [6.0, 6.0, 6.0]
+
+
+def test_policy_ignores_an_unusable_retry_after() -> None:
+    policy = retry_policy(idempotent=True, rng=random.Random(0), base=0.5, cap=8.0)
+    exc = UpstreamUnavailable("elevenlabs-tts", "busy", status=429, reason=Reason.SLOW_DOWN)
+    exc.retry_after = float("nan")
+    delay = policy(exc, 0)
+    assert delay is not None and 0.0 <= delay <= 0.5  # the backoff, not the NaN
 
 
 def test_policy_honours_retry_after_and_max_delay() -> None:
     policy = retry_policy(idempotent=False, rng=random.Random(0), max_delay=10.0)
-    exc = UpstreamUnavailable("agentforce", "busy", status=423)
-    exc.retry_after = 2.5  # type: ignore[attr-defined]
+    exc = UpstreamUnavailable("agentforce", "busy", status=423, reason=Reason.SLOW_DOWN)
+    exc.retry_after = 2.5
     assert policy(exc, 0) == 2.5
-    exc.retry_after = 60.0  # type: ignore[attr-defined]
+    exc.retry_after = 60.0
     assert policy(exc, 0) is None  # longer than we are willing to wait: give up now
+    # Parsed from a header, it is capped before the policy sees it.
+    exc.retry_after = retry_after_seconds({"Retry-After": "86400"}, NOW)
+    assert exc.retry_after == MAX_RETRY_AFTER
+    assert retry_policy(idempotent=False, rng=random.Random(0), max_delay=1e9)(exc, 0) == 300.0
 
 
 def test_policy_backs_off_with_jitter_and_refuses_unsafe() -> None:
@@ -297,7 +341,7 @@ async def test_with_retries_sleeps_the_policys_delays() -> None:
     policy = retry_policy(idempotent=False, rng=random.Random(0), max_delay=100.0)
 
     async def call(attempt: int) -> NoReturn:
-        raise UpstreamUnavailable("whatsapp", "pair rate", status=400, code="131056")
+        raise UpstreamUnavailable("whatsapp", "pair rate", status=400, reason=Reason.PAIR_RATE)
 
     with pytest.raises(UpstreamUnavailable):
         await with_retries(call, policy=policy, budget=None, max_attempts=4, sleep=rec.sleep)
@@ -394,3 +438,22 @@ async def test_budget_memory_is_bounded_without_retries(
         budget.record_request()
         await trio.sleep(0.1)
     assert len(budget) <= 101
+
+
+async def test_with_retries_reports_outcomes() -> None:
+    seen: list[str] = []
+
+    async def fails(attempt: int) -> NoReturn:
+        raise UpstreamUnavailable("whatsapp", "HTTP 503", status=503, reason=Reason.SLOW_DOWN)
+
+    async def first_try(attempt: int) -> str:
+        return "ok"
+
+    with pytest.raises(UpstreamUnavailable):
+        await with_retries(
+            fails, policy=always(0.1), budget=None, sleep=Recorder().sleep, on_outcome=seen.append
+        )
+    assert seen == ["retried", "retried", "gave_up"]  # three attempts, then out of them
+    seen.clear()
+    await with_retries(first_try, policy=always(0.1), budget=None, on_outcome=seen.append)
+    assert seen == []  # nothing to say about a call that was never retried

@@ -492,6 +492,20 @@ async def test_faults_answer_with_the_error_status(nursery: trio.Nursery) -> Non
     assert sim.tts_requests == []
 
 
+async def test_tts_faults_leave_speech_to_text_alone(
+    client: httpx.AsyncClient, sim: ElevenLabsSim, hello_ogg: bytes
+) -> None:
+    sim.tts_faults = Faults(error_rate=1.0, error_status=503)
+    with trio.fail_after(10):
+        spoken = await tts(client, {"text": "hi"})
+        heard = await transcribe(client, {"model_id": "scribe_v1"}, hello_ogg)
+    assert_detail(spoken, 503, "internal_server_error")
+    assert heard.status_code == 200 and heard.json()["text"] == "hello"
+    sim.tts_faults = None
+    with trio.fail_after(10):
+        assert (await tts(client, {"text": "hi"})).status_code == 200
+
+
 async def test_wait_helpers(
     client: httpx.AsyncClient, sim: ElevenLabsSim, hello_ogg: bytes
 ) -> None:

@@ -10,7 +10,7 @@ import httpx
 import pytest
 import trio
 
-from daemon.errors import UpstreamError, UpstreamRejected, UpstreamUnavailable
+from daemon.errors import Reason, UpstreamError, UpstreamRejected, UpstreamUnavailable
 from daemon.model import Transcript
 from daemon.sim.audio import speak
 from daemon.speech.audio import probe
@@ -195,7 +195,8 @@ async def test_synthesize_request_shape() -> None:
     assert str(request.url) == f"{API}/v1/text-to-speech/voice123?output_format=opus_48000_32"
     assert request.headers["xi-api-key"] == KEY
     assert request.headers["content-type"] == "application/json"
-    assert request.headers["accept"] == "audio/*"
+    # Whatever it answers must be acceptable: audio, or the JSON of an error (§1.7).
+    assert request.headers["accept"] == "*/*"
     assert json.loads(request.content) == {
         "text": "Your package left.",
         "model_id": "eleven_flash_v2_5",
@@ -293,36 +294,46 @@ VALIDATION = json.dumps(
 ).encode()
 
 
+S = Reason.SLOW_DOWN
+
+
 @pytest.mark.parametrize(
-    ("status", "body", "cls", "code"),
+    ("status", "body", "cls", "code", "reason"),
     [
         (400, detail("max_character_limit_exceeded"), UpstreamRejected,
-         "max_character_limit_exceeded"),
-        (401, detail("invalid_api_key", "Invalid API key"), UpstreamRejected, "invalid_api_key"),
-        (401, detail("quota_exceeded"), UpstreamRejected, "quota_exceeded"),
-        (401, detail("needs_authorization"), UpstreamRejected, "needs_authorization"),
-        (403, detail("only_for_creator+"), UpstreamRejected, "only_for_creator+"),
-        (404, detail("voice_not_found"), UpstreamRejected, "voice_not_found"),
-        (422, VALIDATION, UpstreamRejected, "validation_error"),
-        (429, detail("system_busy"), UpstreamUnavailable, "system_busy"),
+         "max_character_limit_exceeded", None),
+        (401, detail("invalid_api_key", "Invalid API key"), UpstreamRejected, "invalid_api_key",
+         None),
+        (401, detail("quota_exceeded"), UpstreamRejected, "quota_exceeded", None),
+        (401, detail("needs_authorization"), UpstreamRejected, "needs_authorization", None),
+        (403, detail("only_for_creator+"), UpstreamRejected, "only_for_creator+", None),
+        (404, detail("voice_not_found"), UpstreamRejected, "voice_not_found", None),
+        (422, VALIDATION, UpstreamRejected, "validation_error", None),
+        (429, detail("system_busy"), UpstreamUnavailable, "system_busy", S),
         (429, detail("too_many_concurrent_requests"), UpstreamUnavailable,
-         "too_many_concurrent_requests"),
-        (500, detail("internal_error"), UpstreamUnavailable, "internal_error"),
-        (502, b"<html>Bad Gateway</html>", UpstreamUnavailable, None),
-        (503, b"", UpstreamUnavailable, None),
-        (408, b"timeout", UpstreamUnavailable, None),
-        (409, b"{}", UpstreamUnavailable, None),
-        (400, b"\xff\xfe not utf-8", UpstreamRejected, None),
-        (401, b'{"detail": "Unauthorized"}', UpstreamRejected, None),
-        (400, b'{"detail": {"status": 7}}', UpstreamRejected, None),
-        (422, b'{"detail": []}', UpstreamRejected, "validation_error"),
-        (400, b"null", UpstreamRejected, None),
+         "too_many_concurrent_requests", S),
+        # The busy codes mean "not now" under whichever status they come.
+        (500, detail("system_busy"), UpstreamUnavailable, "system_busy", S),
+        (429, b"", UpstreamUnavailable, None, S),
+        (500, detail("internal_error"), UpstreamUnavailable, "internal_error", None),
+        (502, b"<html>Bad Gateway</html>", UpstreamUnavailable, None, None),
+        (503, b"", UpstreamUnavailable, None, S),
+        (408, b"timeout", UpstreamUnavailable, None, None),
+        (409, b"{}", UpstreamUnavailable, None, None),
+        (400, b"\xff\xfe not utf-8", UpstreamRejected, None, None),
+        (401, b'{"detail": "Unauthorized"}', UpstreamRejected, None, None),
+        (400, b'{"detail": {"status": 7}}', UpstreamRejected, None, None),
+        (422, b'{"detail": []}', UpstreamRejected, "validation_error", None),
+        (400, b"null", UpstreamRejected, None, None),
     ],
 )  # fmt: skip
-def test_parse_error(status: int, body: bytes, cls: type[UpstreamError], code: str | None) -> None:
+def test_parse_error(
+    status: int, body: bytes, cls: type[UpstreamError], code: str | None, reason: str | None
+) -> None:
     error = parse_error(status, body, "elevenlabs-tts")
     assert type(error) is cls
     assert (error.upstream, error.status, error.code) == ("elevenlabs-tts", status, code)
+    assert error.reason == reason
     assert str(status) in error.message
 
 
@@ -335,19 +346,22 @@ def test_parse_error_keeps_the_message() -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "body", "cls", "code"),
+    ("status", "body", "cls", "code", "reason"),
     [
-        (401, detail("invalid_api_key"), UpstreamRejected, "invalid_api_key"),
-        (422, VALIDATION, UpstreamRejected, "validation_error"),
+        (401, detail("invalid_api_key"), UpstreamRejected, "invalid_api_key", None),
+        (422, VALIDATION, UpstreamRejected, "validation_error", None),
         (429, detail("too_many_concurrent_requests"), UpstreamUnavailable,
-         "too_many_concurrent_requests"),
-        (503, b"Service Unavailable", UpstreamUnavailable, None),
+         "too_many_concurrent_requests", S),
+        (503, b"Service Unavailable", UpstreamUnavailable, None, S),
+        (500, detail("internal_error"), UpstreamUnavailable, "internal_error", None),
     ],
 )  # fmt: skip
 async def test_synthesize_maps_http_errors(
-    status: int, body: bytes, cls: type[UpstreamError], code: str | None
+    status: int, body: bytes, cls: type[UpstreamError], code: str | None, reason: str | None
 ) -> None:
-    client, _, http = make_client(lambda r: httpx.Response(status, content=body))
+    client, _, http = make_client(
+        lambda r: httpx.Response(status, content=body, headers={"Retry-After": "4"})
+    )
     async with http:
         with trio.fail_after(10), pytest.raises(cls) as info:
             await client.synthesize("Hello")
@@ -356,6 +370,7 @@ async def test_synthesize_maps_http_errors(
         status,
         code,
     )
+    assert (info.value.reason, info.value.retry_after) == (reason, 4.0)
 
 
 @pytest.mark.parametrize(
