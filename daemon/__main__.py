@@ -1,4 +1,4 @@
-"""Command line: ``wa-agentd serve | check-config | demo``."""
+"""Command line: ``wa-agentd serve | check-config | cache flush | demo``."""
 
 from __future__ import annotations
 
@@ -81,7 +81,11 @@ def cmd_cache_flush(args: argparse.Namespace) -> int:
         print(f"wa-agentd: cannot reach the daemon at {bind}: {exc}", file=sys.stderr)
         return 1
     if response.status_code != 200:
-        print(f"wa-agentd: flush refused: HTTP {response.status_code} {response.text.strip()}")
+        # stderr, like every other failure here: scripts read stdout for the counts.
+        print(
+            f"wa-agentd: flush refused: HTTP {response.status_code} {response.text.strip()}",
+            file=sys.stderr,
+        )
         return 1
     print(f"caches flushed: {response.json()['flushed']}")
     return 0

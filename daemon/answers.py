@@ -8,7 +8,9 @@
 - otherwise it goes to the agent in the user's own session, and the answer is recorded as
   evidence: an opener's answer is served to others only once two different users got the same
   one (``ResponseCache``), an FAQ rule's answer at once (the operator vouches for it), and
-  many users asking the same FAQ at once share one agent call (single flight);
+  many users asking the same FAQ at once share one agent call (single flight) — when its
+  reply is one the cache accepted; otherwise (Failure, Escalate, Inquire, ...) each of them
+  asks the agent in their own session;
 - personal-looking questions (first person, order numbers, emails, phone numbers) and deny
   rules are never served from nor written to the cache (``Rules``);
 - after a cached answer, the user's next message reaches the agent with one context line
@@ -49,6 +51,7 @@ class AnswerStats:
     """Counters for /metrics (the caches count their own hits and misses)."""
 
     shared: int = 0  # FAQ askers served by another user's concurrent agent call
+    unshared: int = 0  # FAQ askers who waited for one, got nothing shareable, asked themselves
     decisions: dict[str, int] | None = None
 
     def decided(self, reason: str) -> None:
@@ -149,6 +152,13 @@ class CachedAgent:
         reply = await self._flight.run(key, load)
         if leader:
             return reply
+        if not self._responses.holds(key, reply):
+            # The leader's reply is not one the cache accepted: trouble (Failure, Error), a
+            # flow in the leader's own session (Escalate: nobody would call this user back;
+            # Inquire, Confirm), or an answer that differs from an earlier one. None of it is
+            # this user's answer, so this user asks the agent in their own session.
+            self.stats.unshared += 1
+            return await self._ask_and_learn(user_key, user, text, key, decision)
         # A follower: the answer came from another user's session, like a cache hit.
         self.stats.shared += 1
         self._pending.remember(user, text, reply.text)

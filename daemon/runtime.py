@@ -425,16 +425,22 @@ def _export_caches(metrics: Metrics, caches: Caches) -> None:
     """Hits, misses, entries and bytes of every cache, read at scrape time."""
 
     def lookups() -> dict[str, int]:
-        audio = caches.audio.stats()
+        audio, stt, ids = caches.audio.stats(), caches.transcripts.stats(), caches.media_ids.stats()
         counts = {
             "audio_hit": audio.memory_hits + audio.disk_hits,
             "audio_miss": audio.misses,
+            "transcript_hit": stt.hits,
+            "transcript_miss": stt.misses,
+            "media_id_hit": ids.hits,
+            "media_id_miss": ids.misses,
+            "media_id_gone": ids.gone,
         }
         if caches.responses is not None:
             responses = caches.responses.stats()
             counts |= {"response_hit": responses.hits, "response_miss": responses.misses}
         if caches.answers is not None:
             counts["response_shared"] = caches.answers.stats.shared
+            counts["response_unshared"] = caches.answers.stats.unshared
         return counts
 
     def entries() -> dict[str, int]:
@@ -451,13 +457,19 @@ def _export_caches(metrics: Metrics, caches: Caches) -> None:
 
     def sizes() -> dict[str, int]:
         audio = caches.audio.stats()
-        counts = {"audio_memory": audio.memory_bytes, "audio_disk": audio.disk_bytes}
+        counts = {
+            "audio_memory": audio.memory_bytes,
+            "audio_disk": audio.disk_bytes,
+            "transcripts": caches.transcripts.stats().bytes,
+        }
         if caches.responses is not None:
             counts["responses"] = caches.responses.stats().bytes
         return counts
 
     metrics.sources.counters["wa_agentd_cache_lookups"] = (
-        "Cache lookups by cache and result (hit, miss, shared).",
+        "Cache lookups by cache and result (hit, miss; media_id_gone: a reused id Graph refused;"
+        " response_shared/unshared: FAQ askers who waited for another's agent call and got its"
+        " answer, or asked the agent themselves).",
         "result",
         lookups,
     )
@@ -467,7 +479,7 @@ def _export_caches(metrics: Metrics, caches: Caches) -> None:
         entries,
     )
     metrics.sources.labelled_gauges["wa_agentd_cache_bytes"] = (
-        "Bytes held per cache (responses: answer text).",
+        "Bytes held per cache (responses, transcripts: their text).",
         "cache",
         sizes,
     )

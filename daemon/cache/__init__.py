@@ -16,7 +16,7 @@ Each module's docstring shows how the turn uses it.
 from __future__ import annotations
 
 from daemon.cache.audio import AudioCache, AudioCacheStats, audio_key
-from daemon.cache.media_ids import MediaIds
+from daemon.cache.media_ids import MediaIds, MediaIdStats
 from daemon.cache.normalize import normalize_question, question_key
 from daemon.cache.response import (
     CachedAnswer,
@@ -27,7 +27,7 @@ from daemon.cache.response import (
 )
 from daemon.cache.rules import DEFAULT_PERSONAL, CacheRule, Decision, DenyRule, Rules
 from daemon.cache.singleflight import SingleFlight
-from daemon.cache.stt import TranscriptCache
+from daemon.cache.stt import TranscriptCache, TranscriptCacheStats
 
 __all__ = [
     "DEFAULT_PERSONAL",
@@ -37,6 +37,7 @@ __all__ = [
     "CachedAnswer",
     "Decision",
     "DenyRule",
+    "MediaIdStats",
     "MediaIds",
     "PendingContext",
     "ResponseCache",
@@ -44,6 +45,7 @@ __all__ = [
     "Rules",
     "SingleFlight",
     "TranscriptCache",
+    "TranscriptCacheStats",
     "audio_key",
     "normalize_question",
     "question_key",

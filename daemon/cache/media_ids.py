@@ -17,11 +17,15 @@ How the turn uses it (Meta only; Twilio serves voice notes from our own URL and 
         media_ids.forget(key, phone_number_id)    # then upload again, once
 
 In memory only: after a restart each answer is uploaded once more, which costs one upload.
+
+``stats()`` counts hits (a voice note sent without uploading), misses and ids forgotten
+because Graph refused them (``gone``: many of those say the TTL is too long) for /metrics.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import trio
 from cachetools import TTLCache
@@ -29,6 +33,14 @@ from cachetools import TTLCache
 DAY = 86400.0
 META_MEDIA_LIFETIME = 30 * DAY
 DEFAULT_TTL = 25 * DAY  # days of margin: Meta's clock, our clock and restarts all drift
+
+
+@dataclass(frozen=True)
+class MediaIdStats:
+    hits: int
+    misses: int
+    gone: int  # ids Graph refused, forgotten to upload again
+    entries: int
 
 
 class MediaIds:
@@ -42,9 +54,17 @@ class MediaIds:
         if not 0 < ttl < META_MEDIA_LIFETIME:
             raise ValueError(f"media id ttl must be > 0 and < 30 days, got {ttl} s")
         self._ids: TTLCache[tuple[str, str], str] = TTLCache(max_entries, ttl, clock)
+        self._hits = 0
+        self._misses = 0
+        self._gone = 0
 
     def get(self, audio_key: str, phone_number_id: str) -> str | None:
-        return self._ids.get((audio_key, phone_number_id))
+        found = self._ids.get((audio_key, phone_number_id))
+        if found is None:
+            self._misses += 1
+        else:
+            self._hits += 1
+        return found
 
     def put(self, audio_key: str, phone_number_id: str, media_id: str) -> None:
         if media_id:
@@ -52,7 +72,8 @@ class MediaIds:
 
     def forget(self, audio_key: str, phone_number_id: str) -> None:
         """Graph no longer knows the media: the next send uploads again."""
-        self._ids.pop((audio_key, phone_number_id), None)
+        if self._ids.pop((audio_key, phone_number_id), None) is not None:
+            self._gone += 1
 
     def flush(self) -> int:
         self._ids.expire()
@@ -63,3 +84,6 @@ class MediaIds:
     def __len__(self) -> int:
         self._ids.expire()
         return len(self._ids)
+
+    def stats(self) -> MediaIdStats:
+        return MediaIdStats(self._hits, self._misses, self._gone, len(self))

@@ -178,6 +178,15 @@ class ResponseCache:
         self._hits += 1
         return CachedAnswer(entry.messages, entry.created_at, entry.hits)
 
+    def holds(self, key: str, reply: AgentReply) -> bool:
+        """Whether ``reply`` is, right now, the confirmed answer for ``key`` — what a lookup
+        would serve. Not counted as a lookup. Single flight asks this before it hands one
+        user's agent reply to the others: only what the cache itself would serve is shared
+        (never a Failure, an Escalate, an Inquire, nor an answer that made the key volatile).
+        """
+        entry = self._answers.get(key)
+        return entry is not None and entry.digest == _answer_digest(reply)
+
     # -- learning -------------------------------------------------------------------------
 
     def record(

@@ -7,7 +7,11 @@ answers (reference/anchors.md §B.4). Only *context-free* turns take part:
   session *and* no cached answer was served to them recently (``response.PendingContext.has``);
   "and on Sundays?" right after a cached "opening hours" answer is not an opener;
 - or a question that matches an operator FAQ rule marked ``standalone`` (it needs no context,
-  e.g. "^opening hours$"), wherever it comes in the conversation.
+  e.g. "^opening hours$"), wherever it comes in the conversation. Reason ``faq``: the
+  operator vouches that it has one answer for everybody, so its first answer is trusted.
+
+An FAQ rule that is *not* standalone only sets the TTL of an opener it matches (reason
+``opener``, still confirmed by different users); it makes a follow-up no more cacheable.
 
 Never, whatever the rules say: a question that looks personal (first person singular — "my",
 "I", "me" and their equivalents —, order, case and ticket numbers, e-mail addresses, phone
@@ -81,8 +85,9 @@ def _compile(pattern: str, what: str) -> re.Pattern[str]:
 class CacheRule:
     """An operator FAQ rule: questions matching ``pattern`` may be cached for ``ttl`` seconds.
 
-    ``standalone``: the question needs no context, so it is cacheable even in the middle of a
-    conversation. Not standalone: the rule only sets the TTL of an opener.
+    ``standalone``: the question needs no context and has one answer for everybody, so it is
+    cacheable even in the middle of a conversation and its first answer is trusted. Not
+    standalone: the rule only sets the TTL of an opener (which still needs confirmations).
     """
 
     pattern: str
@@ -168,8 +173,13 @@ class Rules:
                 return Decision(False, "denied", rule=deny.label)
         for rule in self._faq:
             if rule.regex.search(normalized):
-                if rule.standalone or opens_conversation:
+                if rule.standalone:
                     return Decision(True, "faq", ttl=float(rule.ttl), rule=rule.label)
+                if opens_conversation:
+                    # Not standalone: the rule only sets the TTL. The operator did not vouch
+                    # that the answer is the same for everybody, so it is an opener and
+                    # needs the confirmations of different users like any other opener.
+                    return Decision(True, "opener", ttl=float(rule.ttl), rule=rule.label)
                 return Decision(False, "follow_up", rule=rule.label)
         if opens_conversation:
             return Decision(True, "opener", ttl=self._opener_ttl)

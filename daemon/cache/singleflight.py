@@ -10,14 +10,17 @@ Where the turn uses it — only for loads whose result is the same whoever asks:
 - text-to-speech of one text with one voice (``AudioCache.get_or_render``),
 - the upload of one audio file to the business number (``MetaChannel.send_voice``, key: the
   audio key),
-- the FAQ answers an operator rule vouches for (``answers.CachedAgent``).
+- the FAQ answers an operator rule vouches for (``answers.CachedAgent``); a follower takes
+  the leader's reply only if the response cache accepted it as the answer for everybody
+  (``ResponseCache.holds``), else it asks the agent itself.
 
 Speech-to-text of one voice note is cached by its sha256 but not coalesced: forwarded notes
 arrive seconds apart, not at the same instant.
 
-Never for the agent: the agent answers in the asking user's own session, and an answer is only
-shared after several users got it (``cache.response``). Coalescing agent calls across users
-would hand the leader's, possibly personal, answer to everyone who asked at the same moment.
+Never for the agent otherwise: the agent answers in the asking user's own session, and an
+answer is only shared after several users got it (``cache.response``). Coalescing agent calls
+across users would hand the leader's, possibly personal, answer to everyone who asked at the
+same moment.
 
 Design: the load runs **in the leader's own task**, inside the leader's cancel scope.
 

@@ -5,7 +5,8 @@ synthesis is looked up by its ``audio_key`` (voice, model, voice settings, outpu
 language and the text) in the memory and disk tiers of ``AudioCache``; a miss renders once,
 however many turns ask for the same audio at once (single flight inside the cache), and
 stores the finished Ogg/Opus voice note. The same key lets the channel reuse an uploaded
-media id (daemon/cache/media_ids.py).
+media id (daemon/cache/media_ids.py). ``cached`` looks a text up without ever rendering it,
+and ``prerender`` fills the cache with fixed phrases at start-up.
 """
 
 from __future__ import annotations
@@ -35,6 +36,12 @@ class CachedSpeech:
             self.audio_key(text, language=language),
             lambda: self._speech.synthesize(text, language=language),
         )
+
+    async def cached(self, text: str, *, language: str | None = None) -> bytes | None:
+        """The voice note of ``text`` if the audio cache holds it, else None — never calls
+        ElevenLabs. For canned replies spoken while something is failing: a pre-rendered
+        phrase costs nothing, and a TTS call then could only add delay to the apology."""
+        return await self._audio.get(self.audio_key(text, language=language))
 
     async def prerender(self, phrases: Iterable[str], *, language: str | None = None) -> int:
         """Render fixed phrases at start-up, so their first use is already a hit."""

@@ -46,3 +46,15 @@ async def test_forget_flush_and_bound() -> None:
     assert len(ids) == 2
     assert ids.flush() == 2
     assert len(ids) == 0 and ids.get("d", "pn") is None
+
+
+async def test_stats_count_hits_misses_and_ids_graph_refused() -> None:
+    ids = MediaIds(max_entries=10)
+    assert ids.get("a", "pn") is None  # miss: upload
+    ids.put("a", "pn", "m-a")
+    assert ids.get("a", "pn") == "m-a"  # hit: sent without uploading
+    ids.forget("a", "pn")  # Graph said the media is gone
+    ids.forget("a", "pn")  # nothing left to forget: not counted twice
+    assert ids.get("a", "pn") is None
+    stats = ids.stats()
+    assert (stats.hits, stats.misses, stats.gone, stats.entries) == (1, 2, 1, 0)

@@ -257,3 +257,19 @@ def test_with_context_keeps_a_share_for_a_long_question() -> None:
 
 def test_with_context_without_room_returns_the_question() -> None:
     assert with_context("next?", "q", "a", max_chars=30) == "next?"
+
+
+async def test_holds_tells_whether_a_reply_is_the_confirmed_answer_without_counting() -> None:
+    rc = cache()
+    rc.record("k", "u:a", HOURS)
+    assert not rc.holds("k", HOURS)  # a candidate: not what a lookup would serve
+    rc.record("k", "u:b", HOURS)
+    assert rc.holds("k", HOURS)
+    assert rc.holds("k", AgentReply(HOURS.messages, origin="shared"))  # the words, not origin
+    assert not rc.holds("k", OTHER) and not rc.holds("other", HOURS)
+    escalate = AgentReply(
+        (AgentMessage("Inform", "A colleague will call."), AgentMessage("Escalate"))
+    )
+    rc.record("e", "u:a", escalate, trusted=True)
+    assert not rc.holds("e", escalate)  # never cached, so never shared
+    assert rc.stats().hits == 0 and rc.stats().misses == 0

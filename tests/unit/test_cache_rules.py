@@ -87,10 +87,18 @@ def test_standalone_faq_rule_is_cacheable_mid_conversation_with_its_ttl() -> Non
     )
 
 
-def test_faq_rule_not_standalone_only_applies_to_openers() -> None:
-    rules = Rules(faq=[CacheRule(r"shipping", ttl=10800, standalone=False)])
+def test_faq_rule_not_standalone_only_sets_an_openers_ttl() -> None:
+    rules = Rules(faq=[CacheRule(r"shipping", ttl=10800, standalone=False, name="ship")])
     q = normalize_question("How much is shipping?")
-    assert rules.decide(q, opens_conversation=True).ttl == 10800
+    opener = rules.decide(q, opens_conversation=True)
+    # An opener, not an FAQ: its answer is not trusted on first sight (answers.CachedAgent
+    # trusts "faq" only), so different users must still confirm it.
+    assert (opener.cacheable, opener.reason, opener.ttl, opener.rule) == (
+        True,
+        "opener",
+        10800,
+        "ship",
+    )
     follow_up = rules.decide(q, opens_conversation=False)
     assert not follow_up.cacheable and follow_up.reason == "follow_up"
 

@@ -48,3 +48,20 @@ async def test_bounded_and_flush() -> None:
         cache.put(f"{i:064x}", Transcript(f"t{i}"))
     assert len(cache) == 2 and cache.get(f"{0:064x}") is None
     assert cache.flush() == 2 and len(cache) == 0
+
+
+async def test_stats_count_hits_misses_entries_and_bytes() -> None:
+    cache = TranscriptCache(max_entries=10, ttl=600)
+    assert cache.get(SHA) is None  # miss
+    cache.put(SHA, Transcript("héllo", "fr"))
+    assert cache.get(SHA) is not None and cache.get(SHA.upper()) is not None  # two hits
+    assert cache.get("") is None  # no sha256: nothing looked up, neither hit nor miss
+    stats = cache.stats()
+    assert (stats.hits, stats.misses, stats.entries, stats.bytes) == (2, 1, 1, 6)
+
+
+async def test_stats_do_not_count_expired_transcripts(autojump_clock: trio.abc.Clock) -> None:
+    cache = TranscriptCache(max_entries=10, ttl=600)
+    cache.put(SHA, Transcript("hello", "en"))
+    await trio.sleep(601)
+    assert (cache.stats().entries, cache.stats().bytes) == (0, 0)
