@@ -206,6 +206,10 @@ class TextTable:
     holding: str  # sent once when the answer takes longer than [ux] holding_after
     transcript_echo: str  # "{transcript}" is replaced by what speech-to-text heard
 
+    def spoken(self) -> tuple[str, ...]:
+        """The replies that stand in place of an answer, which a voice note may hear."""
+        return (self.agent_down, self.not_understood, self.no_speech, self.unsupported)
+
 
 ENGLISH = TextTable(
     agent_down=(
@@ -257,8 +261,12 @@ class TextsConfig:
     tables: Mapping[str, TextTable] = field(default_factory=lambda: dict(BUILT_IN_TEXTS))
 
     def for_language(self, language: str | None) -> TextTable:
+        return self.tables[self.code_for(language)]
+
+    def code_for(self, language: str | None) -> str:
+        """The code of the table ``for_language`` picks: the language canned texts are in."""
         code = (language or "").lower().split("-")[0].split("_")[0]
-        return self.tables.get(code) or self.tables[self.default_language]
+        return code if code in self.tables else self.default_language
 
 
 @dataclass(frozen=True)
@@ -329,6 +337,10 @@ class CacheConfig:
     # Phrases spoken at start-up into the audio cache (greetings, common answers).
     prerender: tuple[str, ...] = ()
     prerender_language: str = "en"
+    # Also speak the canned replies of every [texts] table at start-up (agent_down,
+    # not_understood, no_speech, unsupported): a voice note then gets its apology as a voice
+    # note too. Spoken only from the cache: never a TTS call while something is failing.
+    prerender_canned: bool = False
 
 
 @dataclass(frozen=True)

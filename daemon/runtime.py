@@ -59,6 +59,7 @@ from daemon.speech.cached import CachedSpeech
 from daemon.speech.elevenlabs import ElevenLabs
 from daemon.state.public_media import PublicMedia
 from daemon.state.store import Store
+from daemon.text import for_speech
 from daemon.turn import Agent, Turn, TurnReport
 from daemon.web import WebContext, create_admin_app, create_app
 
@@ -489,10 +490,19 @@ async def _warm_caches(settings: Settings, ups: Upstreams) -> None:
     """Read the audio cache's disk index and speak the configured phrases, off the hot path."""
     try:
         await ups.caches.audio.load_index()
+        rendered = 0
+        # Rendered as the turn speaks them (Markdown and links stripped), so they match.
         if settings.cache.prerender:
-            rendered = await ups.voice.prerender(
-                settings.cache.prerender, language=settings.cache.prerender_language
+            rendered += await ups.voice.prerender(
+                map(for_speech, settings.cache.prerender),
+                language=settings.cache.prerender_language,
             )
+        if settings.cache.prerender_canned:
+            for code, table in settings.texts.tables.items():
+                rendered += await ups.voice.prerender(
+                    map(for_speech, table.spoken()), language=code
+                )
+        if settings.cache.prerender or settings.cache.prerender_canned:
             log.info("pre-rendered %d phrases into the audio cache", rendered)
     except Exception:  # a cold cache is slower, not broken
         log.exception("warming the caches failed")

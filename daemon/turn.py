@@ -76,6 +76,10 @@ class Speech(Protocol):
 
     async def synthesize(self, text: str, *, language: str | None = None) -> bytes: ...
 
+    async def cached(self, text: str, *, language: str | None = None) -> bytes | None:
+        """The voice note of ``text`` if a cache holds it (never calls the upstream)."""
+        ...
+
     def audio_key(self, text: str, *, language: str | None = None) -> str:
         """What the audio of ``synthesize`` depends on, hashed (for media-id reuse)."""
         ...
@@ -385,6 +389,8 @@ class Turn:
                 flow.delivery.done()
                 return
             await self._say(flow, done.reply)
+            if flow.delivery.sent:
+                await self._speak_canned(flow, done.reply)
             return
         gate = _TextGate()
         voice_sent = record is not None and record.reached(Stage.VOICE_SENT)
@@ -511,6 +517,37 @@ class Turn:
             return False
         return self._voice.reply == "always" or message.kind is Kind.VOICE
 
+    async def _speak_canned(self, flow: _Flow, text: str) -> None:
+        """A canned reply to someone who wants voice, as a voice note too — only when it is
+        pre-rendered ([cache] prerender_canned): a TTS call while something is failing
+        could only delay or break the apology."""
+        if self._voice.reply == "never" or (
+            self._voice.reply == "mirror" and flow.message.kind is not Kind.VOICE
+        ):
+            return
+        language = self._texts.code_for(flow.language or flow.remembered_language)
+        spoken = textfmt.for_speech(text)
+        audio = await self._speech.cached(spoken, language=language)
+        if audio is None:
+            return
+        try:
+            await self._timed(
+                flow.report,
+                "voice_send",
+                "whatsapp",
+                self._timeouts.upload + self._timeouts.whatsapp,
+                lambda: self._channel.send_voice(
+                    flow.message.user,
+                    audio,
+                    audio_key=self._speech.audio_key(spoken, language=language),
+                ),
+                idempotent=False,
+            )
+            flow.report.voice = "sent"
+        except UpstreamError as exc:  # the text said it already
+            flow.report.voice = "failed"
+            log.info("turn %s: spoken apology not sent: %s", flow.report.turn_id, exc)
+
     async def _send_text(self, flow: _Flow, text: str) -> None:
         flow.answer_started = True
         flow.delivery.begin()
@@ -548,14 +585,20 @@ class Turn:
             report.voice = "skipped"
             return
         try:
-            audio = await self._timed(
-                report,
-                "tts",
-                "elevenlabs-tts",
-                self._timeouts.tts,
-                lambda: self._speech.synthesize(spoken, language=flow.language),
-                idempotent=True,
-            )
+            # A cached voice note is taken outside the guard: spoken while ElevenLabs' circuit
+            # is open, and not counted by the breaker as a TTS call.
+            audio = await self._speech.cached(spoken, language=flow.language)
+            if audio is None:
+                audio = await self._timed(
+                    report,
+                    "tts",
+                    "elevenlabs-tts",
+                    self._timeouts.tts,
+                    lambda: self._speech.synthesize(spoken, language=flow.language),
+                    idempotent=True,
+                )
+            else:
+                report.cached.append("voice")
             if not await gate.wait():
                 report.voice = "skipped"  # no text went out: a lone voice note would confuse
                 return

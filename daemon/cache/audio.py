@@ -254,7 +254,9 @@ class AudioCache:
 
     # -- API ------------------------------------------------------------------------------
 
-    async def get(self, key: str) -> bytes | None:
+    async def get(self, key: str, *, count_miss: bool = True) -> bytes | None:
+        """The audio for ``key`` from memory or disk, else None. ``count_miss=False``: a
+        look ahead whose miss the caller will look up again (``get_or_render``)."""
         _check_key(key)
         data = self._memory.get(key)
         if data is not None:
@@ -272,7 +274,7 @@ class AudioCache:
                 if found is False:
                     log.warning("audio cache: dropped a corrupt file %s", key[:12])
                 self._disk_forget(key)
-        self._misses += 1
+        self._misses += count_miss
         return None
 
     async def put(self, key: str, data: bytes) -> None:

@@ -41,7 +41,7 @@ class CachedSpeech:
         """The voice note of ``text`` if the audio cache holds it, else None — never calls
         ElevenLabs. For canned replies spoken while something is failing: a pre-rendered
         phrase costs nothing, and a TTS call then could only add delay to the apology."""
-        return await self._audio.get(self.audio_key(text, language=language))
+        return await self._audio.get(self.audio_key(text, language=language), count_miss=False)
 
     async def prerender(self, phrases: Iterable[str], *, language: str | None = None) -> int:
         """Render fixed phrases at start-up, so their first use is already a hit."""

@@ -11,7 +11,7 @@ import trio.testing
 from prometheus_client.parser import text_string_to_metric_families
 
 from daemon.sim import webhooks
-from daemon.sim.agentforce import SimSession, escalate, inform
+from daemon.sim.agentforce import SimSession, escalate, failure, inform
 from daemon.sim.audio import speak
 from daemon.sim.stack import SECRETS, Stack, open_stack
 
@@ -62,7 +62,7 @@ async def test_second_identical_faq_makes_no_agent_tts_or_upload_call() -> None:
     assert len(stack.elevenlabs.stt_requests) == 1
     assert len(stack.elevenlabs.tts_requests) == 1
     assert len(stack.graph.uploads) == 1  # Bob's voice note reused Alice's media id
-    assert stack.reports[1].cached == ["transcript", "answer"]
+    assert stack.reports[1].cached == ["transcript", "answer", "voice"]
     # Each cache says so in /metrics: Alice missed, Bob hit.
     for cache in ("transcript", "media_id", "audio", "response"):
         assert (lookups(text, f"{cache}_hit"), lookups(text, f"{cache}_miss")) == (1, 1), cache
@@ -297,6 +297,26 @@ async def test_configured_phrases_are_pre_rendered_at_start_up(
         # The answer is a pre-rendered phrase: spoken without another TTS call.
         assert stack.reports[0].voice == "sent"
         assert len(stack.elevenlabs.tts_requests) == rendered
+
+
+async def test_a_voice_note_hears_a_pre_rendered_apology_without_a_tts_call(
+    tmp_path: Path,
+) -> None:
+    def agent(session: SimSession, text: str) -> list[dict[str, object]]:
+        return [failure("Flow failed", ["boom"])]
+
+    cache = {"prerender_canned": True, "dir": str(tmp_path)}
+    with trio.fail_after(15):
+        async with open_stack(cache=cache, agentforce_options={"responder": agent}) as stack:
+            # English and Arabic ship: four replies each, rendered once at start-up.
+            await stack.elevenlabs.wait_tts(8)
+            await stack.send_voice(users(1)[0], QUESTION)
+            (report,) = await stack.wait_reports(1)
+            delivered = await stack.graph.wait_sent(2, to=users(1)[0])
+    assert report.outcome == "agent_failure" and report.voice == "sent"
+    assert [m.type for m in delivered] == ["text", "audio"]
+    assert len(stack.elevenlabs.tts_requests) == 8  # the apology was spoken from the cache
+    assert {r.language_code for r in stack.elevenlabs.tts_requests} == {"en", "ar"}
 
 
 async def test_cache_metrics_move(stack: Stack) -> None:

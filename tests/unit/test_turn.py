@@ -117,8 +117,13 @@ class FakeSpeech:
             raise self.stt_error
         return self.transcript
 
+    audio_cache: dict[tuple[str, str | None], bytes] = field(default_factory=dict)
+
     def audio_key(self, text: str, *, language: str | None = None) -> str:
         return f"{language}:{text}"
+
+    async def cached(self, text: str, *, language: str | None = None) -> bytes | None:
+        return self.audio_cache.get((text, language))
 
     async def synthesize(self, text: str, *, language: str | None = None) -> bytes:
         self.spoken.append((text, language))
@@ -572,7 +577,7 @@ async def test_runs_that_end_or_are_cancelled_do_not_count_towards_giving_up(
 async def test_a_cached_answer_skips_the_guard_even_with_the_agent_circuit_open() -> None:
     channel = FakeChannel()
     agent = FakeAgent(cache={"when do you open?": AgentReply((AgentMessage("Inform", "At 9."),))})
-    guard = Guard({"agentforce": AlwaysOpen()}, budget=None)  # type: ignore[dict-item]
+    guard = Guard({"agentforce": AlwaysOpen()}, new_budget=None)  # type: ignore[dict-item]
     turn = make_turn(channel, agent)
     turn._guard = guard
     report = await turn.run(text_msg())
@@ -611,5 +616,37 @@ async def test_a_voice_note_after_an_arabic_one_gets_its_holding_message_in_arab
 class AlwaysOpen:
     """A breaker whose circuit is open: every call fails fast, untried."""
 
+    def __init__(self, name: str = "agentforce") -> None:
+        self.name = name
+
     async def call(self, fn: Callable[[], Any]) -> Any:
-        raise CircuitOpen("agentforce", retry_after=30)
+        raise CircuitOpen(self.name, retry_after=30)
+
+
+async def test_a_cached_voice_note_is_sent_while_the_tts_circuit_is_open() -> None:
+    channel = FakeChannel()
+    speech = FakeSpeech(audio_cache={("We open at 9.", "en"): b"cached-ogg"})
+    turn = make_turn(channel, speech=speech)
+    turn._guard = Guard({"elevenlabs-tts": AlwaysOpen("elevenlabs-tts")}, new_budget=None)  # type: ignore[dict-item]
+    report = await turn.run(voice_msg())
+    assert channel.sent("voice") == ["cached-ogg"] and speech.spoken == []
+    assert report.voice == "sent" and "voice" in report.cached
+
+
+async def test_a_voice_note_hears_its_apology_when_the_apology_is_pre_rendered() -> None:
+    down = UpstreamUnavailable("agentforce", "503")
+    speech = FakeSpeech(audio_cache={(TEXTS.agent_down, "en"): b"sorry-ogg"})
+    channel = FakeChannel()
+    report = await make_turn(channel, FakeAgent(error=down), speech).run(voice_msg())
+    assert channel.sent("text") == [TEXTS.agent_down]
+    assert channel.sent("voice") == ["sorry-ogg"]
+    assert report.outcome == "agent_down" and report.voice == "sent"
+    assert speech.spoken == []  # never a TTS call for an apology
+
+    # A typed message gets the text only (mirror), and nothing pre-rendered means text only.
+    channel = FakeChannel()
+    await make_turn(channel, FakeAgent(error=down), speech).run(text_msg())
+    assert channel.sent("voice") == []
+    channel = FakeChannel()
+    await make_turn(channel, FakeAgent(error=down), FakeSpeech()).run(voice_msg())
+    assert channel.sent("text") == [TEXTS.agent_down] and channel.sent("voice") == []
