@@ -56,10 +56,11 @@ URL_TTL = 5 * 60.0  # §4: media URLs expire after 5 minutes
 UPLOAD_TTL = 30 * 86400.0  # §4: media ids of uploads live 30 days
 USER_MEDIA_TTL = 7 * 86400.0  # §4: media ids from webhooks live 7 days
 
-# §4.1: the audio types Graph takes. Base `audio/ogg` is listed "OPUS codecs only", so the
-# bytes must be Ogg/Opus (checked below). `audio/opus` is refused: chatwoot #9432 saw Graph
-# answer "Unsupported Audio mime type audio/opus. Please use one of audio/ogg; codecs=opus,
-# ..." (2024), newer than the laravel-whatsapp report listing it, and absent from §4.1.
+# §4.1: the audio types Graph takes. Ogg is "OPUS codecs only; base audio/ogg not supported",
+# so the type must say `audio/ogg; codecs=opus` and the bytes must be Ogg/Opus (checked
+# below). `audio/opus` is refused: chatwoot #9432 saw Graph answer "Unsupported Audio mime
+# type audio/opus. Please use one of audio/ogg; codecs=opus, ..." (2024), newer than the
+# laravel-whatsapp report listing it, and absent from §4.1.
 _AUDIO_FORMATS: dict[str, frozenset[str]] = {  # MIME -> FFmpeg demuxer names that fit it
     "audio/ogg": frozenset({"ogg"}),
     "audio/mpeg": frozenset({"mp3"}),
@@ -67,6 +68,8 @@ _AUDIO_FORMATS: dict[str, frozenset[str]] = {  # MIME -> FFmpeg demuxer names th
     "audio/amr": frozenset({"amr"}),
     "audio/mp4": frozenset({"mov", "mp4", "m4a", "3gp", "3g2", "mj2"}),
 }
+# The accepted types as Graph's error text lists them (chatwoot #9432).
+_AUDIO_TYPES_TEXT = "audio/ogg; codecs=opus, audio/mpeg, audio/amr, audio/mp4, audio/aac"
 
 # §5.1: (title, details) per code, so scripted failures look like Graph's.
 _ERRORS: dict[int, tuple[str, str]] = {
@@ -235,7 +238,8 @@ def _supported_audio_type(mime: str) -> str | None:
     if base not in _AUDIO_FORMATS:
         return None
     if base == "audio/ogg":
-        return base if params in ({}, {"codecs": "opus"}) else None
+        # Base audio/ogg (no codecs) is "not supported" (§4.1): Opus must be named.
+        return base if params == {"codecs": "opus"} else None
     return base if not params else None
 
 
@@ -585,13 +589,17 @@ class GraphSim:
         data: bytes = upload.stream.read()
         base = _supported_audio_type(mime)
         if base is None:
-            raise GraphError(131053, f"Param type: unsupported mime type {mime}.")
+            raise GraphError(
+                131053, f"Unsupported Audio mime type {mime}. Please use one of {_AUDIO_TYPES_TEXT}"
+            )
         if not data:
             raise GraphError(131053, "The uploaded file is empty.")
         if len(data) > UPLOAD_LIMIT:
             raise GraphError(131053, f"File too large: {len(data)} bytes, limit {UPLOAD_LIMIT}.")
-        part_type = upload.mimetype or ""
-        if part_type and part_type.lower() != base:
+        # The file part's own Content-Type must name the same type, parameters included: a
+        # part saying base audio/ogg is as unsupported as the field saying it.
+        part_type = upload.content_type or ""
+        if part_type and _mime_parts(part_type) != _mime_parts(mime):
             raise GraphError(131053, f"File type {part_type} does not match type {mime}.")
         if not _audio_matches(data, base):
             raise GraphError(131053, f"The file is not valid {mime} audio.")

@@ -211,10 +211,12 @@ async def test_upload_is_multipart() -> None:
     parts = form_parts(request)
     assert set(parts) == {"messaging_product", "type", "file"}
     assert payload(parts["messaging_product"]) == b"whatsapp"
-    assert payload(parts["type"]) == b"audio/ogg"
+    # §4.1: base audio/ogg is not supported; the field and the file part name Opus alike.
+    assert payload(parts["type"]) == b"audio/ogg; codecs=opus"
     assert payload(parts["file"]) == b"OggS\x00fake"
     assert parts["file"].get_filename() == "voice.ogg"
-    assert parts["file"].get_content_type() == "audio/ogg"
+    # Byte for byte (the email parser would re-quote the parameter).
+    assert b"\r\nContent-Type: audio/ogg; codecs=opus\r\n" in request.content
 
 
 # --- download ---------------------------------------------------------------------------------
@@ -498,6 +500,9 @@ async def test_channel_send_voice_uploads_then_sends() -> None:
         with trio.fail_after(10):
             assert await channel.send_voice(USER, b"OggS...") == "wamid.V"
     assert [r.url.path for r in seen] == [f"/v23.0/{PNID}/media", f"/v23.0/{PNID}/messages"]
+    parts = form_parts(seen[0])
+    assert payload(parts["type"]) == b"audio/ogg; codecs=opus"
+    assert b"\r\nContent-Type: audio/ogg; codecs=opus\r\n" in seen[0].content
     assert sent_json(seen[1]) == voice_payload(USER.address, "media-9")
 
 

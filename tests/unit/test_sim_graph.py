@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import av
@@ -23,7 +23,7 @@ TOKEN = "EAAG-test-token"
 PHONE_ID = "106540352242922"
 USER = "+16505551234"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-OGG = "audio/ogg"
+OGG = "audio/ogg; codecs=opus"  # §4.1: base audio/ogg is not supported
 
 
 @pytest.fixture
@@ -82,20 +82,28 @@ def ogg_opus(channels: int = 1) -> bytes:
     return buf.getvalue()
 
 
-def adts_aac() -> bytes:
+def encoded(container: str, codec: str, rate: int = 48_000) -> bytes:
+    """A short mono silence in ``container`` / ``codec``."""
     buf = io.BytesIO()
-    with av.open(buf, "w", format="adts") as out:
-        stream = out.add_stream("aac", rate=48_000, layout="mono")
+    with av.open(buf, "w", format=container) as out:
+        stream = out.add_stream(codec, rate=rate, layout="mono")
+        samples = stream.codec_context.frame_size or 1024
+        fmt = stream.codec_context.format.name
         for i in range(10):
-            frame = av.AudioFrame(format="s16", layout="mono", samples=1024)
-            frame.planes[0].update(bytes(2 * 1024))
-            frame.sample_rate = 48_000
-            frame.pts = i * 1024
+            frame = av.AudioFrame(format=fmt, layout="mono", samples=samples)
+            for plane in frame.planes:
+                plane.update(bytes(plane.buffer_size))
+            frame.sample_rate = rate
+            frame.pts = i * samples
             for packet in stream.encode(frame):
                 out.mux(packet)
         for packet in stream.encode(None):
             out.mux(packet)
     return buf.getvalue()
+
+
+def adts_aac() -> bytes:
+    return encoded("adts", "aac")
 
 
 async def upload(
@@ -110,7 +118,7 @@ async def upload(
         form["messaging_product"] = product
     if mime is not None:
         form["type"] = mime
-    part_type = file_type or (mime.split(";")[0] if mime else "application/octet-stream")
+    part_type = file_type or mime or "application/octet-stream"
     return await client.post(
         f"/{PHONE_ID}/media", data=form, files={"file": ("voice.ogg", data, part_type)}
     )
@@ -329,6 +337,41 @@ async def test_voice_note_rendering_flag(
         await send(ogg_id, voice=True)
     assert [m.renders_as_voice_note for m in sim.sent] == [False, False, False]
     assert sim.sent[1].mime_type == "audio/aac"
+
+
+@pytest.mark.parametrize(
+    ("make", "mime"),
+    [
+        (ogg_opus, OGG),
+        (ogg_opus, "audio/ogg;codecs=opus"),  # spacing and case are not the point
+        (ogg_opus, 'Audio/OGG; codecs="opus"'),
+        (adts_aac, "audio/aac"),
+        (lambda: encoded("mp3", "libmp3lame"), "audio/mpeg"),
+        (lambda: encoded("amr", "libopencore_amrnb", rate=8000), "audio/amr"),
+        (lambda: encoded("mp4", "aac"), "audio/mp4"),
+    ],
+)
+async def test_upload_takes_every_documented_audio_type(
+    sim: GraphSim, client: httpx.AsyncClient, make: Callable[[], bytes], mime: str
+) -> None:
+    # §4.1: AAC, AMR, MP3, MP4 audio, and Ogg named with its Opus codec.
+    data = make()
+    with trio.fail_after(10):
+        response = await upload(client, data, mime=mime)
+    assert response.status_code == 200, response.text
+    (record,) = sim.uploads
+    assert (record.mime_type, record.file_content_type, record.data) == (mime, mime, data)
+
+
+async def test_upload_refuses_base_audio_ogg(sim: GraphSim, client: httpx.AsyncClient) -> None:
+    # §4.1: "OPUS codecs only; base audio/ogg not supported". Graph's own answer names the
+    # form it wants; the daemon's upload must use it in the field and on the file part.
+    with trio.fail_after(10):
+        base = await upload(client, ogg_opus(), mime="audio/ogg")
+        base_part = await upload(client, ogg_opus(), mime=OGG, file_type="audio/ogg")
+    assert "Please use one of audio/ogg; codecs=opus" in assert_graph_error(base, 131053, 400)
+    assert "does not match" in assert_graph_error(base_part, 131053, 400)
+    assert sim.uploads == [] and sim.media == {}
 
 
 @pytest.mark.parametrize(

@@ -93,11 +93,11 @@ class MetaChannel:
                 audio_key, lambda: self._upload_and_remember(ogg_opus, audio_key, ids)
             )
         else:
-            media_id = await self._graph.upload(ogg_opus, "audio/ogg", "voice.ogg")
+            media_id = await self._graph.upload(ogg_opus, wire.VOICE_MIME, "voice.ogg")
         return await self._graph.post_message(wire.voice_payload(user.address, media_id))
 
     async def _upload_and_remember(self, ogg_opus: bytes, audio_key: str, ids: MediaIds) -> str:
-        media_id = await self._graph.upload(ogg_opus, "audio/ogg", "voice.ogg")
+        media_id = await self._graph.upload(ogg_opus, wire.VOICE_MIME, "voice.ogg")
         ids.put(audio_key, self._phone_number_id, media_id)
         return media_id
 

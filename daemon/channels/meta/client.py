@@ -20,7 +20,7 @@ from urllib.parse import quote
 import httpx
 
 from daemon.channels import media
-from daemon.channels.meta.wire import UPSTREAM, parse_graph_error
+from daemon.channels.meta.wire import UPSTREAM, VOICE_MIME, parse_graph_error
 from daemon.errors import UpstreamRejected, UpstreamUnavailable
 from daemon.http import USER_AGENT
 from daemon.resilience.retry import with_retry_after
@@ -76,9 +76,13 @@ class GraphClient:
         return url, mime_type if isinstance(mime_type, str) else ""
 
     async def upload(
-        self, data: bytes, mime_type: str = "audio/ogg", filename: str = "voice.ogg"
+        self, data: bytes, mime_type: str = VOICE_MIME, filename: str = "voice.ogg"
     ) -> str:
-        """POST /{phone_number_id}/media as multipart (§4). The new media id."""
+        """POST /{phone_number_id}/media as multipart (§4). The new media id.
+
+        ``mime_type`` goes both in the ``type`` field and on the file part, the same string:
+        Graph checks the type it is told against the file (131053 on a mismatch, §4.1).
+        """
         doc = await self._call(
             "POST",
             f"/{self._phone_number_id}/media",

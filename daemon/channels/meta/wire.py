@@ -22,6 +22,10 @@ from daemon.model import Batch, Inbound, Kind, Media, User
 UPSTREAM = "whatsapp"
 SIGNATURE_HEADER = "x-hub-signature-256"
 TEXT_LIMIT = 4096  # characters in a text body (§5)
+# The MIME type of our voice notes, in the upload's ``type`` field and on its file part. Graph
+# lists Ogg as "OPUS codecs only; base audio/ogg not supported" (§4.1), and its own error text
+# names the accepted form literally: "Please use one of audio/ogg; codecs=opus, ...".
+VOICE_MIME = "audio/ogg; codecs=opus"
 
 _HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 
