@@ -160,6 +160,9 @@ class SentMessage:
     # is never fetched, so it never counts.
     renders_as_voice_note: bool = False
     context_message_id: str | None = None
+    # The payload field that named the user: "to" (phone, or a BSUID the old way) or
+    # "recipient" (a BSUID, §2.7).
+    addressed_by: str = "to"
 
 
 @dataclass(frozen=True, slots=True)
@@ -487,16 +490,11 @@ class GraphSim:
             _invalid("The parameter type is required.")
         if kind not in ("text", "audio"):
             _invalid(f"Param type '{kind}' is not supported by this simulator.")
-        common = {"messaging_product", "recipient_type", "to", "type", "context"}
+        common = {"messaging_product", "recipient_type", "to", "recipient", "type", "context"}
         _only_keys(body, common | {"biz_opaque_callback_data", kind}, "")
         if body.get("recipient_type", "individual") != "individual":
             _invalid("Param recipient_type must be 'individual'.")
-        to = body.get("to")
-        if not isinstance(to, str) or not to:
-            _invalid("The parameter to is required.")
-        bsuid = bool(_BSUID.fullmatch(to))
-        if not (_E164.fullmatch(to) or bsuid):
-            _invalid(f"Param to must be a phone number with '+' and country code, got '{to}'.")
+        to, addressed_by, bsuid = self._addressee(body)
         context_id = self._context(body)
         callback = body.get("biz_opaque_callback_data")
         if callback is not None and (not isinstance(callback, str) or len(callback) > 512):
@@ -514,6 +512,7 @@ class GraphSim:
             raise GraphError(failure.code, http_status=failure.http_status)
 
         wamid = new_wamid()
+        fields["addressed_by"] = addressed_by
         self.sent.append(SentMessage(wamid=wamid, to=to, type=kind, at=now, payload=body, **fields))
         self._changes.bump()
         log.debug("sim graph: %s to %s as %s", kind, hashed(to), wamid)
@@ -521,6 +520,29 @@ class GraphSim:
         return self._json(
             {"messaging_product": "whatsapp", "contacts": [contact], "messages": [{"id": wamid}]}
         )
+
+    @staticmethod
+    def _addressee(body: Json) -> tuple[str, str, bool]:
+        """(address, the field it came in, is it a BSUID) of a send.
+
+        Exactly one of ``to`` and ``recipient`` (§2.7): a phone number in ``to`` (E.164 with
+        '+', §5); a business-scoped user id in ``recipient`` with ``to`` left out (pywa 4.x),
+        or in ``to`` as the Dec 2025 doc allowed.
+        """
+        if ("to" in body) == ("recipient" in body):
+            _invalid("Exactly one of the parameters to and recipient is required.")
+        if "recipient" in body:
+            recipient = body["recipient"]
+            if not isinstance(recipient, str) or not _BSUID.fullmatch(recipient):
+                _invalid("Param recipient must be a business-scoped user ID.")
+            return recipient, "recipient", True
+        to = body["to"]
+        if not isinstance(to, str) or not to:
+            _invalid("The parameter to is required.")
+        bsuid = bool(_BSUID.fullmatch(to))
+        if not (_E164.fullmatch(to) or bsuid):
+            _invalid(f"Param to must be a phone number with '+' and country code, got '{to}'.")
+        return to, "to", bsuid
 
     @staticmethod
     def _context(body: Json) -> str | None:

@@ -135,6 +135,36 @@ async def test_transcript_echo(provider: str) -> None:
     assert (text.type, voice.type) == ("text", "audio")
 
 
+# -- Meta specifics --------------------------------------------------------------------------
+
+
+async def test_username_user_is_answered_by_bsuid() -> None:
+    # §2.7: a user who hides their number behind a username arrives with wa_id and from ""
+    # and only user_id / from_user_id. The answer goes to the BSUID in `recipient`, never
+    # `to`; text and voice alike.
+    from daemon.sim import webhooks
+
+    bsuid = "US.13491208655302741918"
+    async with open_stack(provider="meta") as stack:
+        with trio.fail_after(10):
+            message = webhooks.text_message("", "What are your opening hours?", user_id=bsuid)
+            assert (message.contact["wa_id"], message.message["from"]) == ("", "")
+            assert (await stack.deliver(message)).status_code == 200
+            [answer] = await stack.graph.wait_sent(1, to=bsuid)
+            await stack.send_voice("", "Do you ship to Canada?", user_id=bsuid)
+            sent = await stack.graph.wait_sent(3, to=bsuid)
+    assert answer.text and "open" in answer.text
+    assert [m.type for m in sent] == ["text", "text", "audio"]
+    for m in sent:
+        assert m.addressed_by == "recipient"
+        assert m.payload["recipient"] == bsuid and "to" not in m.payload
+    assert sent[2].renders_as_voice_note
+    assert [r.text for r in stack.agentforce.received] == [
+        "What are your opening hours?",
+        "Do you ship to Canada?",
+    ]
+
+
 # -- Twilio specifics ------------------------------------------------------------------------
 
 

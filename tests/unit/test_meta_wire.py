@@ -537,6 +537,21 @@ def test_payloads() -> None:
         "type": "audio",
         "audio": {"id": "1013859600285441", "voice": True},
     }
+    # A username user (§2.7): the BSUID goes in `recipient`, and `to` is left out.
+    assert text_payload("US.13491208655302741918", "Hello") == {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "recipient": "US.13491208655302741918",
+        "type": "text",
+        "text": {"preview_url": False, "body": "Hello"},
+    }
+    assert voice_payload("US.1", "1013859600285441") == {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "recipient": "US.1",
+        "type": "audio",
+        "audio": {"id": "1013859600285441", "voice": True},
+    }
     assert read_payload("wamid.X", typing=False) == {
         "messaging_product": "whatsapp",
         "status": "read",

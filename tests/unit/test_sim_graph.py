@@ -229,15 +229,43 @@ async def test_send_rejects_bad_parameters(
     assert sim.sent == []
 
 
-async def test_send_to_a_business_scoped_user_id(client: httpx.AsyncClient) -> None:
+BSUID = "US.13491208655302741918"
+
+
+def to_bsuid(body: str) -> dict[str, Any]:
+    """A text to a username user: ``recipient`` instead of ``to`` (§2.7, pywa 4.x)."""
+    payload = text(body)
+    del payload["to"]
+    return payload | {"recipient": BSUID}
+
+
+async def test_send_to_a_business_scoped_user_id(sim: GraphSim, client: httpx.AsyncClient) -> None:
     with trio.fail_after(10):
-        response = await client.post(
-            f"/{PHONE_ID}/messages", json=text("hi", to="US.13491208655302741918")
-        )
-    assert response.status_code == 200
-    assert response.json()["contacts"] == [
-        {"input": "US.13491208655302741918", "user_id": "US.13491208655302741918"}
-    ]
+        in_recipient = await client.post(f"/{PHONE_ID}/messages", json=to_bsuid("hi"))
+        in_to = await client.post(f"/{PHONE_ID}/messages", json=text("hi", to=BSUID))
+    for response in (in_recipient, in_to):
+        assert response.status_code == 200, response.text
+        assert response.json()["contacts"] == [{"input": BSUID, "user_id": BSUID}]
+    assert [(m.to, m.addressed_by) for m in sim.sent] == [(BSUID, "recipient"), (BSUID, "to")]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        to_bsuid("hi") | {"to": USER},  # both
+        {k: v for k, v in text("hi").items() if k != "to"},  # neither
+        to_bsuid("hi") | {"recipient": USER},  # a phone number is not a BSUID
+        to_bsuid("hi") | {"recipient": ""},
+        to_bsuid("hi") | {"recipient": 42},
+    ],
+)
+async def test_exactly_one_of_to_and_recipient(
+    sim: GraphSim, client: httpx.AsyncClient, payload: dict[str, Any]
+) -> None:
+    with trio.fail_after(10):
+        response = await client.post(f"/{PHONE_ID}/messages", json=payload)
+    assert "recipient" in assert_graph_error(response, 100)
+    assert sim.sent == []
 
 
 @pytest.mark.parametrize(

@@ -284,11 +284,24 @@ def _content(kind_name: str, message: Mapping[str, Any]) -> tuple[Kind, str, Med
 # --- outbound payloads (§5) -------------------------------------------------------------------
 
 
+def addressed(address: str) -> dict[str, str]:
+    """The field that names whom a send goes to (§2.7, §5).
+
+    ``address`` is a ``User.address``: ``+E164`` when the user's phone number is known, else
+    their business-scoped user id (a username user, whose ``wa_id`` and ``from`` are "").
+    A phone number goes in ``to``; a BSUID goes in ``recipient`` with ``to`` left out, as
+    pywa 4.x does (the Dec 2025 doc put BSUIDs in ``to``; the newer clients do not).
+    """
+    if address.startswith("+"):
+        return {"to": address}
+    return {"recipient": address}
+
+
 def text_payload(to: str, body: str, *, preview_url: bool = False) -> dict[str, Any]:
     return {
         "messaging_product": "whatsapp",
         "recipient_type": "individual",
-        "to": to,
+        **addressed(to),
         "type": "text",
         "text": {"preview_url": preview_url, "body": body},
     }
@@ -299,7 +312,7 @@ def voice_payload(to: str, media_id: str) -> dict[str, Any]:
     return {
         "messaging_product": "whatsapp",
         "recipient_type": "individual",
-        "to": to,
+        **addressed(to),
         "type": "audio",
         "audio": {"id": media_id, "voice": True},
     }
