@@ -19,7 +19,7 @@ from daemon.channels.meta.wire import (
     verify_signature,
     voice_payload,
 )
-from daemon.errors import UpstreamRejected, UpstreamUnavailable
+from daemon.errors import Reason, UpstreamRejected, UpstreamUnavailable
 from daemon.model import Batch, Kind, Media, User
 
 # Real-shaped payloads from the pywa project (MIT, tests/fixtures/whatsapp-updates/LICENSE-pywa).
@@ -638,3 +638,83 @@ def test_error_bodies_without_a_code(status: int, body: bytes, cls: type[Excepti
     error = parse_graph_error(status, body)
     assert type(error) is cls
     assert error.code is None and error.status == status
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "reason"),
+    [
+        # Not processed; slow down (§5.1-§5.2).
+        (4, 400, Reason.SLOW_DOWN),
+        (80007, 400, Reason.SLOW_DOWN),
+        (130429, 400, Reason.SLOW_DOWN),
+        (130429, 429, Reason.SLOW_DOWN),
+        (131057, 400, Reason.SLOW_DOWN),  # maintenance while the throughput is raised
+        # This one user, for a while.
+        (131056, 400, Reason.PAIR_RATE),
+        (131056, 429, Reason.PAIR_RATE),  # the code decides, not the status
+        # The user cannot be messaged now.
+        (131047, 400, Reason.RECIPIENT),
+        (131026, 400, Reason.RECIPIENT),
+        (131050, 400, Reason.RECIPIENT),
+        (131049, 400, Reason.RECIPIENT),
+        (130472, 400, Reason.RECIPIENT),
+        (131030, 400, Reason.RECIPIENT),
+        # §5.1: a 429 carrying 131048 (spam limit) is "stop and alert", not a slow-down.
+        (131048, 429, None),
+        (190, 503, None),
+        (100, 429, None),
+        (1, 503, None),  # an unknown error may have been processed
+        # No decisive code: the status speaks.
+        (2, 503, Reason.SLOW_DOWN),
+        (131016, 503, Reason.SLOW_DOWN),
+        (987654, 429, Reason.SLOW_DOWN),
+        (987654, 503, Reason.SLOW_DOWN),
+        (2, 500, None),
+        (131000, 500, None),
+        (987654, 400, None),
+    ],
+)
+def test_error_reasons(code: int, status: int, reason: str | None) -> None:
+    assert parse_graph_error(status, graph_error(code)).reason == reason
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "reason"),
+    [
+        (429, b"slow down", Reason.SLOW_DOWN),
+        (503, b"", Reason.SLOW_DOWN),
+        (503, b"<html>Service Unavailable</html>", Reason.SLOW_DOWN),
+        (500, b"", None),
+        (502, b"", None),
+        (400, b"not json", None),
+    ],
+)
+def test_error_reasons_without_a_code(status: int, body: bytes, reason: str | None) -> None:
+    assert parse_graph_error(status, body).reason == reason
+
+
+@pytest.mark.parametrize("code", [100, 131009, 131052, 131053])
+def test_media_gone_only_on_a_call_that_names_a_media_id(code: int) -> None:
+    assert parse_graph_error(400, graph_error(code), media_call=True).reason == Reason.MEDIA_GONE
+    assert parse_graph_error(400, graph_error(code)).reason is None
+
+
+def test_media_call_does_not_hide_other_reasons() -> None:
+    error = parse_graph_error(400, graph_error(131047), media_call=True)
+    assert error.reason == Reason.RECIPIENT
+
+
+def test_phone_numbers_are_scrubbed_from_message_and_details() -> None:
+    body = graph_error(
+        131030,
+        "(#131030) Recipient phone number +1 (650) 555-1234 not in allowed list",
+        "Add 16505551234 to the allowed list; user US.13491208655302741918",
+    )
+    error = parse_graph_error(400, body)
+    assert "555" not in str(error) and "1349120865" not in str(error)
+    assert error.message == (
+        "(#131030) Recipient phone number <number> not in allowed list "
+        "(Add <number> to the allowed list; user US.<number>)"
+    )
+    # Error codes are not phone numbers.
+    assert parse_graph_error(400, graph_error(131047, "(#131047) x")).message == "(#131047) x"

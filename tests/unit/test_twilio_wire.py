@@ -12,7 +12,7 @@ import pytest
 
 from daemon.channels.base import BadWebhook
 from daemon.channels.twilio import wire
-from daemon.errors import UpstreamRejected, UpstreamUnavailable
+from daemon.errors import Reason, UpstreamRejected, UpstreamUnavailable
 from daemon.model import Kind, Media
 from daemon.sim.twilio import status_params, webhook_params
 
@@ -383,3 +383,40 @@ def test_parse_error_keeps_phone_numbers_out_of_the_message() -> None:
     error = wire.parse_error(400, body)
     assert "5551234567" not in str(error)
     assert "<number>" in error.message
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "reason"),
+    [
+        (20429, 429, Reason.SLOW_DOWN),
+        # 63018 "Rate limit exceeded for Channel": the account or the WhatsApp sender is over
+        # its rate (twilio.com/docs/api/errors/63018), every user alike: a slow-down.
+        (63018, 400, Reason.SLOW_DOWN),
+        (63018, 429, Reason.SLOW_DOWN),
+        (63017, 429, Reason.SLOW_DOWN),
+        (63016, 400, Reason.RECIPIENT),  # outside the 24 h window
+        (21211, 400, Reason.RECIPIENT),
+        (21614, 400, Reason.RECIPIENT),
+        (21610, 400, Reason.RECIPIENT),
+        (63003, 400, Reason.RECIPIENT),
+        (63014, 400, Reason.RECIPIENT),
+        (63024, 400, Reason.RECIPIENT),
+        (63032, 400, Reason.RECIPIENT),
+        (21211, 429, Reason.RECIPIENT),  # the code decides, not the status
+        (20003, 429, None),
+        (20503, 503, Reason.SLOW_DOWN),  # no reason of its own: the status speaks
+        (20500, 500, None),
+        (99999, 429, Reason.SLOW_DOWN),
+        (99999, 503, Reason.SLOW_DOWN),
+        (99999, 400, None),
+    ],
+)
+def test_parse_error_reasons(code: int, status: int, reason: str | None) -> None:
+    assert wire.parse_error(status, twilio_error(code, status)).reason == reason
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"), [(429, Reason.SLOW_DOWN), (503, Reason.SLOW_DOWN), (500, None)]
+)
+def test_parse_error_reason_without_a_body(status: int, reason: str | None) -> None:
+    assert wire.parse_error(status, b"").reason == reason

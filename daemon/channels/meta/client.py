@@ -20,7 +20,7 @@ from urllib.parse import quote
 import httpx
 
 from daemon.channels import media
-from daemon.channels.meta.wire import UPSTREAM, VOICE_MIME, parse_graph_error
+from daemon.channels.meta.wire import UPSTREAM, VOICE_MIME, names_media, parse_graph_error
 from daemon.errors import UpstreamRejected, UpstreamUnavailable
 from daemon.http import USER_AGENT
 from daemon.resilience.retry import with_retry_after
@@ -53,7 +53,12 @@ class GraphClient:
 
     async def post_message(self, payload: Mapping[str, Any]) -> str:
         """POST /{phone_number_id}/messages (§5). The new wamid; "" for read receipts."""
-        doc = await self._call("POST", f"/{self._phone_number_id}/messages", json=dict(payload))
+        doc = await self._call(
+            "POST",
+            f"/{self._phone_number_id}/messages",
+            media_call=names_media(payload),
+            json=dict(payload),
+        )
         messages = doc.get("messages")
         if isinstance(messages, list) and messages and isinstance(messages[0], dict):
             wamid = messages[0].get("id")
@@ -68,6 +73,7 @@ class GraphClient:
         doc = await self._call(
             "GET",
             f"/{quote(media_id, safe='')}",
+            media_call=True,
             params={"phone_number_id": self._phone_number_id},
         )
         url, mime_type = doc.get("url"), doc.get("mime_type")
@@ -94,7 +100,11 @@ class GraphClient:
             raise UpstreamRejected(UPSTREAM, "upload answered without an id", status=200)
         return media_id
 
-    async def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+    async def _call(
+        self, method: str, path: str, *, media_call: bool = False, **kwargs: Any
+    ) -> dict[str, Any]:
+        """One Graph call. ``media_call``: it names a media id, so Graph's "no such object"
+        means that media is gone (Reason.MEDIA_GONE, wire.parse_graph_error)."""
         try:
             response = await self._http.request(
                 method, self._graph_url + path, headers=self._auth, follow_redirects=False, **kwargs
@@ -102,9 +112,8 @@ class GraphClient:
         except httpx.TransportError as exc:
             raise UpstreamUnavailable(UPSTREAM, f"{method} failed: {type(exc).__name__}") from exc
         if response.status_code >= 400:
-            raise with_retry_after(
-                parse_graph_error(response.status_code, response.content), response.headers
-            )
+            error = parse_graph_error(response.status_code, response.content, media_call=media_call)
+            raise with_retry_after(error, response.headers)
         try:
             doc = json.loads(response.content)
         except ValueError:
