@@ -6,6 +6,7 @@ daemon to that from the outside, over real HTTP against both simulators.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 
 import pytest
@@ -163,6 +164,38 @@ async def test_username_user_is_answered_by_bsuid() -> None:
         "What are your opening hours?",
         "Do you ship to Canada?",
     ]
+
+
+async def test_one_bad_message_does_not_cost_the_others_their_answer(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A batch with a good message, one without an id (unanswerable: skipped, counted, logged)
+    # and one without a type (answered as unsupported). 200, so Meta does not redeliver the
+    # batch for 7 days; both answerable messages get their answer.
+    from daemon.sim import webhooks
+
+    bob = "447700900123"
+    good = webhooks.text_message(ALICE, "What are your opening hours?")
+    no_id = webhooks.text_message("15550001111", "lost")
+    del no_id.message["id"]
+    no_type = webhooks.text_message(bob, "?")
+    del no_type.message["type"]
+    async with open_stack(provider="meta") as stack:
+        with trio.fail_after(10):
+            response = await stack.deliver(good, no_id, no_type)
+            [answer] = await stack.wait_delivered(1, ALICE)
+            [polite] = await stack.wait_delivered(1, bob)
+            await stack.wait_reports(2)
+        assert response.status_code == 200
+        assert answer.text and "open" in answer.text
+        assert polite.text == ENGLISH.unsupported
+        assert stack.daemon.web.stats.messages["ignored_malformed"] == 1
+        assert stack.daemon.web.stats.messages["accepted"] == 2
+        assert [r.text for r in stack.agentforce.received] == ["What are your opening hours?"]
+        assert len(stack.graph.sent) == 2
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("malformed item skipped: message without id" in w for w in warnings)
+    assert any("without a type: answered as unsupported" in w for w in warnings)
 
 
 # -- Twilio specifics ------------------------------------------------------------------------

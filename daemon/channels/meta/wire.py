@@ -115,9 +115,16 @@ def verify_signature(app_secret: str, body: bytes, header: str | None) -> bool:
 def parse_webhook(body: bytes, *, phone_number_id: str | None) -> Batch:
     """Every message and status of one delivery (§2.2, §3: loop over every level).
 
-    All or nothing: a malformed delivery raises ``BadWebhook`` (answered 400) before any of
-    it is handed on. With ``phone_number_id`` set, messages and statuses addressed to another
-    number of the same WABA are only counted, in ``ignored["other_number"]``.
+    A delivery whose envelope is wrong (not JSON, not an object, ``object`` / ``entry`` /
+    ``changes`` / ``value`` not as §2.2 draws them) raises ``BadWebhook``, answered 400,
+    before any of it is handed on. One bad item inside a good envelope does not: Meta would
+    redeliver the whole batch for 7 days and the good messages in it would never be answered
+    (§3). A message that cannot be answered (not an object, no id, no sender) is skipped,
+    counted in ``ignored["malformed"]`` and noted in ``errors`` (the web layer logs those at
+    warning); one with a sender and an id but a missing or unknown type is an unsupported
+    message, so the user gets the polite reply. With ``phone_number_id`` set, messages and
+    statuses addressed to another number of the same WABA are only counted, in
+    ``ignored["other_number"]``.
     """
     try:
         doc = json.loads(body)
@@ -128,8 +135,8 @@ def parse_webhook(body: bytes, *, phone_number_id: str | None) -> Batch:
     if doc.get("object") != "whatsapp_business_account":
         raise BadWebhook("object is not whatsapp_business_account")
     batch = Batch()
-    for entry in _objects(doc, "entry", "body", required=True):
-        for change in _objects(entry, "changes", "entry", required=True):
+    for entry in _objects(doc, "entry", "body"):
+        for change in _objects(entry, "changes", "entry"):
             _parse_change(change, batch, phone_number_id)
     return batch
 
@@ -138,12 +145,11 @@ def _count(counter: dict[str, int], key: str, n: int = 1) -> None:
     counter[key] = counter.get(key, 0) + n
 
 
-def _objects(parent: Mapping[str, Any], key: str, where: str, *, required: bool) -> list[Any]:
-    """``parent[key]`` as a list of JSON objects; BadWebhook when missing (if required) or not."""
+def _objects(parent: Mapping[str, Any], key: str, where: str) -> list[Any]:
+    """``parent[key]`` as a list of JSON objects (the envelope's entry and changes levels);
+    BadWebhook when missing or not."""
     if key not in parent:
-        if required:
-            raise BadWebhook(f"{where}: {key} missing")
-        return []
+        raise BadWebhook(f"{where}: {key} missing")
     items = parent[key]
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
         raise BadWebhook(f"{where}: {key} is not a list of objects")
@@ -169,10 +175,11 @@ def _parse_change(change: Mapping[str, Any], batch: Batch, own_number: str | Non
     if not isinstance(metadata, dict):
         raise BadWebhook("value: metadata is not an object")
     number = _text(metadata.get("phone_number_id"))
-    contacts = _objects(value, "contacts", "value", required=False)
-    messages = [_check_message(m) for m in _objects(value, "messages", "value", required=False)]
-    statuses = _objects(value, "statuses", "value", required=False)
-    errors = _objects(value, "errors", "value", required=False)
+    # The lists are the envelope; their items are checked one by one below.
+    contacts = [c for c in _list(value, "contacts", "value") if isinstance(c, dict)]
+    messages = _list(value, "messages", "value")
+    statuses = _list(value, "statuses", "value")
+    errors = [e for e in _list(value, "errors", "value") if isinstance(e, dict)]
 
     if own_number is not None and number != own_number:
         if messages or statuses:
@@ -181,12 +188,24 @@ def _parse_change(change: Mapping[str, Any], batch: Batch, own_number: str | Non
     for error in errors:
         batch.errors.append(f"value error {_code(error)}")
     for status in statuses:
+        if not isinstance(status, dict):
+            _skip(batch, "status is not an object")
+            continue
         state = _text(status.get("status")) or "unknown"
         _count(batch.statuses, state)
         if state == "failed":
-            codes = [_code(e) for e in _objects(status, "errors", "status", required=False)]
+            failures = status.get("errors")
+            codes = (
+                [_code(e) for e in failures if isinstance(e, dict)]
+                if isinstance(failures, list)
+                else []
+            )
             batch.errors.extend(f"status failed {c}" for c in codes or ["unknown"])
     for message in messages:
+        problem = _unanswerable(message)
+        if problem:
+            _skip(batch, problem)
+            continue
         inbound = _inbound(message, contacts, number, batch)
         if isinstance(inbound, Inbound):
             batch.messages.append(inbound)
@@ -194,21 +213,40 @@ def _parse_change(change: Mapping[str, Any], batch: Batch, own_number: str | Non
             _count(batch.ignored, inbound)
 
 
+def _list(parent: Mapping[str, Any], key: str, where: str) -> list[Any]:
+    """``parent[key]`` as a list (empty when absent); BadWebhook when it is not a list."""
+    items = parent.get(key, [])
+    if not isinstance(items, list):
+        raise BadWebhook(f"{where}: {key} is not a list")
+    return items
+
+
+def _skip(batch: Batch, problem: str) -> None:
+    """Count and note an item that cannot be handled; the rest of the delivery goes on."""
+    _count(batch.ignored, "malformed")
+    batch.errors.append(f"malformed item skipped: {problem}")
+
+
 def _code(error: Mapping[str, Any]) -> str:
     code = error.get("code")
     return str(code) if isinstance(code, int | str) and not isinstance(code, bool) else "unknown"
 
 
-def _check_message(message: dict[str, Any]) -> dict[str, Any]:
-    """Reject a message that lacks what every message has: id, type, and a sender."""
-    for key in ("id", "type"):
-        if not isinstance(message.get(key), str) or not message[key]:
-            raise BadWebhook(f"message: {key} missing")
-    sender = message.get("from")
-    # ``from`` may be "" for a username user (§2.7); it must still be there, or the BSUID.
-    if not isinstance(sender, str) and not _text(message.get("from_user_id")):
-        raise BadWebhook("message: from missing")
-    return message
+def _unanswerable(message: object) -> str:
+    """Why ``message`` cannot be answered at all, or "" when it can.
+
+    It needs an id (the dedupe key and the read receipt's target: answering an id-less message
+    would answer every redelivery of it again) and a sender. ``from`` may be "" for a username
+    user (§2.7) but must be there as a string, unless ``from_user_id`` names the BSUID. The
+    type is not needed: a message without one is answered as unsupported.
+    """
+    if not isinstance(message, dict):
+        return "message is not an object"
+    if not _text(message.get("id")):
+        return "message without id"
+    if not isinstance(message.get("from"), str) and not _text(message.get("from_user_id")):
+        return f"message {message['id']} without a sender"
+    return ""
 
 
 def _user(message: Mapping[str, Any], contacts: list[dict[str, Any]]) -> User | None:
@@ -247,7 +285,11 @@ def _inbound(
     message: Mapping[str, Any], contacts: list[dict[str, Any]], number: str, batch: Batch
 ) -> Inbound | str:
     """The message as an Inbound, or the reason it owes no answer."""
-    kind_name: str = message["type"]
+    kind_name = _text(message.get("type"))
+    if not kind_name:
+        # Every message has a type; one without is answered as unsupported, never dropped.
+        batch.errors.append(f"message {message['id']} without a type: answered as unsupported")
+        kind_name = "unknown"
     errors = message.get("errors")
     if kind_name in _NO_ANSWER_TYPES:
         return kind_name
