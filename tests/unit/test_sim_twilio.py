@@ -3,6 +3,9 @@ real HTTP; its webhook sender signs like Twilio does."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import io
 import re
 from collections.abc import AsyncIterator
@@ -21,6 +24,7 @@ from daemon.channels.twilio.channel import TwilioChannel
 from daemon.channels.twilio.client import TwilioClient
 from daemon.errors import UpstreamRejected
 from daemon.model import Kind, Media, User
+from daemon.sim import twilio as twilio_sim
 from daemon.sim.audio import speak
 from daemon.sim.base import Faults, start_app
 from daemon.sim.twilio import TwilioSim, TwilioWebhookSender, webhook_params
@@ -479,6 +483,33 @@ async def test_webhook_sender_signs_raw_bytes_as_parsed(origin: Origin) -> None:
     ((url, headers, body),) = origin.posts
     assert url == f"{origin.base_url}/hook"
     assert wire.verify(TOKEN, url, wire.parse_form(body), headers["X-Twilio-Signature"])
+
+
+def test_signer_treats_repeated_names_and_values_like_twilio_python() -> None:
+    # The simulator's own HMAC (written apart from channels.twilio.wire) against a vector
+    # computed by hand: names sorted, every value of a name (duplicates kept) sorted by code
+    # point, name + value appended after the URL (twilio-python compute_signature).
+    params = [
+        ("Tag", "z"),
+        ("NumMedia", "9"),
+        ("MediaUrl0", "https://a/1"),
+        ("Tag", "é"),
+        ("MediaUrl", "x"),
+        ("NumMedia", "10"),
+        ("MediaUrl0", "https://a/1"),
+        ("Tag", "Z"),
+    ]
+    url = "https://bot.example.com/webhook?k=a%2Fb"
+    signed = (
+        url
+        + "MediaUrlx"
+        + "MediaUrl0https://a/1MediaUrl0https://a/1"
+        + "NumMedia10NumMedia9"
+        + "TagZTagzTagé"
+    )
+    by_hand = base64.b64encode(hmac.new(b"12345", signed.encode(), hashlib.sha1).digest())
+    assert by_hand.decode() == "m1pzXAVMxKWQlidML1byV+94gmE="
+    assert twilio_sim.sign("12345", url, params) == by_hand.decode()
 
 
 def test_user_media_needs_a_started_simulator() -> None:

@@ -65,6 +65,45 @@ def test_signature_of_repeated_names_sorts_their_values() -> None:
     assert wire.signature(TOKEN, DOC_URL, grouped) == expected
 
 
+# Repeated names and values, as twilio-python's RequestValidator.compute_signature treats
+# them: names sorted once each (sorted(set(params))), then ALL the values of a name (MultiDict
+# getall: duplicates kept) sorted by code point, each appended as name + value. So "Z" < "z"
+# < "é", "10" < "9", a value sent twice counts twice, and "MediaUrl" < "MediaUrl0".
+REPEATED = [
+    ("Tag", "z"),
+    ("NumMedia", "9"),
+    ("MediaUrl0", "https://a/1"),
+    ("Tag", "é"),
+    ("MediaUrl", "x"),
+    ("NumMedia", "10"),
+    ("MediaUrl0", "https://a/1"),
+    ("Tag", "Z"),
+]
+REPEATED_URL = "https://bot.example.com/webhook?k=a%2Fb"
+REPEATED_SIGNED = (
+    REPEATED_URL
+    + "MediaUrlx"
+    + "MediaUrl0https://a/1"
+    + "MediaUrl0https://a/1"
+    + "NumMedia10"
+    + "NumMedia9"
+    + "TagZ"
+    + "Tagz"
+    + "Tagé"
+)
+
+
+def test_signature_of_repeated_names_and_values_by_hand() -> None:
+    expected = hand_hmac(TOKEN, REPEATED_SIGNED)
+    assert expected == "m1pzXAVMxKWQlidML1byV+94gmE="  # the hand computation, pinned
+    assert wire.signature(TOKEN, REPEATED_URL, REPEATED) == expected
+    assert wire.signature(TOKEN, REPEATED_URL, list(reversed(REPEATED))) == expected
+    assert wire.verify(TOKEN, REPEATED_URL, REPEATED, expected)
+    # Dropping the duplicate pair changes the signature: duplicates are signed, not merged.
+    deduplicated = list(dict.fromkeys(REPEATED))
+    assert wire.signature(TOKEN, REPEATED_URL, deduplicated) != expected
+
+
 def test_signature_over_a_whatsapp_form_with_query_and_unicode() -> None:
     url = "https://bot.example.com/webhook?tenant=acme&x=1"
     params = [("Body", "Olá +1"), ("From", "whatsapp:+558282136275"), ("AccountSid", "AC1")]
