@@ -239,3 +239,29 @@ async def test_twilio_signature_over_the_public_url_behind_a_proxy() -> None:
             assert (await as_seen_locally.post(params)).status_code == 401
             assert (await through_proxy.post(params)).status_code == 200
             await stack.wait_reports(1)
+
+
+@pytest.mark.parametrize("public", ["https://bot.example.com", None])
+async def test_twilio_signature_over_a_percent_encoded_query(public: str | None) -> None:
+    # Twilio signs the URL it called byte for byte, percent-encoding included; a framework
+    # that decodes it (%2F -> /, %C3%A9 -> é) before checking would refuse every genuine
+    # request to such a URL. With [twilio] public_url and with the URL as seen.
+    query = "?k=a%2Fb&n=Jos%C3%A9"
+    overrides = {"twilio": {"public_url": public}} if public else {}
+    async with open_stack(provider="twilio", **overrides) as stack:
+        origin = public or stack.settings.twilio.public_url
+        params = twilio_sim.webhook_params(from_wa_id=ALICE, body="hello")
+
+        def sender(signed_query: str) -> twilio_sim.TwilioWebhookSender:
+            return twilio_sim.TwilioWebhookSender(
+                stack.client,
+                stack.daemon.webhook_url + query,
+                auth_token=SECRETS["TWILIO_AUTH_TOKEN"],
+                signed_url=f"{origin}/webhook{signed_query}",
+            )
+
+        with trio.fail_after(10):
+            decoded = await sender("?k=a/b&n=José").post(params)
+            genuine = await sender(query).post(params)
+            await stack.wait_reports(1)
+    assert (decoded.status_code, genuine.status_code) == (401, 200)
