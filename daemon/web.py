@@ -115,7 +115,7 @@ def create_app(ctx: WebContext, *, admin_routes: bool = True) -> QuartTrio:
             log.warning("webhook refused: %s", exc)
             return answer("bad_request", 400, f"bad webhook: {exc}")
         for status, n in batch.statuses.items():
-            ctx.stats.count(ctx.stats.statuses, status, n)
+            ctx.stats.count(ctx.stats.statuses, status_label(status), n)
         for reason, n in batch.ignored.items():
             ctx.stats.count(ctx.stats.messages, f"ignored_{reason}", n)
         for error in batch.errors:
@@ -177,6 +177,25 @@ def create_app(ctx: WebContext, *, admin_routes: bool = True) -> QuartTrio:
 
 # A body that trickles in slower than this is cut off (408), so it can't hold a slot.
 BODY_TIMEOUT = 15.0
+
+# Outbound message statuses as the providers document them. The status string comes from the
+# (signed) payload and becomes a metric label, so anything else is counted as "other": label
+# cardinality stays bounded whatever a provider starts sending.
+# Meta (whatsapp.md §2.6): sent, delivered, read, played (voice notes), failed; plus deleted
+# and warning, which WhatsApp's older status webhooks also carried.
+# Twilio (its MessageStatus values; channels/twilio/wire.py keeps only these): accepted,
+# scheduled, queued, sending, sent, delivered, undelivered, failed, read, canceled,
+# partially_delivered.
+KNOWN_STATUSES = frozenset(
+    {"sent", "delivered", "read", "played", "failed", "deleted", "warning"}
+    | {"accepted", "scheduled", "queued", "sending", "undelivered", "canceled"}
+    | {"partially_delivered"}
+)
+
+
+def status_label(status: str) -> str:
+    """``status`` when documented (KNOWN_STATUSES), else "other"."""
+    return status if status in KNOWN_STATUSES else "other"
 
 
 def _raw_url() -> str:
