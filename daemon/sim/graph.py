@@ -12,6 +12,10 @@ Routes (all API routes under ``/<version>/``, ``version`` like ``v23.0``, Bearer
     GET    /<v>/<media_id>                   media URL + metadata
     DELETE /<v>/<media_id>                   delete media
     GET    /whatsapp_business/attachments/?mid=..&ext=..&hash=..   the bytes (URL from GET)
+
+The bytes are served under another host name than the API (``media_host``, "localhost" on
+the same port by default), as lookaside.fbsbx.com is not graph.facebook.com: a daemon that
+pins the media host to the API's, or rewrites the URL it was given, fails here (§4).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 import trio
 from quart import Response, request
@@ -53,6 +58,7 @@ TEXT_LIMIT = 4096  # §5: text.body is at most 4096 characters
 UPLOAD_LIMIT = 16 * 1024 * 1024  # §4.1: 16 MB for every audio type
 VOICE_NOTE_LIMIT = 512 * 1024  # §4.2: above 512 KB the play icon becomes a download icon
 URL_TTL = 5 * 60.0  # §4: media URLs expire after 5 minutes
+MEDIA_HOST = "localhost"  # the media URLs' host: the API's loopback, under another name
 UPLOAD_TTL = 30 * 86400.0  # §4: media ids of uploads live 30 days
 USER_MEDIA_TTL = 7 * 86400.0  # §4: media ids from webhooks live 7 days
 
@@ -196,6 +202,15 @@ class RejectedSend:
     at: float
 
 
+@dataclass(frozen=True, slots=True)
+class MediaDownload:
+    """One GET of a media URL (the bytes, not the lookup) that passed the token check."""
+
+    host: str  # the Host the client asked for
+    status: int
+    at: float
+
+
 @dataclass(slots=True)
 class StoredMedia:
     id: str
@@ -311,9 +326,11 @@ class GraphSim:
         phone_number_id: str,
         faults: Faults | None = None,
         clock: Callable[[], float] = trio.current_time,
+        media_host: str = MEDIA_HOST,
     ) -> None:
         self.access_token = access_token
         self.phone_number_id = phone_number_id
+        self.media_host = media_host
         self.faults = faults or Faults()
         self.clock = clock
         self.base_url: str | None = None  # set by start(), or by the test after start_app
@@ -321,6 +338,7 @@ class GraphSim:
         self.reads: list[ReadMark] = []
         self.uploads: list[Upload] = []
         self.rejected: list[RejectedSend] = []
+        self.downloads: list[MediaDownload] = []
         self.media: dict[str, StoredMedia] = {}
         self._urls: dict[str, _IssuedUrl] = {}
         self._failures: deque[_Failure] = deque()
@@ -354,6 +372,7 @@ class GraphSim:
         self.reads.clear()
         self.uploads.clear()
         self.rejected.clear()
+        self.downloads.clear()
         self._failures.clear()
 
     async def wait_sent(self, count: int, *, to: str | None = None) -> list[SentMessage]:
@@ -651,7 +670,7 @@ class GraphSim:
         token = secrets.token_urlsafe(16)
         mid = self._new_id()
         self._urls[token] = _IssuedUrl(media.id, mid, now + URL_TTL)
-        base = self.base_url or request.host_url.rstrip("/")
+        base = self.media_base_url()
         url = f"{base}/whatsapp_business/attachments/?mid={mid}&ext={int(now)}&hash={token}"
         return self._json(
             {
@@ -669,17 +688,29 @@ class GraphSim:
         del self.media[media.id]
         return self._json({"success": True})
 
+    def media_base_url(self) -> str:
+        """``scheme://media_host:port``: where the media URLs point (the API's port)."""
+        parts = urlsplit(self.base_url or request.host_url)
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{self.media_host}{port}"
+
     async def _download(self) -> Response:
         # The token check ran in _before (401 code 190 without it, §4). Any other failure
-        # is a bare 404, as lookaside answers: the client should fetch a fresh URL.
+        # is a bare 404, as lookaside answers: the client should fetch a fresh URL. The bytes
+        # are only on the media host: the same path on the API's host name is not found.
+        host = urlsplit(f"//{request.host}").hostname or ""
         issued = self._urls.get(request.args.get("hash", ""))
         media = self.media.get(issued.media_id) if issued else None
-        if (
-            issued is None
+        found = not (
+            host != self.media_host.lower()
+            or issued is None
             or media is None
             or issued.mid != request.args.get("mid")
             or issued.expires_at <= self.clock()
             or media.expires_at <= self.clock()
-        ):
+        )
+        self.downloads.append(MediaDownload(host, 200 if found else 404, self.clock()))
+        self._changes.bump()
+        if not found or media is None:
             return Response("Not Found", status=404, content_type="text/plain")
         return Response(media.data, status=200, content_type=media.mime_type)

@@ -51,6 +51,21 @@ async def test_voice_turn_text_then_voice_note(either: Stack) -> None:
     assert either.agentforce.received[0].text == "Do you ship to Canada?"
 
 
+async def test_voice_note_media_comes_from_another_host_than_the_api(either: Stack) -> None:
+    # The simulators serve media under "localhost", their API under 127.0.0.1 (as lookaside
+    # is not graph.facebook.com, and Twilio's CDN is not api.twilio.com); the daemon allows
+    # the API host by itself and the media host from [*] media_hosts. Twilio's credentials go
+    # to the API hop only, never to the CDN it redirects to.
+    with trio.fail_after(10):
+        await either.send_voice(ALICE, "Do you ship to Canada?")
+        await either.wait_delivered(2, ALICE)
+    if either.provider == "twilio":
+        hops = [(d.hop, d.status, d.authorized) for d in either.twilio.media_downloads]
+        assert hops == [("api", 302, True), ("cdn", 200, False)]
+    else:
+        assert [(d.host, d.status) for d in either.graph.downloads] == [("localhost", 200)]
+
+
 async def test_duplicate_delivery_is_answered_once(either: Stack) -> None:
     with trio.fail_after(10):
         if either.provider == "twilio":

@@ -322,6 +322,19 @@ async def test_plain_http_on_loopback_for_the_simulator() -> None:
     assert seen[0].headers["authorization"] == BEARER
 
 
+async def test_media_on_graph_urls_own_host_is_allowed() -> None:
+    # The token goes to graph_url's host on every call already; media there is allowed even
+    # when media_hosts does not name it. Other hosts still need media_hosts.
+    graph, seen, http = make_graph(lambda r: httpx.Response(200, content=b"audio"))
+    async with http:
+        with trio.fail_after(10):
+            assert await graph.download("https://graph.test/media/abc") == b"audio"
+            with pytest.raises(UpstreamRejected, match="not allowed"):
+                await graph.download("https://other.test/media/abc")
+    assert [r.url.host for r in seen] == ["graph.test"]
+    assert seen[0].headers["authorization"] == BEARER
+
+
 async def test_download_follows_redirects_to_allowed_hosts_only() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/first":

@@ -505,6 +505,7 @@ async def test_user_media_url_and_download(sim: GraphSim, client: httpx.AsyncCli
         download = await client.get(url)
         anonymous = await client.get(url, headers={"Authorization": ""})
         tampered = await client.get(url.replace("hash=", "hash=x"))
+        on_api_host = await client.get(url.replace("localhost", "127.0.0.1"))
         unknown = await client.get("/424242")
         other_number = await client.get(f"/{media_id}", params={"phone_number_id": "999"})
     assert info.status_code == 200
@@ -517,7 +518,10 @@ async def test_user_media_url_and_download(sim: GraphSim, client: httpx.AsyncCli
         "file_size": len(clip),
         "id": media_id,
     }
-    assert url.startswith(f"{sim.base_url}/whatsapp_business/attachments/?mid=")
+    # §4: the media URL is on another host than the API (lookaside vs graph): same port here.
+    media_base = (sim.base_url or "").replace("127.0.0.1", "localhost")
+    assert url.startswith(f"{media_base}/whatsapp_business/attachments/?mid=")
+    assert sim.media_base_url() == media_base
     assert "&ext=" in url
     assert "&hash=" in url
     assert download.status_code == 200
@@ -525,6 +529,12 @@ async def test_user_media_url_and_download(sim: GraphSim, client: httpx.AsyncCli
     assert download.headers["content-type"] == "audio/ogg; codecs=opus"
     assert_graph_error(anonymous, 190, status=401)
     assert tampered.status_code == 404
+    assert on_api_host.status_code == 404  # the bytes are only on the media host
+    assert [(d.host, d.status) for d in sim.downloads] == [
+        ("localhost", 200),
+        ("localhost", 404),
+        ("127.0.0.1", 404),
+    ]
     assert_graph_error(unknown, 100)
     assert_graph_error(other_number, 100)
 
@@ -532,6 +542,9 @@ async def test_user_media_url_and_download(sim: GraphSim, client: httpx.AsyncCli
 async def test_media_url_expires_after_five_minutes(
     autojump_clock: trio.testing.MockClock, sim: GraphSim, client: httpx.AsyncClient
 ) -> None:
+    # Media on the numeric loopback here: resolving "localhost" runs getaddrinfo in a worker
+    # thread, which the autojump clock takes for idle time and jumps over (to fail_after).
+    sim.media_host = "127.0.0.1"
     media_id = sim.add_user_media(b"\x89PNG fake", "image/png")
     with trio.fail_after(10):
         url = (await client.get(f"/{media_id}")).json()["url"]
