@@ -67,8 +67,10 @@ class ChannelConfig:
 class WhatsAppConfig:
     graph_url: str = "https://graph.facebook.com/v23.0"
     phone_number_id: str = ""
-    # The bearer token goes only to these hosts. "*.example.com" matches subdomains.
-    media_hosts: tuple[str, ...] = ("lookaside.fbsbx.com",)
+    # Media is downloaded (with the bearer token) only from these hosts, and from graph_url's
+    # own host. "*.example.com" matches subdomains. Not one pinned host: Meta's media URLs
+    # are documented on lookaside.fbsbx.com, but not promised to stay there (whatsapp.md §4).
+    media_hosts: tuple[str, ...] = ("lookaside.fbsbx.com", "*.fbsbx.com", "*.fbcdn.net")
     # WhatsApp's own audio limit is 16 MB (reference/whatsapp.md §4.1).
     max_media_bytes: int = 16 * 1024 * 1024
     # Only answer messages that came in on phone_number_id (a WABA can have several numbers).
@@ -81,7 +83,10 @@ class TwilioConfig:
     account_sid: str = ""
     from_: str = "whatsapp:+14155238886"
     public_url: str = ""
-    media_hosts: tuple[str, ...] = ("api.twilio.com", "media.twiliocdn.com")
+    # Media is downloaded only from these hosts, and from api_url's own host; the credentials
+    # go to api_url's host alone. Twilio answers every media URL with a redirect to its CDN
+    # (mms.twiliocdn.com, media.twiliocdn.com, ...), whose pre-signed URLs need none.
+    media_hosts: tuple[str, ...] = ("api.twilio.com", "*.twiliocdn.com")
     # WhatsApp's media limit through Twilio is 16 MB (reference/whatsapp.md §6).
     max_media_bytes: int = 16 * 1024 * 1024
     # Seconds the voice notes we generate stay fetchable at {public_url}/media/<token>.

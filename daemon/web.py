@@ -17,6 +17,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
+from urllib.parse import quote
 
 import trio
 from quart import Response, request
@@ -100,7 +101,7 @@ def create_app(ctx: WebContext, *, admin_routes: bool = True) -> QuartTrio:
         except RequestTimeout:
             return answer("body_timeout", 408, "body too slow")
         hook = WebhookRequest(
-            url=request.url,
+            url=_raw_url(),
             headers={k.lower(): v for k, v in request.headers.items()},
             query=dict(request.args),
             body=body,
@@ -114,7 +115,7 @@ def create_app(ctx: WebContext, *, admin_routes: bool = True) -> QuartTrio:
             log.warning("webhook refused: %s", exc)
             return answer("bad_request", 400, f"bad webhook: {exc}")
         for status, n in batch.statuses.items():
-            ctx.stats.count(ctx.stats.statuses, status, n)
+            ctx.stats.count(ctx.stats.statuses, status_label(status), n)
         for reason, n in batch.ignored.items():
             ctx.stats.count(ctx.stats.messages, f"ignored_{reason}", n)
         for error in batch.errors:
@@ -176,6 +177,44 @@ def create_app(ctx: WebContext, *, admin_routes: bool = True) -> QuartTrio:
 
 # A body that trickles in slower than this is cut off (408), so it can't hold a slot.
 BODY_TIMEOUT = 15.0
+
+# Outbound message statuses as the providers document them. The status string comes from the
+# (signed) payload and becomes a metric label, so anything else is counted as "other": label
+# cardinality stays bounded whatever a provider starts sending.
+# Meta (whatsapp.md §2.6): sent, delivered, read, played (voice notes), failed; plus deleted
+# and warning, which WhatsApp's older status webhooks also carried.
+# Twilio (its MessageStatus values; channels/twilio/wire.py keeps only these): accepted,
+# scheduled, queued, sending, sent, delivered, undelivered, failed, read, canceled,
+# partially_delivered.
+KNOWN_STATUSES = frozenset(
+    {"sent", "delivered", "read", "played", "failed", "deleted", "warning"}
+    | {"accepted", "scheduled", "queued", "sending", "undelivered", "canceled"}
+    | {"partially_delivered"}
+)
+
+
+def status_label(status: str) -> str:
+    """``status`` when documented (KNOWN_STATUSES), else "other"."""
+    return status if status in KNOWN_STATUSES else "other"
+
+
+def _raw_url() -> str:
+    """The URL of the current request as the client sent it: scheme, Host, and the path and
+    query exactly as they came on the request line.
+
+    Werkzeug's ``request.url`` is rebuilt from the percent-decoded path and query, so
+    ``?k=a%2Fb`` comes back as ``?k=a/b``; a signature over the URL the sender really called
+    (Twilio signs it byte for byte, whatsapp.md §6) would then never match. The ASGI scope
+    keeps the raw bytes: ``raw_path`` (hypercorn: the path alone; split at "?" all the same)
+    and ``query_string``.
+    """
+    raw_path = request.scope.get("raw_path")
+    if isinstance(raw_path, bytes) and raw_path:
+        path = raw_path.partition(b"?")[0].decode("ascii", "replace")
+    else:  # a server without raw_path: the decoded path, quoted back as best we can
+        path = quote(request.path, safe="/:@!$&'()*+,;=-._~%")
+    query = request.query_string.decode("ascii", "replace")
+    return f"{request.scheme}://{request.host}{path}" + (f"?{query}" if query else "")
 
 
 async def _read_body(limit: int) -> bytes:

@@ -7,6 +7,7 @@ to this protocol only and never ask which provider is behind it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -26,6 +27,20 @@ class WebhookRequest:
 
 class BadWebhook(ValueError):
     """The body is not a webhook this channel understands (answered 400)."""
+
+
+# A phone number as providers quote them in error texts: "+1 (555) 123-4567", "15551234567",
+# the digits of a BSUID. Seven digits or more, so error codes ("(#131047)") survive.
+_NUMBER = re.compile(r"\+?\d[\d ()-]{5,}\d")
+
+
+def scrub_numbers(text: str) -> str:
+    """``text`` with every phone-number-like run replaced by ``<number>``.
+
+    Provider error texts quote the numbers they refuse, and error texts reach the logs, where
+    phone numbers appear only hashed (DESIGN.md).
+    """
+    return _NUMBER.sub("<number>", text)
 
 
 class Channel(Protocol):

@@ -12,6 +12,10 @@ Routes (all API routes under ``/<version>/``, ``version`` like ``v23.0``, Bearer
     GET    /<v>/<media_id>                   media URL + metadata
     DELETE /<v>/<media_id>                   delete media
     GET    /whatsapp_business/attachments/?mid=..&ext=..&hash=..   the bytes (URL from GET)
+
+The bytes are served under another host name than the API (``media_host``, "localhost" on
+the same port by default), as lookaside.fbsbx.com is not graph.facebook.com: a daemon that
+pins the media host to the API's, or rewrites the URL it was given, fails here (§4).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 import trio
 from quart import Response, request
@@ -53,13 +58,15 @@ TEXT_LIMIT = 4096  # §5: text.body is at most 4096 characters
 UPLOAD_LIMIT = 16 * 1024 * 1024  # §4.1: 16 MB for every audio type
 VOICE_NOTE_LIMIT = 512 * 1024  # §4.2: above 512 KB the play icon becomes a download icon
 URL_TTL = 5 * 60.0  # §4: media URLs expire after 5 minutes
+MEDIA_HOST = "localhost"  # the media URLs' host: the API's loopback, under another name
 UPLOAD_TTL = 30 * 86400.0  # §4: media ids of uploads live 30 days
 USER_MEDIA_TTL = 7 * 86400.0  # §4: media ids from webhooks live 7 days
 
-# §4.1: the audio types Graph takes. Base `audio/ogg` is listed "OPUS codecs only", so the
-# bytes must be Ogg/Opus (checked below). `audio/opus` is refused: chatwoot #9432 saw Graph
-# answer "Unsupported Audio mime type audio/opus. Please use one of audio/ogg; codecs=opus,
-# ..." (2024), newer than the laravel-whatsapp report listing it, and absent from §4.1.
+# §4.1: the audio types Graph takes. Ogg is "OPUS codecs only; base audio/ogg not supported",
+# so the type must say `audio/ogg; codecs=opus` and the bytes must be Ogg/Opus (checked
+# below). `audio/opus` is refused: chatwoot #9432 saw Graph answer "Unsupported Audio mime
+# type audio/opus. Please use one of audio/ogg; codecs=opus, ..." (2024), newer than the
+# laravel-whatsapp report listing it, and absent from §4.1.
 _AUDIO_FORMATS: dict[str, frozenset[str]] = {  # MIME -> FFmpeg demuxer names that fit it
     "audio/ogg": frozenset({"ogg"}),
     "audio/mpeg": frozenset({"mp3"}),
@@ -67,6 +74,8 @@ _AUDIO_FORMATS: dict[str, frozenset[str]] = {  # MIME -> FFmpeg demuxer names th
     "audio/amr": frozenset({"amr"}),
     "audio/mp4": frozenset({"mov", "mp4", "m4a", "3gp", "3g2", "mj2"}),
 }
+# The accepted types as Graph's error text lists them (chatwoot #9432).
+_AUDIO_TYPES_TEXT = "audio/ogg; codecs=opus, audio/mpeg, audio/amr, audio/mp4, audio/aac"
 
 # §5.1: (title, details) per code, so scripted failures look like Graph's.
 _ERRORS: dict[int, tuple[str, str]] = {
@@ -157,6 +166,9 @@ class SentMessage:
     # is never fetched, so it never counts.
     renders_as_voice_note: bool = False
     context_message_id: str | None = None
+    # The payload field that named the user: "to" (phone, or a BSUID the old way) or
+    # "recipient" (a BSUID, §2.7).
+    addressed_by: str = "to"
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +199,15 @@ class RejectedSend:
     code: int
     http_status: int
     payload: Json
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class MediaDownload:
+    """One GET of a media URL (the bytes, not the lookup) that passed the token check."""
+
+    host: str  # the Host the client asked for
+    status: int
     at: float
 
 
@@ -235,7 +256,8 @@ def _supported_audio_type(mime: str) -> str | None:
     if base not in _AUDIO_FORMATS:
         return None
     if base == "audio/ogg":
-        return base if params in ({}, {"codecs": "opus"}) else None
+        # Base audio/ogg (no codecs) is "not supported" (§4.1): Opus must be named.
+        return base if params == {"codecs": "opus"} else None
     return base if not params else None
 
 
@@ -304,9 +326,11 @@ class GraphSim:
         phone_number_id: str,
         faults: Faults | None = None,
         clock: Callable[[], float] = trio.current_time,
+        media_host: str = MEDIA_HOST,
     ) -> None:
         self.access_token = access_token
         self.phone_number_id = phone_number_id
+        self.media_host = media_host
         self.faults = faults or Faults()
         self.clock = clock
         self.base_url: str | None = None  # set by start(), or by the test after start_app
@@ -314,6 +338,7 @@ class GraphSim:
         self.reads: list[ReadMark] = []
         self.uploads: list[Upload] = []
         self.rejected: list[RejectedSend] = []
+        self.downloads: list[MediaDownload] = []
         self.media: dict[str, StoredMedia] = {}
         self._urls: dict[str, _IssuedUrl] = {}
         self._failures: deque[_Failure] = deque()
@@ -347,6 +372,7 @@ class GraphSim:
         self.reads.clear()
         self.uploads.clear()
         self.rejected.clear()
+        self.downloads.clear()
         self._failures.clear()
 
     async def wait_sent(self, count: int, *, to: str | None = None) -> list[SentMessage]:
@@ -483,16 +509,11 @@ class GraphSim:
             _invalid("The parameter type is required.")
         if kind not in ("text", "audio"):
             _invalid(f"Param type '{kind}' is not supported by this simulator.")
-        common = {"messaging_product", "recipient_type", "to", "type", "context"}
+        common = {"messaging_product", "recipient_type", "to", "recipient", "type", "context"}
         _only_keys(body, common | {"biz_opaque_callback_data", kind}, "")
         if body.get("recipient_type", "individual") != "individual":
             _invalid("Param recipient_type must be 'individual'.")
-        to = body.get("to")
-        if not isinstance(to, str) or not to:
-            _invalid("The parameter to is required.")
-        bsuid = bool(_BSUID.fullmatch(to))
-        if not (_E164.fullmatch(to) or bsuid):
-            _invalid(f"Param to must be a phone number with '+' and country code, got '{to}'.")
+        to, addressed_by, bsuid = self._addressee(body)
         context_id = self._context(body)
         callback = body.get("biz_opaque_callback_data")
         if callback is not None and (not isinstance(callback, str) or len(callback) > 512):
@@ -510,6 +531,7 @@ class GraphSim:
             raise GraphError(failure.code, http_status=failure.http_status)
 
         wamid = new_wamid()
+        fields["addressed_by"] = addressed_by
         self.sent.append(SentMessage(wamid=wamid, to=to, type=kind, at=now, payload=body, **fields))
         self._changes.bump()
         log.debug("sim graph: %s to %s as %s", kind, hashed(to), wamid)
@@ -517,6 +539,29 @@ class GraphSim:
         return self._json(
             {"messaging_product": "whatsapp", "contacts": [contact], "messages": [{"id": wamid}]}
         )
+
+    @staticmethod
+    def _addressee(body: Json) -> tuple[str, str, bool]:
+        """(address, the field it came in, is it a BSUID) of a send.
+
+        Exactly one of ``to`` and ``recipient`` (§2.7): a phone number in ``to`` (E.164 with
+        '+', §5); a business-scoped user id in ``recipient`` with ``to`` left out (pywa 4.x),
+        or in ``to`` as the Dec 2025 doc allowed.
+        """
+        if ("to" in body) == ("recipient" in body):
+            _invalid("Exactly one of the parameters to and recipient is required.")
+        if "recipient" in body:
+            recipient = body["recipient"]
+            if not isinstance(recipient, str) or not _BSUID.fullmatch(recipient):
+                _invalid("Param recipient must be a business-scoped user ID.")
+            return recipient, "recipient", True
+        to = body["to"]
+        if not isinstance(to, str) or not to:
+            _invalid("The parameter to is required.")
+        bsuid = bool(_BSUID.fullmatch(to))
+        if not (_E164.fullmatch(to) or bsuid):
+            _invalid(f"Param to must be a phone number with '+' and country code, got '{to}'.")
+        return to, "to", bsuid
 
     @staticmethod
     def _context(body: Json) -> str | None:
@@ -585,13 +630,17 @@ class GraphSim:
         data: bytes = upload.stream.read()
         base = _supported_audio_type(mime)
         if base is None:
-            raise GraphError(131053, f"Param type: unsupported mime type {mime}.")
+            raise GraphError(
+                131053, f"Unsupported Audio mime type {mime}. Please use one of {_AUDIO_TYPES_TEXT}"
+            )
         if not data:
             raise GraphError(131053, "The uploaded file is empty.")
         if len(data) > UPLOAD_LIMIT:
             raise GraphError(131053, f"File too large: {len(data)} bytes, limit {UPLOAD_LIMIT}.")
-        part_type = upload.mimetype or ""
-        if part_type and part_type.lower() != base:
+        # The file part's own Content-Type must name the same type, parameters included: a
+        # part saying base audio/ogg is as unsupported as the field saying it.
+        part_type = upload.content_type or ""
+        if part_type and _mime_parts(part_type) != _mime_parts(mime):
             raise GraphError(131053, f"File type {part_type} does not match type {mime}.")
         if not _audio_matches(data, base):
             raise GraphError(131053, f"The file is not valid {mime} audio.")
@@ -621,7 +670,7 @@ class GraphSim:
         token = secrets.token_urlsafe(16)
         mid = self._new_id()
         self._urls[token] = _IssuedUrl(media.id, mid, now + URL_TTL)
-        base = self.base_url or request.host_url.rstrip("/")
+        base = self.media_base_url()
         url = f"{base}/whatsapp_business/attachments/?mid={mid}&ext={int(now)}&hash={token}"
         return self._json(
             {
@@ -639,17 +688,29 @@ class GraphSim:
         del self.media[media.id]
         return self._json({"success": True})
 
+    def media_base_url(self) -> str:
+        """``scheme://media_host:port``: where the media URLs point (the API's port)."""
+        parts = urlsplit(self.base_url or request.host_url)
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{self.media_host}{port}"
+
     async def _download(self) -> Response:
         # The token check ran in _before (401 code 190 without it, §4). Any other failure
-        # is a bare 404, as lookaside answers: the client should fetch a fresh URL.
+        # is a bare 404, as lookaside answers: the client should fetch a fresh URL. The bytes
+        # are only on the media host: the same path on the API's host name is not found.
+        host = urlsplit(f"//{request.host}").hostname or ""
         issued = self._urls.get(request.args.get("hash", ""))
         media = self.media.get(issued.media_id) if issued else None
-        if (
-            issued is None
+        found = not (
+            host != self.media_host.lower()
+            or issued is None
             or media is None
             or issued.mid != request.args.get("mid")
             or issued.expires_at <= self.clock()
             or media.expires_at <= self.clock()
-        ):
+        )
+        self.downloads.append(MediaDownload(host, 200 if found else 404, self.clock()))
+        self._changes.bump()
+        if not found or media is None:
             return Response("Not Found", status=404, content_type="text/plain")
         return Response(media.data, status=200, content_type=media.mime_type)

@@ -67,7 +67,7 @@ def sim_sections(
         "whatsapp": {
             "graph_url": f"{graph_url}/v23.0",
             "phone_number_id": PHONE_NUMBER_ID,
-            "media_hosts": ["127.0.0.1"],
+            "media_hosts": ["localhost"],  # the sims' media host; their API host is implied
         },
         "agentforce": {
             "token_url": f"{agentforce_url}/services/oauth2/token",
@@ -82,7 +82,7 @@ def sim_sections(
             "api_url": twilio_url,
             "account_sid": TWILIO_ACCOUNT_SID,
             "from": TWILIO_FROM,
-            "media_hosts": ["127.0.0.1"],
+            "media_hosts": ["localhost"],  # the sims' media host; their API host is implied
         }
     for name, values in overrides.items():
         sections.setdefault(name, {}).update(values)

@@ -12,6 +12,11 @@ Routes (``<sid>`` = the account SID; Basic auth ``account_sid:auth_token`` where
     GET  /2010-04-01/Accounts/<sid>/Messages/<MM..>/Media/<ME..>     user media (auth) -> 302
     GET  /cdn/<token>                                                the bytes (no auth)
 
+The CDN answers under another host name than the API (``cdn_host``, "localhost" on the same
+port by default), as Twilio redirects every media URL from api.twilio.com to its CDN
+(mms.twiliocdn.com): a client must allow that host, and must not send it the credentials.
+Every media GET is recorded with whether it carried an Authorization header.
+
 A send with ``MediaUrl`` is answered 201 at once; the simulator then fetches the URL in its
 own nursery, as Twilio does after accepting the message. The message lands in ``sent`` once
 that fetch is done (with ``media_error`` set when it failed, where Twilio would later report
@@ -61,6 +66,7 @@ TEXT_LIMIT = 1600  # twilio.com/docs/api/errors/21617
 MEDIA_LIMIT = 16 * 1024 * 1024  # §6 media limits: 16 MB per WhatsApp message
 MAX_MEDIA_URLS = 10  # twilio.com/docs/api/errors/21623
 CDN_URL_TTL = 300.0  # the CDN hop of a media GET is short-lived
+CDN_HOST = "localhost"  # the CDN hop's host: the API's loopback, under another name
 SIGNATURE_HEADER = "X-Twilio-Signature"
 USER_AGENT = "TwilioProxy/1.1"  # what Twilio's webhook requests identify as
 
@@ -283,8 +289,10 @@ class TwilioSim:
         faults: Faults | None = None,
         clock: Callable[[], float] = trio.current_time,
         media_fetch_timeout: float = 15.0,
+        cdn_host: str = CDN_HOST,
     ) -> None:
         self.account_sid = account_sid
+        self.cdn_host = cdn_host
         self.auth_token = auth_token
         self.whatsapp_from = whatsapp_from
         self.faults = faults or Faults()
@@ -608,14 +616,23 @@ class TwilioSim:
         token = secrets.token_urlsafe(24)
         self._cdn[token] = _CdnEntry(media.data, media.mime_type, now + CDN_URL_TTL)
         self._download(MediaDownload("api", request.path, authorized, 302, now))
-        base = self.base_url or request.host_url.rstrip("/")
-        return Response("", status=302, headers={"Location": f"{base}/cdn/{token}"})
+        return Response("", status=302, headers={"Location": f"{self.cdn_base_url()}/cdn/{token}"})
+
+    def cdn_base_url(self) -> str:
+        """``scheme://cdn_host:port``: where media GETs are redirected (the API's port)."""
+        parts = urlsplit(self.base_url or request.host_url)
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{self.cdn_host}{port}"
 
     async def _cdn_get(self, token: str) -> Response:
         now = self.clock()
         entry = self._cdn.get(token)
+        # Pre-signed: the token in the path is the only key. Credentials sent here are not
+        # needed, only recorded (a client that sends them leaks them to the CDN).
         authorized = "Authorization" in request.headers
-        if entry is None or entry.expires_at <= now:
+        # Only on the CDN's host name: the same path on the API's is not found.
+        on_cdn = (urlsplit(f"//{request.host}").hostname or "") == self.cdn_host.lower()
+        if not on_cdn or entry is None or entry.expires_at <= now:
             self._download(MediaDownload("cdn", request.path, authorized, 404, now))
             return Response("Not Found", status=404, content_type="text/plain")
         self._download(MediaDownload("cdn", request.path, authorized, 200, now))

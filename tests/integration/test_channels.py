@@ -6,6 +6,7 @@ daemon to that from the outside, over real HTTP against both simulators.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 
 import pytest
@@ -48,6 +49,21 @@ async def test_voice_turn_text_then_voice_note(either: Stack) -> None:
     assert describe(voice.audio)["codec"] == "opus"
     assert listen(voice.audio)[0] == either.elevenlabs.tts_requests[0].text
     assert either.agentforce.received[0].text == "Do you ship to Canada?"
+
+
+async def test_voice_note_media_comes_from_another_host_than_the_api(either: Stack) -> None:
+    # The simulators serve media under "localhost", their API under 127.0.0.1 (as lookaside
+    # is not graph.facebook.com, and Twilio's CDN is not api.twilio.com); the daemon allows
+    # the API host by itself and the media host from [*] media_hosts. Twilio's credentials go
+    # to the API hop only, never to the CDN it redirects to.
+    with trio.fail_after(10):
+        await either.send_voice(ALICE, "Do you ship to Canada?")
+        await either.wait_delivered(2, ALICE)
+    if either.provider == "twilio":
+        hops = [(d.hop, d.status, d.authorized) for d in either.twilio.media_downloads]
+        assert hops == [("api", 302, True), ("cdn", 200, False)]
+    else:
+        assert [(d.host, d.status) for d in either.graph.downloads] == [("localhost", 200)]
 
 
 async def test_duplicate_delivery_is_answered_once(either: Stack) -> None:
@@ -135,6 +151,68 @@ async def test_transcript_echo(provider: str) -> None:
     assert (text.type, voice.type) == ("text", "audio")
 
 
+# -- Meta specifics --------------------------------------------------------------------------
+
+
+async def test_username_user_is_answered_by_bsuid() -> None:
+    # §2.7: a user who hides their number behind a username arrives with wa_id and from ""
+    # and only user_id / from_user_id. The answer goes to the BSUID in `recipient`, never
+    # `to`; text and voice alike.
+    from daemon.sim import webhooks
+
+    bsuid = "US.13491208655302741918"
+    async with open_stack(provider="meta") as stack:
+        with trio.fail_after(10):
+            message = webhooks.text_message("", "What are your opening hours?", user_id=bsuid)
+            assert (message.contact["wa_id"], message.message["from"]) == ("", "")
+            assert (await stack.deliver(message)).status_code == 200
+            [answer] = await stack.graph.wait_sent(1, to=bsuid)
+            await stack.send_voice("", "Do you ship to Canada?", user_id=bsuid)
+            sent = await stack.graph.wait_sent(3, to=bsuid)
+    assert answer.text and "open" in answer.text
+    assert [m.type for m in sent] == ["text", "text", "audio"]
+    for m in sent:
+        assert m.addressed_by == "recipient"
+        assert m.payload["recipient"] == bsuid and "to" not in m.payload
+    assert sent[2].renders_as_voice_note
+    assert [r.text for r in stack.agentforce.received] == [
+        "What are your opening hours?",
+        "Do you ship to Canada?",
+    ]
+
+
+async def test_one_bad_message_does_not_cost_the_others_their_answer(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A batch with a good message, one without an id (unanswerable: skipped, counted, logged)
+    # and one without a type (answered as unsupported). 200, so Meta does not redeliver the
+    # batch for 7 days; both answerable messages get their answer.
+    from daemon.sim import webhooks
+
+    bob = "447700900123"
+    good = webhooks.text_message(ALICE, "What are your opening hours?")
+    no_id = webhooks.text_message("15550001111", "lost")
+    del no_id.message["id"]
+    no_type = webhooks.text_message(bob, "?")
+    del no_type.message["type"]
+    async with open_stack(provider="meta") as stack:
+        with trio.fail_after(10):
+            response = await stack.deliver(good, no_id, no_type)
+            [answer] = await stack.wait_delivered(1, ALICE)
+            [polite] = await stack.wait_delivered(1, bob)
+            await stack.wait_reports(2)
+        assert response.status_code == 200
+        assert answer.text and "open" in answer.text
+        assert polite.text == ENGLISH.unsupported
+        assert stack.daemon.web.stats.messages["ignored_malformed"] == 1
+        assert stack.daemon.web.stats.messages["accepted"] == 2
+        assert [r.text for r in stack.agentforce.received] == ["What are your opening hours?"]
+        assert len(stack.graph.sent) == 2
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("malformed item skipped: message without id" in w for w in warnings)
+    assert any("without a type: answered as unsupported" in w for w in warnings)
+
+
 # -- Twilio specifics ------------------------------------------------------------------------
 
 
@@ -176,3 +254,29 @@ async def test_twilio_signature_over_the_public_url_behind_a_proxy() -> None:
             assert (await as_seen_locally.post(params)).status_code == 401
             assert (await through_proxy.post(params)).status_code == 200
             await stack.wait_reports(1)
+
+
+@pytest.mark.parametrize("public", ["https://bot.example.com", None])
+async def test_twilio_signature_over_a_percent_encoded_query(public: str | None) -> None:
+    # Twilio signs the URL it called byte for byte, percent-encoding included; a framework
+    # that decodes it (%2F -> /, %C3%A9 -> é) before checking would refuse every genuine
+    # request to such a URL. With [twilio] public_url and with the URL as seen.
+    query = "?k=a%2Fb&n=Jos%C3%A9"
+    overrides = {"twilio": {"public_url": public}} if public else {}
+    async with open_stack(provider="twilio", **overrides) as stack:
+        origin = public or stack.settings.twilio.public_url
+        params = twilio_sim.webhook_params(from_wa_id=ALICE, body="hello")
+
+        def sender(signed_query: str) -> twilio_sim.TwilioWebhookSender:
+            return twilio_sim.TwilioWebhookSender(
+                stack.client,
+                stack.daemon.webhook_url + query,
+                auth_token=SECRETS["TWILIO_AUTH_TOKEN"],
+                signed_url=f"{origin}/webhook{signed_query}",
+            )
+
+        with trio.fail_after(10):
+            decoded = await sender("?k=a/b&n=José").post(params)
+            genuine = await sender(query).post(params)
+            await stack.wait_reports(1)
+    assert (decoded.status_code, genuine.status_code) == (401, 200)

@@ -53,7 +53,7 @@ async def test_voice_turn_text_first_then_a_real_voice_note(stack: Stack) -> Non
     [stt] = stack.elevenlabs.stt_requests
     assert stt.model_id == "scribe_v1" and stt.content_type.startswith("audio/ogg")
     [upload] = stack.graph.uploads
-    assert upload.mime_type == "audio/ogg"
+    assert upload.mime_type == "audio/ogg; codecs=opus"
 
 
 async def test_unsupported_message_gets_a_polite_reply(stack: Stack) -> None:

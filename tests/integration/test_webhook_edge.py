@@ -106,7 +106,7 @@ async def test_oversize_chunked_body_is_413(stack: Stack) -> None:
         b'{"object":"whatsapp_business_account"}',
         b'{"object":"whatsapp_business_account","entry":{"id":"1"}}',
         b'{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":'
-        b'"messages","value":{"messages":[{"type":"text"}]}}]}]}',
+        b'"messages","value":{"messages":{"type":"text"}}}]}]}',
         b"\xff\xfe\x00 binary",
     ],
 )

@@ -12,12 +12,13 @@ import httpx
 import pytest
 import trio
 
+from daemon.cache.media_ids import MediaIds
 from daemon.channels.base import Channel, WebhookRequest
 from daemon.channels.media import host_allowed
 from daemon.channels.meta.channel import MetaChannel
 from daemon.channels.meta.client import GraphClient
 from daemon.channels.meta.wire import read_payload, text_payload, voice_payload
-from daemon.errors import UpstreamRejected, UpstreamUnavailable
+from daemon.errors import Reason, UpstreamError, UpstreamRejected, UpstreamUnavailable
 from daemon.model import Inbound, Kind, Media, User
 
 GRAPH = "https://graph.test/v23.0"
@@ -140,6 +141,37 @@ async def test_graph_errors_are_mapped_by_code(
     assert caught.value.code == code and caught.value.upstream == "whatsapp"
 
 
+@pytest.mark.parametrize(
+    ("payload", "code", "reason"),
+    [
+        # Graph's "no such object" (100) on a send by media id: that upload is gone.
+        (voice_payload("+1", "media-1"), 100, Reason.MEDIA_GONE),
+        (voice_payload("+1", "media-1"), 131053, Reason.MEDIA_GONE),
+        # The same codes on a text mean what they say: no upload would help.
+        (text_payload("+1", "x"), 100, None),
+        (text_payload("+1", "x"), 131053, None),
+        (voice_payload("+1", "media-1"), 131047, Reason.RECIPIENT),
+        (text_payload("+1", "x"), 131056, Reason.PAIR_RATE),
+    ],
+)
+async def test_send_errors_carry_their_reason(
+    payload: dict[str, object], code: int, reason: str | None
+) -> None:
+    graph, _, http = make_graph(lambda r: graph_error(code))
+    async with http:
+        with trio.fail_after(10), pytest.raises(UpstreamError) as caught:
+            await graph.post_message(payload)
+    assert (caught.value.code, caught.value.reason) == (str(code), reason)
+
+
+async def test_media_url_of_a_gone_media_id_is_media_gone() -> None:
+    graph, _, http = make_graph(lambda r: graph_error(100))
+    async with http:
+        with trio.fail_after(10), pytest.raises(UpstreamRejected) as caught:
+            await graph.media_url("1908647269898587")
+    assert caught.value.reason == Reason.MEDIA_GONE
+
+
 async def test_transport_error_is_unavailable() -> None:
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("refused", request=request)
@@ -211,10 +243,12 @@ async def test_upload_is_multipart() -> None:
     parts = form_parts(request)
     assert set(parts) == {"messaging_product", "type", "file"}
     assert payload(parts["messaging_product"]) == b"whatsapp"
-    assert payload(parts["type"]) == b"audio/ogg"
+    # §4.1: base audio/ogg is not supported; the field and the file part name Opus alike.
+    assert payload(parts["type"]) == b"audio/ogg; codecs=opus"
     assert payload(parts["file"]) == b"OggS\x00fake"
     assert parts["file"].get_filename() == "voice.ogg"
-    assert parts["file"].get_content_type() == "audio/ogg"
+    # Byte for byte (the email parser would re-quote the parameter).
+    assert b"\r\nContent-Type: audio/ogg; codecs=opus\r\n" in request.content
 
 
 # --- download ---------------------------------------------------------------------------------
@@ -285,6 +319,19 @@ async def test_plain_http_on_loopback_for_the_simulator() -> None:
     async with http:
         with trio.fail_after(10):
             assert await graph.download("http://127.0.0.1:8999/media/abc?sig=1") == b"audio"
+    assert seen[0].headers["authorization"] == BEARER
+
+
+async def test_media_on_graph_urls_own_host_is_allowed() -> None:
+    # The token goes to graph_url's host on every call already; media there is allowed even
+    # when media_hosts does not name it. Other hosts still need media_hosts.
+    graph, seen, http = make_graph(lambda r: httpx.Response(200, content=b"audio"))
+    async with http:
+        with trio.fail_after(10):
+            assert await graph.download("https://graph.test/media/abc") == b"audio"
+            with pytest.raises(UpstreamRejected, match="not allowed"):
+                await graph.download("https://other.test/media/abc")
+    assert [r.url.host for r in seen] == ["graph.test"]
     assert seen[0].headers["authorization"] == BEARER
 
 
@@ -498,7 +545,53 @@ async def test_channel_send_voice_uploads_then_sends() -> None:
         with trio.fail_after(10):
             assert await channel.send_voice(USER, b"OggS...") == "wamid.V"
     assert [r.url.path for r in seen] == [f"/v23.0/{PNID}/media", f"/v23.0/{PNID}/messages"]
+    parts = form_parts(seen[0])
+    assert payload(parts["type"]) == b"audio/ogg; codecs=opus"
+    assert b"\r\nContent-Type: audio/ogg; codecs=opus\r\n" in seen[0].content
     assert sent_json(seen[1]) == voice_payload(USER.address, "media-9")
+
+
+def channel_with_cached_media(
+    handler: Handler,
+) -> tuple[MetaChannel, MediaIds, list[httpx.Request], httpx.AsyncClient]:
+    graph, seen, http = make_graph(handler)
+    ids = MediaIds(max_entries=10)
+    ids.put("audio-key", PNID, "old-media")
+    channel = MetaChannel(
+        graph,
+        app_secret=SECRET,
+        verify_token="vt",
+        phone_number_id=PNID,
+        media_ids=ids,
+    )
+    return channel, ids, seen, http
+
+
+async def test_channel_send_voice_uploads_again_when_the_cached_media_is_gone() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/media"):
+            return httpx.Response(200, json={"id": "new-media"})
+        if sent_json(request) == voice_payload(USER.address, "old-media"):
+            return graph_error(100)  # Graph no longer knows the upload
+        return httpx.Response(200, json={"messages": [{"id": "wamid.V"}]})
+
+    channel, ids, seen, http = channel_with_cached_media(handler)
+    async with http:
+        with trio.fail_after(10):
+            assert await channel.send_voice(USER, b"OggS", audio_key="audio-key") == "wamid.V"
+    assert [r.url.path.rsplit("/", 1)[1] for r in seen] == ["messages", "media", "messages"]
+    assert sent_json(seen[2]) == voice_payload(USER.address, "new-media")
+    assert ids.get("audio-key", PNID) == "new-media"
+
+
+async def test_channel_send_voice_keeps_the_cached_media_when_the_user_is_the_problem() -> None:
+    channel, ids, seen, http = channel_with_cached_media(lambda r: graph_error(131047))
+    async with http:
+        with trio.fail_after(10), pytest.raises(UpstreamRejected) as caught:
+            await channel.send_voice(USER, b"OggS", audio_key="audio-key")
+    assert caught.value.reason == Reason.RECIPIENT
+    assert len(seen) == 1  # no upload: a new media id would not reach the user either
+    assert ids.get("audio-key", PNID) == "old-media"
 
 
 async def test_channel_fetch_media_refetches_an_expired_url_once() -> None:

@@ -19,7 +19,7 @@ from daemon.channels.meta.wire import (
     verify_signature,
     voice_payload,
 )
-from daemon.errors import UpstreamRejected, UpstreamUnavailable
+from daemon.errors import Reason, UpstreamRejected, UpstreamUnavailable
 from daemon.model import Batch, Kind, Media, User
 
 # Real-shaped payloads from the pywa project (MIT, tests/fixtures/whatsapp-updates/LICENSE-pywa).
@@ -415,17 +415,11 @@ MALFORMED: dict[str, bytes] = {
     "messages not a list": json.dumps(
         _with(GOOD, {}, "entry", 0, "changes", 0, "value", "messages")
     ).encode(),
-    "message not an object": json.dumps(_with(GOOD, 1, *MSG)).encode(),
-    "message without id": json.dumps(_without(GOOD, *MSG, "id")).encode(),
-    "message with empty id": json.dumps(_with(GOOD, "", *MSG, "id")).encode(),
-    "message without from": json.dumps(_without(GOOD, *MSG, "from")).encode(),
-    "message with numeric from": json.dumps(_with(GOOD, 1650, *MSG, "from")).encode(),
-    "message without type": json.dumps(_without(GOOD, *MSG, "type")).encode(),
+    "statuses not a list": json.dumps(
+        _with(GOOD, {}, "entry", 0, "changes", 0, "value", "statuses")
+    ).encode(),
     "contacts not a list": json.dumps(
         _with(GOOD, {}, "entry", 0, "changes", 0, "value", "contacts")
-    ).encode(),
-    "statuses item not an object": json.dumps(
-        _with(GOOD, ["sent"], "entry", 0, "changes", 0, "value", "statuses")
     ).encode(),
 }
 
@@ -436,10 +430,74 @@ def test_malformed_delivery_raises(name: str) -> None:
         parse_webhook(MALFORMED[name], phone_number_id=None)
 
 
-def test_one_bad_message_spoils_the_whole_delivery() -> None:
-    body = envelope(value(text_message("wamid.1"), {"from": "1", "type": "text"}))
-    with pytest.raises(BadWebhook):
-        parse(body)
+# One bad item inside a good envelope: skipped, counted and noted; the rest of the delivery
+# stands (Meta would otherwise redeliver the whole batch for 7 days, §3).
+SKIPPED: dict[str, Any] = {
+    "message not an object": 1,
+    "message that is a list": [text_message("wamid.X")],
+    "message without id": {k: v for k, v in text_message("wamid.X").items() if k != "id"},
+    "message with empty id": text_message(""),
+    "message with numeric id": {**text_message(), "id": 7},
+    "message without from": {k: v for k, v in text_message("wamid.X").items() if k != "from"},
+    "message with numeric from": {**text_message("wamid.X"), "from": 1650},
+    "message with null from": {**text_message("wamid.X"), "from": None},
+}
+
+
+@pytest.mark.parametrize("name", sorted(SKIPPED))
+def test_one_bad_message_does_not_spoil_the_delivery(name: str) -> None:
+    body = envelope(value(text_message("wamid.1"), SKIPPED[name], text_message("wamid.2")))
+    batch = parse(body)
+    assert [m.message_id for m in batch.messages] == ["wamid.1", "wamid.2"]
+    assert batch.ignored == {"malformed": 1}
+    [note] = batch.errors
+    assert note.startswith("malformed item skipped: message")
+
+
+def test_a_status_that_is_not_an_object_is_skipped() -> None:
+    v = value(text_message("wamid.1"))
+    v["statuses"] = ["sent", {"id": "wamid.S", "status": "delivered"}]
+    batch = parse(envelope(v))
+    assert [m.message_id for m in batch.messages] == ["wamid.1"]
+    assert (batch.statuses, batch.ignored) == ({"delivered": 1}, {"malformed": 1})
+
+
+def test_contacts_that_are_not_objects_are_passed_over() -> None:
+    v = value(text_message("wamid.1"), contacts=["x", contact("16505551234", "US.1")])
+    (inbound,) = parse(envelope(v)).messages
+    assert inbound.user == User("US.1", "+16505551234")
+
+
+@pytest.mark.parametrize(
+    ("kind", "original"),
+    [(None, "unknown"), ("", "unknown"), (42, "unknown"), ("hologram", "hologram")],
+)
+def test_a_message_without_a_known_type_is_answered_as_unsupported(
+    kind: object, original: str
+) -> None:
+    message: dict[str, Any] = {"from": "16505551234", "id": "wamid.T", "timestamp": "1"}
+    if kind is not None:
+        message["type"] = kind
+    batch = parse(envelope(value(message, text_message("wamid.2"))))
+    first, second = batch.messages
+    assert (first.message_id, first.kind, first.original_type) == (
+        "wamid.T",
+        Kind.UNSUPPORTED,
+        original,
+    )
+    assert first.user == User("16505551234", "+16505551234")
+    assert second.kind is Kind.TEXT
+    assert batch.ignored == {}
+    if kind in (None, "", 42):  # a type-less message is worth a warning; a new type is not
+        assert batch.errors == ["message wamid.T without a type: answered as unsupported"]
+    else:
+        assert batch.errors == []
+
+
+def test_from_user_id_is_enough_of_a_sender() -> None:
+    message = {**text_message("wamid.U"), "from": 1650, "from_user_id": "US.7"}
+    (inbound,) = parse(envelope(value(message))).messages
+    assert inbound.user == User("US.7", "US.7")
 
 
 def test_good_body_parses() -> None:
@@ -537,6 +595,21 @@ def test_payloads() -> None:
         "type": "audio",
         "audio": {"id": "1013859600285441", "voice": True},
     }
+    # A username user (§2.7): the BSUID goes in `recipient`, and `to` is left out.
+    assert text_payload("US.13491208655302741918", "Hello") == {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "recipient": "US.13491208655302741918",
+        "type": "text",
+        "text": {"preview_url": False, "body": "Hello"},
+    }
+    assert voice_payload("US.1", "1013859600285441") == {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "recipient": "US.1",
+        "type": "audio",
+        "audio": {"id": "1013859600285441", "voice": True},
+    }
     assert read_payload("wamid.X", typing=False) == {
         "messaging_product": "whatsapp",
         "status": "read",
@@ -623,3 +696,83 @@ def test_error_bodies_without_a_code(status: int, body: bytes, cls: type[Excepti
     error = parse_graph_error(status, body)
     assert type(error) is cls
     assert error.code is None and error.status == status
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "reason"),
+    [
+        # Not processed; slow down (§5.1-§5.2).
+        (4, 400, Reason.SLOW_DOWN),
+        (80007, 400, Reason.SLOW_DOWN),
+        (130429, 400, Reason.SLOW_DOWN),
+        (130429, 429, Reason.SLOW_DOWN),
+        (131057, 400, Reason.SLOW_DOWN),  # maintenance while the throughput is raised
+        # This one user, for a while.
+        (131056, 400, Reason.PAIR_RATE),
+        (131056, 429, Reason.PAIR_RATE),  # the code decides, not the status
+        # The user cannot be messaged now.
+        (131047, 400, Reason.RECIPIENT),
+        (131026, 400, Reason.RECIPIENT),
+        (131050, 400, Reason.RECIPIENT),
+        (131049, 400, Reason.RECIPIENT),
+        (130472, 400, Reason.RECIPIENT),
+        (131030, 400, Reason.RECIPIENT),
+        # §5.1: a 429 carrying 131048 (spam limit) is "stop and alert", not a slow-down.
+        (131048, 429, None),
+        (190, 503, None),
+        (100, 429, None),
+        (1, 503, None),  # an unknown error may have been processed
+        # No decisive code: the status speaks.
+        (2, 503, Reason.SLOW_DOWN),
+        (131016, 503, Reason.SLOW_DOWN),
+        (987654, 429, Reason.SLOW_DOWN),
+        (987654, 503, Reason.SLOW_DOWN),
+        (2, 500, None),
+        (131000, 500, None),
+        (987654, 400, None),
+    ],
+)
+def test_error_reasons(code: int, status: int, reason: str | None) -> None:
+    assert parse_graph_error(status, graph_error(code)).reason == reason
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "reason"),
+    [
+        (429, b"slow down", Reason.SLOW_DOWN),
+        (503, b"", Reason.SLOW_DOWN),
+        (503, b"<html>Service Unavailable</html>", Reason.SLOW_DOWN),
+        (500, b"", None),
+        (502, b"", None),
+        (400, b"not json", None),
+    ],
+)
+def test_error_reasons_without_a_code(status: int, body: bytes, reason: str | None) -> None:
+    assert parse_graph_error(status, body).reason == reason
+
+
+@pytest.mark.parametrize("code", [100, 131009, 131052, 131053])
+def test_media_gone_only_on_a_call_that_names_a_media_id(code: int) -> None:
+    assert parse_graph_error(400, graph_error(code), media_call=True).reason == Reason.MEDIA_GONE
+    assert parse_graph_error(400, graph_error(code)).reason is None
+
+
+def test_media_call_does_not_hide_other_reasons() -> None:
+    error = parse_graph_error(400, graph_error(131047), media_call=True)
+    assert error.reason == Reason.RECIPIENT
+
+
+def test_phone_numbers_are_scrubbed_from_message_and_details() -> None:
+    body = graph_error(
+        131030,
+        "(#131030) Recipient phone number +1 (650) 555-1234 not in allowed list",
+        "Add 16505551234 to the allowed list; user US.13491208655302741918",
+    )
+    error = parse_graph_error(400, body)
+    assert "555" not in str(error) and "1349120865" not in str(error)
+    assert error.message == (
+        "(#131030) Recipient phone number <number> not in allowed list "
+        "(Add <number> to the allowed list; user US.<number>)"
+    )
+    # Error codes are not phone numbers.
+    assert parse_graph_error(400, graph_error(131047, "(#131047) x")).message == "(#131047) x"

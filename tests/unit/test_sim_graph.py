@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import av
@@ -23,7 +23,7 @@ TOKEN = "EAAG-test-token"
 PHONE_ID = "106540352242922"
 USER = "+16505551234"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-OGG = "audio/ogg"
+OGG = "audio/ogg; codecs=opus"  # §4.1: base audio/ogg is not supported
 
 
 @pytest.fixture
@@ -82,20 +82,28 @@ def ogg_opus(channels: int = 1) -> bytes:
     return buf.getvalue()
 
 
-def adts_aac() -> bytes:
+def encoded(container: str, codec: str, rate: int = 48_000) -> bytes:
+    """A short mono silence in ``container`` / ``codec``."""
     buf = io.BytesIO()
-    with av.open(buf, "w", format="adts") as out:
-        stream = out.add_stream("aac", rate=48_000, layout="mono")
+    with av.open(buf, "w", format=container) as out:
+        stream = out.add_stream(codec, rate=rate, layout="mono")
+        samples = stream.codec_context.frame_size or 1024
+        fmt = stream.codec_context.format.name
         for i in range(10):
-            frame = av.AudioFrame(format="s16", layout="mono", samples=1024)
-            frame.planes[0].update(bytes(2 * 1024))
-            frame.sample_rate = 48_000
-            frame.pts = i * 1024
+            frame = av.AudioFrame(format=fmt, layout="mono", samples=samples)
+            for plane in frame.planes:
+                plane.update(bytes(plane.buffer_size))
+            frame.sample_rate = rate
+            frame.pts = i * samples
             for packet in stream.encode(frame):
                 out.mux(packet)
         for packet in stream.encode(None):
             out.mux(packet)
     return buf.getvalue()
+
+
+def adts_aac() -> bytes:
+    return encoded("adts", "aac")
 
 
 async def upload(
@@ -110,7 +118,7 @@ async def upload(
         form["messaging_product"] = product
     if mime is not None:
         form["type"] = mime
-    part_type = file_type or (mime.split(";")[0] if mime else "application/octet-stream")
+    part_type = file_type or mime or "application/octet-stream"
     return await client.post(
         f"/{PHONE_ID}/media", data=form, files={"file": ("voice.ogg", data, part_type)}
     )
@@ -221,15 +229,43 @@ async def test_send_rejects_bad_parameters(
     assert sim.sent == []
 
 
-async def test_send_to_a_business_scoped_user_id(client: httpx.AsyncClient) -> None:
+BSUID = "US.13491208655302741918"
+
+
+def to_bsuid(body: str) -> dict[str, Any]:
+    """A text to a username user: ``recipient`` instead of ``to`` (§2.7, pywa 4.x)."""
+    payload = text(body)
+    del payload["to"]
+    return payload | {"recipient": BSUID}
+
+
+async def test_send_to_a_business_scoped_user_id(sim: GraphSim, client: httpx.AsyncClient) -> None:
     with trio.fail_after(10):
-        response = await client.post(
-            f"/{PHONE_ID}/messages", json=text("hi", to="US.13491208655302741918")
-        )
-    assert response.status_code == 200
-    assert response.json()["contacts"] == [
-        {"input": "US.13491208655302741918", "user_id": "US.13491208655302741918"}
-    ]
+        in_recipient = await client.post(f"/{PHONE_ID}/messages", json=to_bsuid("hi"))
+        in_to = await client.post(f"/{PHONE_ID}/messages", json=text("hi", to=BSUID))
+    for response in (in_recipient, in_to):
+        assert response.status_code == 200, response.text
+        assert response.json()["contacts"] == [{"input": BSUID, "user_id": BSUID}]
+    assert [(m.to, m.addressed_by) for m in sim.sent] == [(BSUID, "recipient"), (BSUID, "to")]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        to_bsuid("hi") | {"to": USER},  # both
+        {k: v for k, v in text("hi").items() if k != "to"},  # neither
+        to_bsuid("hi") | {"recipient": USER},  # a phone number is not a BSUID
+        to_bsuid("hi") | {"recipient": ""},
+        to_bsuid("hi") | {"recipient": 42},
+    ],
+)
+async def test_exactly_one_of_to_and_recipient(
+    sim: GraphSim, client: httpx.AsyncClient, payload: dict[str, Any]
+) -> None:
+    with trio.fail_after(10):
+        response = await client.post(f"/{PHONE_ID}/messages", json=payload)
+    assert "recipient" in assert_graph_error(response, 100)
+    assert sim.sent == []
 
 
 @pytest.mark.parametrize(
@@ -329,6 +365,41 @@ async def test_voice_note_rendering_flag(
         await send(ogg_id, voice=True)
     assert [m.renders_as_voice_note for m in sim.sent] == [False, False, False]
     assert sim.sent[1].mime_type == "audio/aac"
+
+
+@pytest.mark.parametrize(
+    ("make", "mime"),
+    [
+        (ogg_opus, OGG),
+        (ogg_opus, "audio/ogg;codecs=opus"),  # spacing and case are not the point
+        (ogg_opus, 'Audio/OGG; codecs="opus"'),
+        (adts_aac, "audio/aac"),
+        (lambda: encoded("mp3", "libmp3lame"), "audio/mpeg"),
+        (lambda: encoded("amr", "libopencore_amrnb", rate=8000), "audio/amr"),
+        (lambda: encoded("mp4", "aac"), "audio/mp4"),
+    ],
+)
+async def test_upload_takes_every_documented_audio_type(
+    sim: GraphSim, client: httpx.AsyncClient, make: Callable[[], bytes], mime: str
+) -> None:
+    # §4.1: AAC, AMR, MP3, MP4 audio, and Ogg named with its Opus codec.
+    data = make()
+    with trio.fail_after(10):
+        response = await upload(client, data, mime=mime)
+    assert response.status_code == 200, response.text
+    (record,) = sim.uploads
+    assert (record.mime_type, record.file_content_type, record.data) == (mime, mime, data)
+
+
+async def test_upload_refuses_base_audio_ogg(sim: GraphSim, client: httpx.AsyncClient) -> None:
+    # §4.1: "OPUS codecs only; base audio/ogg not supported". Graph's own answer names the
+    # form it wants; the daemon's upload must use it in the field and on the file part.
+    with trio.fail_after(10):
+        base = await upload(client, ogg_opus(), mime="audio/ogg")
+        base_part = await upload(client, ogg_opus(), mime=OGG, file_type="audio/ogg")
+    assert "Please use one of audio/ogg; codecs=opus" in assert_graph_error(base, 131053, 400)
+    assert "does not match" in assert_graph_error(base_part, 131053, 400)
+    assert sim.uploads == [] and sim.media == {}
 
 
 @pytest.mark.parametrize(
@@ -434,6 +505,7 @@ async def test_user_media_url_and_download(sim: GraphSim, client: httpx.AsyncCli
         download = await client.get(url)
         anonymous = await client.get(url, headers={"Authorization": ""})
         tampered = await client.get(url.replace("hash=", "hash=x"))
+        on_api_host = await client.get(url.replace("localhost", "127.0.0.1"))
         unknown = await client.get("/424242")
         other_number = await client.get(f"/{media_id}", params={"phone_number_id": "999"})
     assert info.status_code == 200
@@ -446,7 +518,10 @@ async def test_user_media_url_and_download(sim: GraphSim, client: httpx.AsyncCli
         "file_size": len(clip),
         "id": media_id,
     }
-    assert url.startswith(f"{sim.base_url}/whatsapp_business/attachments/?mid=")
+    # §4: the media URL is on another host than the API (lookaside vs graph): same port here.
+    media_base = (sim.base_url or "").replace("127.0.0.1", "localhost")
+    assert url.startswith(f"{media_base}/whatsapp_business/attachments/?mid=")
+    assert sim.media_base_url() == media_base
     assert "&ext=" in url
     assert "&hash=" in url
     assert download.status_code == 200
@@ -454,6 +529,12 @@ async def test_user_media_url_and_download(sim: GraphSim, client: httpx.AsyncCli
     assert download.headers["content-type"] == "audio/ogg; codecs=opus"
     assert_graph_error(anonymous, 190, status=401)
     assert tampered.status_code == 404
+    assert on_api_host.status_code == 404  # the bytes are only on the media host
+    assert [(d.host, d.status) for d in sim.downloads] == [
+        ("localhost", 200),
+        ("localhost", 404),
+        ("127.0.0.1", 404),
+    ]
     assert_graph_error(unknown, 100)
     assert_graph_error(other_number, 100)
 
@@ -461,6 +542,9 @@ async def test_user_media_url_and_download(sim: GraphSim, client: httpx.AsyncCli
 async def test_media_url_expires_after_five_minutes(
     autojump_clock: trio.testing.MockClock, sim: GraphSim, client: httpx.AsyncClient
 ) -> None:
+    # Media on the numeric loopback here: resolving "localhost" runs getaddrinfo in a worker
+    # thread, which the autojump clock takes for idle time and jumps over (to fail_after).
+    sim.media_host = "127.0.0.1"
     media_id = sim.add_user_media(b"\x89PNG fake", "image/png")
     with trio.fail_after(10):
         url = (await client.get(f"/{media_id}")).json()["url"]

@@ -3,6 +3,9 @@ real HTTP; its webhook sender signs like Twilio does."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import io
 import re
 from collections.abc import AsyncIterator
@@ -21,6 +24,7 @@ from daemon.channels.twilio.channel import TwilioChannel
 from daemon.channels.twilio.client import TwilioClient
 from daemon.errors import UpstreamRejected
 from daemon.model import Kind, Media, User
+from daemon.sim import twilio as twilio_sim
 from daemon.sim.audio import speak
 from daemon.sim.base import Faults, start_app
 from daemon.sim.twilio import TwilioSim, TwilioWebhookSender, webhook_params
@@ -315,17 +319,28 @@ async def test_user_media_needs_auth_and_redirects_to_the_cdn(
         redirect = await client.get(url)
         assert redirect.status_code == 302
         location = redirect.headers["location"]
-        assert location.startswith(f"{sim.base_url}/cdn/")
+        # The CDN is another host than the API (api.twilio.com -> mms.twiliocdn.com).
+        cdn_base = (sim.base_url or "").replace("127.0.0.1", "localhost")
+        assert location.startswith(f"{cdn_base}/cdn/")
+        assert sim.cdn_base_url() == cdn_base
         async with httpx.AsyncClient() as anonymous:
+            on_api_host = await anonymous.get(location.replace("localhost", "127.0.0.1"))
             data = await anonymous.get(location)
+        # Pre-signed: credentials are not needed, but a client that sends them is recorded.
+        with_credentials = await client.get((await client.get(url)).headers["location"])
     assert_twilio_error(refused, 20003, 401)
+    assert on_api_host.status_code == 404
     assert data.status_code == 200
     assert data.content == b"OggS-user"
     assert data.headers["content-type"] == "audio/ogg"
+    assert with_credentials.status_code == 200
     assert [(d.hop, d.status, d.authorized) for d in sim.media_downloads] == [
         ("api", 401, False),
         ("api", 302, True),
+        ("cdn", 404, False),
         ("cdn", 200, False),
+        ("api", 302, True),
+        ("cdn", 200, True),
     ]
 
 
@@ -372,7 +387,7 @@ async def test_channel_round_trip(
             api_url=sim.base_url or "",
             account_sid=ACCOUNT,
             auth_token=TOKEN,
-            media_hosts=("127.0.0.1",),
+            media_hosts=("localhost",),  # the CDN; the API host is allowed as api_url's
             max_media_bytes=1024 * 1024,
         )
         channel = TwilioChannel(twilio, store, auth_token=TOKEN, public_url=public, from_=FROM)
@@ -389,6 +404,8 @@ async def test_channel_round_trip(
     assert sent[2].media == voice
     assert sent[2].renders_as_voice_note
     assert got == b"OggS-question"
+    # Credentials to the API hop only, never to the CDN it redirects to.
+    assert [(d.hop, d.authorized) for d in sim.media_downloads] == [("api", True), ("cdn", False)]
 
 
 async def test_channel_gets_the_mapped_error(sim: TwilioSim, client: httpx.AsyncClient) -> None:
@@ -479,6 +496,33 @@ async def test_webhook_sender_signs_raw_bytes_as_parsed(origin: Origin) -> None:
     ((url, headers, body),) = origin.posts
     assert url == f"{origin.base_url}/hook"
     assert wire.verify(TOKEN, url, wire.parse_form(body), headers["X-Twilio-Signature"])
+
+
+def test_signer_treats_repeated_names_and_values_like_twilio_python() -> None:
+    # The simulator's own HMAC (written apart from channels.twilio.wire) against a vector
+    # computed by hand: names sorted, every value of a name (duplicates kept) sorted by code
+    # point, name + value appended after the URL (twilio-python compute_signature).
+    params = [
+        ("Tag", "z"),
+        ("NumMedia", "9"),
+        ("MediaUrl0", "https://a/1"),
+        ("Tag", "é"),
+        ("MediaUrl", "x"),
+        ("NumMedia", "10"),
+        ("MediaUrl0", "https://a/1"),
+        ("Tag", "Z"),
+    ]
+    url = "https://bot.example.com/webhook?k=a%2Fb"
+    signed = (
+        url
+        + "MediaUrlx"
+        + "MediaUrl0https://a/1MediaUrl0https://a/1"
+        + "NumMedia10NumMedia9"
+        + "TagZTagzTagé"
+    )
+    by_hand = base64.b64encode(hmac.new(b"12345", signed.encode(), hashlib.sha1).digest())
+    assert by_hand.decode() == "m1pzXAVMxKWQlidML1byV+94gmE="
+    assert twilio_sim.sign("12345", url, params) == by_hand.decode()
 
 
 def test_user_media_needs_a_started_simulator() -> None:

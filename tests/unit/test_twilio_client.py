@@ -17,6 +17,7 @@ from daemon.channels.base import Channel, WebhookRequest
 from daemon.channels.twilio import wire
 from daemon.channels.twilio.channel import PUBLIC_MEDIA_PATH, TwilioChannel
 from daemon.channels.twilio.client import TwilioClient
+from daemon.config import TwilioConfig
 from daemon.errors import UpstreamRejected, UpstreamUnavailable
 from daemon.model import Inbound, Kind, Media, User
 from daemon.state.public_media import PublicMedia
@@ -227,6 +228,64 @@ async def test_credentials_go_to_the_configured_api_host() -> None:
             assert await client.download(f"{base}/2010-04-01/Accounts/AC1/Messages/MM/Media/ME")
     assert seen[0].headers["authorization"] == BASIC
     assert str(seen[1].url) == f"{base}/cdn/tok"
+
+
+@pytest.mark.parametrize(
+    "cdn", ["https://mms.twiliocdn.com/AC1/abc?sig=x", "https://media.twiliocdn.com/abc"]
+)
+async def test_default_media_hosts_follow_the_redirect_to_any_twilio_cdn(cdn: str) -> None:
+    # Twilio 302s every attachment to its CDN, under more than one name: *.twiliocdn.com.
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "api.twilio.com":
+            return httpx.Response(302, headers={"location": cdn})
+        return httpx.Response(200, content=b"OggS")
+
+    client, seen, http = make_client(handler, media_hosts=TwilioConfig().media_hosts)
+    async with http:
+        with trio.fail_after(10):
+            assert await client.download(MEDIA_URL) == b"OggS"
+    api, hop = seen
+    assert api.headers["authorization"] == BASIC
+    assert str(hop.url) == cdn and "authorization" not in hop.headers
+
+
+async def test_credentials_go_to_api_url_only() -> None:
+    # A simulator (or any non-Twilio api_url): its own host is a media host without being
+    # listed, and it alone gets the credentials; api.twilio.com, though a listed media host,
+    # does not get this configuration's credentials.
+    base = "http://127.0.0.1:8931"
+    client, seen, http = make_client(
+        lambda r: httpx.Response(200, content=b"x"), api_url=base, media_hosts=("api.twilio.com",)
+    )
+    async with http:
+        with trio.fail_after(10):
+            await client.download(f"{base}/2010-04-01/Accounts/AC1/Messages/MM/Media/ME")
+            await client.download(MEDIA_URL)
+    assert [(r.url.host, "authorization" in r.headers) for r in seen] == [
+        ("127.0.0.1", True),
+        ("api.twilio.com", False),
+    ]
+
+
+async def test_a_twilio_edge_api_url_also_authenticates_api_twilio_com() -> None:
+    edge = "https://api.dublin.ie1.twilio.com"
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "api.dublin.ie1.twilio.com":
+            return httpx.Response(200, content=b"OggS-edge")
+        return api_then_cdn(request)
+
+    client, seen, http = make_client(handler, api_url=edge)
+    async with http:
+        with trio.fail_after(10):
+            assert await client.download(MEDIA_URL) == b"OggS-voice"
+            media = await client.download(f"{edge}/2010-04-01/Accounts/AC1/Messages/MM/Media/ME")
+            assert media == b"OggS-edge"
+    assert [(r.url.host, "authorization" in r.headers) for r in seen] == [
+        ("api.twilio.com", True),
+        ("media.twiliocdn.com", False),
+        ("api.dublin.ie1.twilio.com", True),
+    ]
 
 
 async def test_download_gives_up_after_three_redirects() -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from daemon.channels.base import BadWebhook
 from daemon.channels.twilio import wire
-from daemon.errors import UpstreamRejected, UpstreamUnavailable
+from daemon.errors import Reason, UpstreamRejected, UpstreamUnavailable
 from daemon.model import Kind, Media
 from daemon.sim.twilio import status_params, webhook_params
 
@@ -63,6 +63,45 @@ def test_signature_of_repeated_names_sorts_their_values() -> None:
     assert wire.signature(TOKEN, DOC_URL, params) == expected
     grouped = {"Digits": ["5678", "1234"], "Sid": ["CA123"], "SidAccount": ["AC123"]}
     assert wire.signature(TOKEN, DOC_URL, grouped) == expected
+
+
+# Repeated names and values, as twilio-python's RequestValidator.compute_signature treats
+# them: names sorted once each (sorted(set(params))), then ALL the values of a name (MultiDict
+# getall: duplicates kept) sorted by code point, each appended as name + value. So "Z" < "z"
+# < "é", "10" < "9", a value sent twice counts twice, and "MediaUrl" < "MediaUrl0".
+REPEATED = [
+    ("Tag", "z"),
+    ("NumMedia", "9"),
+    ("MediaUrl0", "https://a/1"),
+    ("Tag", "é"),
+    ("MediaUrl", "x"),
+    ("NumMedia", "10"),
+    ("MediaUrl0", "https://a/1"),
+    ("Tag", "Z"),
+]
+REPEATED_URL = "https://bot.example.com/webhook?k=a%2Fb"
+REPEATED_SIGNED = (
+    REPEATED_URL
+    + "MediaUrlx"
+    + "MediaUrl0https://a/1"
+    + "MediaUrl0https://a/1"
+    + "NumMedia10"
+    + "NumMedia9"
+    + "TagZ"
+    + "Tagz"
+    + "Tagé"
+)
+
+
+def test_signature_of_repeated_names_and_values_by_hand() -> None:
+    expected = hand_hmac(TOKEN, REPEATED_SIGNED)
+    assert expected == "m1pzXAVMxKWQlidML1byV+94gmE="  # the hand computation, pinned
+    assert wire.signature(TOKEN, REPEATED_URL, REPEATED) == expected
+    assert wire.signature(TOKEN, REPEATED_URL, list(reversed(REPEATED))) == expected
+    assert wire.verify(TOKEN, REPEATED_URL, REPEATED, expected)
+    # Dropping the duplicate pair changes the signature: duplicates are signed, not merged.
+    deduplicated = list(dict.fromkeys(REPEATED))
+    assert wire.signature(TOKEN, REPEATED_URL, deduplicated) != expected
 
 
 def test_signature_over_a_whatsapp_form_with_query_and_unicode() -> None:
@@ -383,3 +422,40 @@ def test_parse_error_keeps_phone_numbers_out_of_the_message() -> None:
     error = wire.parse_error(400, body)
     assert "5551234567" not in str(error)
     assert "<number>" in error.message
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "reason"),
+    [
+        (20429, 429, Reason.SLOW_DOWN),
+        # 63018 "Rate limit exceeded for Channel": the account or the WhatsApp sender is over
+        # its rate (twilio.com/docs/api/errors/63018), every user alike: a slow-down.
+        (63018, 400, Reason.SLOW_DOWN),
+        (63018, 429, Reason.SLOW_DOWN),
+        (63017, 429, Reason.SLOW_DOWN),
+        (63016, 400, Reason.RECIPIENT),  # outside the 24 h window
+        (21211, 400, Reason.RECIPIENT),
+        (21614, 400, Reason.RECIPIENT),
+        (21610, 400, Reason.RECIPIENT),
+        (63003, 400, Reason.RECIPIENT),
+        (63014, 400, Reason.RECIPIENT),
+        (63024, 400, Reason.RECIPIENT),
+        (63032, 400, Reason.RECIPIENT),
+        (21211, 429, Reason.RECIPIENT),  # the code decides, not the status
+        (20003, 429, None),
+        (20503, 503, Reason.SLOW_DOWN),  # no reason of its own: the status speaks
+        (20500, 500, None),
+        (99999, 429, Reason.SLOW_DOWN),
+        (99999, 503, Reason.SLOW_DOWN),
+        (99999, 400, None),
+    ],
+)
+def test_parse_error_reasons(code: int, status: int, reason: str | None) -> None:
+    assert wire.parse_error(status, twilio_error(code, status)).reason == reason
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"), [(429, Reason.SLOW_DOWN), (503, Reason.SLOW_DOWN), (500, None)]
+)
+def test_parse_error_reason_without_a_body(status: int, reason: str | None) -> None:
+    assert wire.parse_error(status, b"").reason == reason

@@ -11,16 +11,11 @@ from daemon.cache.singleflight import SingleFlight
 from daemon.channels.base import WebhookRequest
 from daemon.channels.meta import wire
 from daemon.channels.meta.client import GraphClient
-from daemon.errors import UpstreamRejected
+from daemon.errors import Reason, UpstreamRejected
 from daemon.model import Batch, Inbound, Media, User
 from daemon.text import split_message
 
 log = logging.getLogger(__name__)
-
-# Graph errors that mean "that media id is no good (any more)" on a send by id: an invalid
-# parameter (the id), or a media error (expired, deleted). Anything else is not about the
-# media, and a new upload would not help.
-MEDIA_GONE_CODES = frozenset({"100", "131053", "131052"})
 
 
 class MetaChannel:
@@ -83,7 +78,9 @@ class MetaChannel:
                         wire.voice_payload(user.address, media_id)
                     )
                 except UpstreamRejected as exc:
-                    if exc.code not in MEDIA_GONE_CODES:
+                    # Graph no longer has that upload (expired, deleted; wire.MEDIA_GONE_CODES).
+                    # Anything else is not about the media, and a new upload would not help.
+                    if exc.reason != Reason.MEDIA_GONE:
                         raise
                     log.info("cached media id refused (%s): uploading again", exc.code)
                     ids.forget(audio_key, number)
@@ -93,11 +90,11 @@ class MetaChannel:
                 audio_key, lambda: self._upload_and_remember(ogg_opus, audio_key, ids)
             )
         else:
-            media_id = await self._graph.upload(ogg_opus, "audio/ogg", "voice.ogg")
+            media_id = await self._graph.upload(ogg_opus, wire.VOICE_MIME, "voice.ogg")
         return await self._graph.post_message(wire.voice_payload(user.address, media_id))
 
     async def _upload_and_remember(self, ogg_opus: bytes, audio_key: str, ids: MediaIds) -> str:
-        media_id = await self._graph.upload(ogg_opus, "audio/ogg", "voice.ogg")
+        media_id = await self._graph.upload(ogg_opus, wire.VOICE_MIME, "voice.ogg")
         ids.put(audio_key, self._phone_number_id, media_id)
         return media_id
 

@@ -5,8 +5,9 @@ and the ``httpx.AsyncClient`` is injected (the runtime owns it and its limits). 
 time budget is the caller's cancel scope.
 
 The access token is a bearer secret. It goes to ``graph_url`` and, for media downloads, only
-to the hosts in ``media_hosts``: a media URL comes from a Graph answer, and a redirect or a
-tampered URL must not be able to carry the token anywhere else.
+to the hosts in ``media_hosts`` and to ``graph_url``'s own host (which sees the token on every
+call anyway): a media URL comes from a Graph answer, and a redirect or a tampered URL must
+not be able to carry the token anywhere else.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from urllib.parse import quote
 import httpx
 
 from daemon.channels import media
-from daemon.channels.meta.wire import UPSTREAM, parse_graph_error
+from daemon.channels.meta.wire import UPSTREAM, VOICE_MIME, names_media, parse_graph_error
 from daemon.errors import UpstreamRejected, UpstreamUnavailable
 from daemon.http import USER_AGENT
 from daemon.resilience.retry import with_retry_after
@@ -43,7 +44,8 @@ class GraphClient:
         self._graph_url = graph_url.rstrip("/")
         self._phone_number_id = phone_number_id
         self._auth = {"Authorization": f"Bearer {access_token}"}
-        self._media_hosts = tuple(media_hosts)
+        graph_host = httpx.URL(self._graph_url).host
+        self._media_hosts = (*media_hosts, graph_host) if graph_host else tuple(media_hosts)
         self._max_media_bytes = max_media_bytes
         # Plain http would expose the token on the wire. It is accepted for media only where
         # the operator already chose it for Graph itself (a simulator) or on loopback.
@@ -53,7 +55,12 @@ class GraphClient:
 
     async def post_message(self, payload: Mapping[str, Any]) -> str:
         """POST /{phone_number_id}/messages (§5). The new wamid; "" for read receipts."""
-        doc = await self._call("POST", f"/{self._phone_number_id}/messages", json=dict(payload))
+        doc = await self._call(
+            "POST",
+            f"/{self._phone_number_id}/messages",
+            media_call=names_media(payload),
+            json=dict(payload),
+        )
         messages = doc.get("messages")
         if isinstance(messages, list) and messages and isinstance(messages[0], dict):
             wamid = messages[0].get("id")
@@ -68,6 +75,7 @@ class GraphClient:
         doc = await self._call(
             "GET",
             f"/{quote(media_id, safe='')}",
+            media_call=True,
             params={"phone_number_id": self._phone_number_id},
         )
         url, mime_type = doc.get("url"), doc.get("mime_type")
@@ -76,9 +84,13 @@ class GraphClient:
         return url, mime_type if isinstance(mime_type, str) else ""
 
     async def upload(
-        self, data: bytes, mime_type: str = "audio/ogg", filename: str = "voice.ogg"
+        self, data: bytes, mime_type: str = VOICE_MIME, filename: str = "voice.ogg"
     ) -> str:
-        """POST /{phone_number_id}/media as multipart (§4). The new media id."""
+        """POST /{phone_number_id}/media as multipart (§4). The new media id.
+
+        ``mime_type`` goes both in the ``type`` field and on the file part, the same string:
+        Graph checks the type it is told against the file (131053 on a mismatch, §4.1).
+        """
         doc = await self._call(
             "POST",
             f"/{self._phone_number_id}/media",
@@ -90,7 +102,11 @@ class GraphClient:
             raise UpstreamRejected(UPSTREAM, "upload answered without an id", status=200)
         return media_id
 
-    async def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+    async def _call(
+        self, method: str, path: str, *, media_call: bool = False, **kwargs: Any
+    ) -> dict[str, Any]:
+        """One Graph call. ``media_call``: it names a media id, so Graph's "no such object"
+        means that media is gone (Reason.MEDIA_GONE, wire.parse_graph_error)."""
         try:
             response = await self._http.request(
                 method, self._graph_url + path, headers=self._auth, follow_redirects=False, **kwargs
@@ -98,9 +114,8 @@ class GraphClient:
         except httpx.TransportError as exc:
             raise UpstreamUnavailable(UPSTREAM, f"{method} failed: {type(exc).__name__}") from exc
         if response.status_code >= 400:
-            raise with_retry_after(
-                parse_graph_error(response.status_code, response.content), response.headers
-            )
+            error = parse_graph_error(response.status_code, response.content, media_call=media_call)
+            raise with_retry_after(error, response.headers)
         try:
             doc = json.loads(response.content)
         except ValueError:

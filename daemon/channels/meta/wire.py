@@ -15,13 +15,17 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from daemon.channels.base import BadWebhook
-from daemon.errors import UpstreamError, UpstreamRejected, UpstreamUnavailable
+from daemon.channels.base import BadWebhook, scrub_numbers
+from daemon.errors import Reason, UpstreamError, UpstreamRejected, UpstreamUnavailable
 from daemon.model import Batch, Inbound, Kind, Media, User
 
 UPSTREAM = "whatsapp"
 SIGNATURE_HEADER = "x-hub-signature-256"
 TEXT_LIMIT = 4096  # characters in a text body (§5)
+# The MIME type of our voice notes, in the upload's ``type`` field and on its file part. Graph
+# lists Ogg as "OPUS codecs only; base audio/ogg not supported" (§4.1), and its own error text
+# names the accepted form literally: "Please use one of audio/ogg; codecs=opus, ...".
+VOICE_MIME = "audio/ogg; codecs=opus"
 
 _HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 
@@ -42,6 +46,37 @@ _FATAL_CODES = frozenset(
     | {130472, 131008, 131009, 131021, 131026, 131031, 131047, 131048, 131049, 131050}
     | {131051, 131052, 131053}
 )
+
+# What a code means in the daemon's words (UpstreamError.reason, daemon/errors.py), §5.1-§5.2.
+_REASONS: dict[int, str] = {
+    # Not processed; slow down. 4: the app's call rate; 80007: the WABA's; 130429: the
+    # number's message throughput. 131057 is what Graph answers while it raises a number's
+    # throughput (maintenance mode, up to a minute, §5.2): refused for capacity, not done.
+    4: Reason.SLOW_DOWN,
+    80007: Reason.SLOW_DOWN,
+    130429: Reason.SLOW_DOWN,
+    131057: Reason.SLOW_DOWN,
+    # Too many messages to this one user; others are not affected (§5.2).
+    131056: Reason.PAIR_RATE,
+    # The user cannot be messaged now; an apology would fail the same way.
+    131047: Reason.RECIPIENT,  # more than 24 h since the user last wrote
+    131026: Reason.RECIPIENT,  # undeliverable: not on WhatsApp, old client, terms
+    131050: Reason.RECIPIENT,  # the user stopped marketing messages
+    131049: Reason.RECIPIENT,  # held back "to maintain healthy ecosystem engagement"
+    130472: Reason.RECIPIENT,  # the user's number is part of an experiment
+    131030: Reason.RECIPIENT,  # not in the allowed list (test numbers of a dev app)
+}
+# Codes whose known meaning is not "slow down": a 429 or 503 carrying one is decided by the
+# code (§5.1: a 429 with 131048, the spam limit, means stop, not wait). Unknown errors (1,
+# 131000) may have been processed, so they are not "not processed" either.
+_DECISIVE_CODES = _FATAL_CODES | {1, 131000}
+# HTTP statuses that mean "not processed, slow down" when no code says otherwise.
+_SLOW_DOWN_STATUSES = frozenset({429, 503})
+# On a call that names a media id (a send by id, GET /{media-id}), these codes mean Graph no
+# longer has that media (uploads live 30 days, user media 7, §4): 100 for an id it does not
+# know (what it answers for any unknown object), 131009 a parameter value not valid, 131052 /
+# 131053 media errors. Elsewhere they mean what they say, and no new upload would help.
+MEDIA_GONE_CODES = frozenset({100, 131009, 131052, 131053})
 
 
 # --- handshake and signature ------------------------------------------------------------------
@@ -80,9 +115,16 @@ def verify_signature(app_secret: str, body: bytes, header: str | None) -> bool:
 def parse_webhook(body: bytes, *, phone_number_id: str | None) -> Batch:
     """Every message and status of one delivery (§2.2, §3: loop over every level).
 
-    All or nothing: a malformed delivery raises ``BadWebhook`` (answered 400) before any of
-    it is handed on. With ``phone_number_id`` set, messages and statuses addressed to another
-    number of the same WABA are only counted, in ``ignored["other_number"]``.
+    A delivery whose envelope is wrong (not JSON, not an object, ``object`` / ``entry`` /
+    ``changes`` / ``value`` not as §2.2 draws them) raises ``BadWebhook``, answered 400,
+    before any of it is handed on. One bad item inside a good envelope does not: Meta would
+    redeliver the whole batch for 7 days and the good messages in it would never be answered
+    (§3). A message that cannot be answered (not an object, no id, no sender) is skipped,
+    counted in ``ignored["malformed"]`` and noted in ``errors`` (the web layer logs those at
+    warning); one with a sender and an id but a missing or unknown type is an unsupported
+    message, so the user gets the polite reply. With ``phone_number_id`` set, messages and
+    statuses addressed to another number of the same WABA are only counted, in
+    ``ignored["other_number"]``.
     """
     try:
         doc = json.loads(body)
@@ -93,8 +135,8 @@ def parse_webhook(body: bytes, *, phone_number_id: str | None) -> Batch:
     if doc.get("object") != "whatsapp_business_account":
         raise BadWebhook("object is not whatsapp_business_account")
     batch = Batch()
-    for entry in _objects(doc, "entry", "body", required=True):
-        for change in _objects(entry, "changes", "entry", required=True):
+    for entry in _objects(doc, "entry", "body"):
+        for change in _objects(entry, "changes", "entry"):
             _parse_change(change, batch, phone_number_id)
     return batch
 
@@ -103,12 +145,11 @@ def _count(counter: dict[str, int], key: str, n: int = 1) -> None:
     counter[key] = counter.get(key, 0) + n
 
 
-def _objects(parent: Mapping[str, Any], key: str, where: str, *, required: bool) -> list[Any]:
-    """``parent[key]`` as a list of JSON objects; BadWebhook when missing (if required) or not."""
+def _objects(parent: Mapping[str, Any], key: str, where: str) -> list[Any]:
+    """``parent[key]`` as a list of JSON objects (the envelope's entry and changes levels);
+    BadWebhook when missing or not."""
     if key not in parent:
-        if required:
-            raise BadWebhook(f"{where}: {key} missing")
-        return []
+        raise BadWebhook(f"{where}: {key} missing")
     items = parent[key]
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
         raise BadWebhook(f"{where}: {key} is not a list of objects")
@@ -134,10 +175,11 @@ def _parse_change(change: Mapping[str, Any], batch: Batch, own_number: str | Non
     if not isinstance(metadata, dict):
         raise BadWebhook("value: metadata is not an object")
     number = _text(metadata.get("phone_number_id"))
-    contacts = _objects(value, "contacts", "value", required=False)
-    messages = [_check_message(m) for m in _objects(value, "messages", "value", required=False)]
-    statuses = _objects(value, "statuses", "value", required=False)
-    errors = _objects(value, "errors", "value", required=False)
+    # The lists are the envelope; their items are checked one by one below.
+    contacts = [c for c in _list(value, "contacts", "value") if isinstance(c, dict)]
+    messages = _list(value, "messages", "value")
+    statuses = _list(value, "statuses", "value")
+    errors = [e for e in _list(value, "errors", "value") if isinstance(e, dict)]
 
     if own_number is not None and number != own_number:
         if messages or statuses:
@@ -146,12 +188,24 @@ def _parse_change(change: Mapping[str, Any], batch: Batch, own_number: str | Non
     for error in errors:
         batch.errors.append(f"value error {_code(error)}")
     for status in statuses:
+        if not isinstance(status, dict):
+            _skip(batch, "status is not an object")
+            continue
         state = _text(status.get("status")) or "unknown"
         _count(batch.statuses, state)
         if state == "failed":
-            codes = [_code(e) for e in _objects(status, "errors", "status", required=False)]
+            failures = status.get("errors")
+            codes = (
+                [_code(e) for e in failures if isinstance(e, dict)]
+                if isinstance(failures, list)
+                else []
+            )
             batch.errors.extend(f"status failed {c}" for c in codes or ["unknown"])
     for message in messages:
+        problem = _unanswerable(message)
+        if problem:
+            _skip(batch, problem)
+            continue
         inbound = _inbound(message, contacts, number, batch)
         if isinstance(inbound, Inbound):
             batch.messages.append(inbound)
@@ -159,21 +213,40 @@ def _parse_change(change: Mapping[str, Any], batch: Batch, own_number: str | Non
             _count(batch.ignored, inbound)
 
 
+def _list(parent: Mapping[str, Any], key: str, where: str) -> list[Any]:
+    """``parent[key]`` as a list (empty when absent); BadWebhook when it is not a list."""
+    items = parent.get(key, [])
+    if not isinstance(items, list):
+        raise BadWebhook(f"{where}: {key} is not a list")
+    return items
+
+
+def _skip(batch: Batch, problem: str) -> None:
+    """Count and note an item that cannot be handled; the rest of the delivery goes on."""
+    _count(batch.ignored, "malformed")
+    batch.errors.append(f"malformed item skipped: {problem}")
+
+
 def _code(error: Mapping[str, Any]) -> str:
     code = error.get("code")
     return str(code) if isinstance(code, int | str) and not isinstance(code, bool) else "unknown"
 
 
-def _check_message(message: dict[str, Any]) -> dict[str, Any]:
-    """Reject a message that lacks what every message has: id, type, and a sender."""
-    for key in ("id", "type"):
-        if not isinstance(message.get(key), str) or not message[key]:
-            raise BadWebhook(f"message: {key} missing")
-    sender = message.get("from")
-    # ``from`` may be "" for a username user (§2.7); it must still be there, or the BSUID.
-    if not isinstance(sender, str) and not _text(message.get("from_user_id")):
-        raise BadWebhook("message: from missing")
-    return message
+def _unanswerable(message: object) -> str:
+    """Why ``message`` cannot be answered at all, or "" when it can.
+
+    It needs an id (the dedupe key and the read receipt's target: answering an id-less message
+    would answer every redelivery of it again) and a sender. ``from`` may be "" for a username
+    user (§2.7) but must be there as a string, unless ``from_user_id`` names the BSUID. The
+    type is not needed: a message without one is answered as unsupported.
+    """
+    if not isinstance(message, dict):
+        return "message is not an object"
+    if not _text(message.get("id")):
+        return "message without id"
+    if not isinstance(message.get("from"), str) and not _text(message.get("from_user_id")):
+        return f"message {message['id']} without a sender"
+    return ""
 
 
 def _user(message: Mapping[str, Any], contacts: list[dict[str, Any]]) -> User | None:
@@ -212,7 +285,11 @@ def _inbound(
     message: Mapping[str, Any], contacts: list[dict[str, Any]], number: str, batch: Batch
 ) -> Inbound | str:
     """The message as an Inbound, or the reason it owes no answer."""
-    kind_name: str = message["type"]
+    kind_name = _text(message.get("type"))
+    if not kind_name:
+        # Every message has a type; one without is answered as unsupported, never dropped.
+        batch.errors.append(f"message {message['id']} without a type: answered as unsupported")
+        kind_name = "unknown"
     errors = message.get("errors")
     if kind_name in _NO_ANSWER_TYPES:
         return kind_name
@@ -280,11 +357,24 @@ def _content(kind_name: str, message: Mapping[str, Any]) -> tuple[Kind, str, Med
 # --- outbound payloads (§5) -------------------------------------------------------------------
 
 
+def addressed(address: str) -> dict[str, str]:
+    """The field that names whom a send goes to (§2.7, §5).
+
+    ``address`` is a ``User.address``: ``+E164`` when the user's phone number is known, else
+    their business-scoped user id (a username user, whose ``wa_id`` and ``from`` are "").
+    A phone number goes in ``to``; a BSUID goes in ``recipient`` with ``to`` left out, as
+    pywa 4.x does (the Dec 2025 doc put BSUIDs in ``to``; the newer clients do not).
+    """
+    if address.startswith("+"):
+        return {"to": address}
+    return {"recipient": address}
+
+
 def text_payload(to: str, body: str, *, preview_url: bool = False) -> dict[str, Any]:
     return {
         "messaging_product": "whatsapp",
         "recipient_type": "individual",
-        "to": to,
+        **addressed(to),
         "type": "text",
         "text": {"preview_url": preview_url, "body": body},
     }
@@ -295,7 +385,7 @@ def voice_payload(to: str, media_id: str) -> dict[str, Any]:
     return {
         "messaging_product": "whatsapp",
         "recipient_type": "individual",
-        "to": to,
+        **addressed(to),
         "type": "audio",
         "audio": {"id": media_id, "voice": True},
     }
@@ -316,11 +406,21 @@ def read_payload(message_id: str, *, typing: bool) -> dict[str, Any]:
 # --- errors (§5.1) ----------------------------------------------------------------------------
 
 
-def parse_graph_error(status: int, body: bytes) -> UpstreamError:
+def names_media(payload: Mapping[str, Any]) -> bool:
+    """True when a /messages payload sends media by an uploaded id (§5), not by link."""
+    kind = payload.get("type")
+    media = payload.get(kind) if isinstance(kind, str) else None
+    return isinstance(media, dict) and "id" in media
+
+
+def parse_graph_error(status: int, body: bytes, *, media_call: bool = False) -> UpstreamError:
     """A Graph error answer as an UpstreamError, decided on ``error.code`` (§5.1).
 
     Meta says to handle errors on the code, not on the HTTP status; the status decides only
-    when the body has no code we know (5xx and 429 may pass, the rest will not).
+    when the body has no code we know (5xx and 429 may pass, the rest will not). ``reason``
+    likewise (``error_reason``). ``media_call``: the request named a media id, so the
+    MEDIA_GONE_CODES mean that media is gone. Phone numbers in the texts are scrubbed: the
+    message reaches the logs.
     """
     error: Mapping[str, Any] = {}
     try:
@@ -338,7 +438,7 @@ def parse_graph_error(status: int, body: bytes) -> UpstreamError:
     text = _text(error.get("message")) or f"HTTP {status}"
     error_data = error.get("error_data")
     details = _text(error_data.get("details")) if isinstance(error_data, dict) else ""
-    message = f"{text} ({details})" if details else text
+    message = scrub_numbers(f"{text} ({details})" if details else text)
     if code is not None and code in _RETRYABLE_CODES:
         retryable = True
     elif code is not None and code in _FATAL_CODES:
@@ -346,4 +446,19 @@ def parse_graph_error(status: int, body: bytes) -> UpstreamError:
     else:
         retryable = status >= 500 or status in (423, 429)
     cls = UpstreamUnavailable if retryable else UpstreamRejected
-    return cls(UPSTREAM, message, status=status, code=None if code is None else str(code))
+    if media_call and code in MEDIA_GONE_CODES:
+        reason: str | None = Reason.MEDIA_GONE
+    else:
+        reason = error_reason(code, status)
+    return cls(
+        UPSTREAM, message, status=status, code=None if code is None else str(code), reason=reason
+    )
+
+
+def error_reason(code: int | None, status: int) -> str | None:
+    """``UpstreamError.reason`` for a Graph error: the code first (§5.1), then 429 / 503."""
+    if code is not None:
+        reason = _REASONS.get(code)
+        if reason is not None or code in _DECISIVE_CODES:
+            return reason
+    return Reason.SLOW_DOWN if status in _SLOW_DOWN_STATUSES else None

@@ -5,11 +5,12 @@ Thin on purpose: forms come from ``wire``, errors are mapped by ``wire.parse_err
 budget is the caller's cancel scope.
 
 The account SID and auth token are HTTP Basic credentials. They go to the Messages API and,
-for media, only to Twilio's API host itself (``api.twilio.com`` and the configured
-``api_url``'s host): "Twilio enforces HTTP Basic Authentication for all media URLs", which
-then redirect to a CDN that needs none (reference/whatsapp.md §6). Every hop must be on
-``media_hosts``, so a tampered URL or redirect can neither leak the credentials nor make us
-fetch from anywhere else.
+for media, only to that same API origin (``api_url``; plus ``api.twilio.com`` when
+``api_url`` is a Twilio edge such as api.dublin.ie1.twilio.com): "Twilio enforces HTTP Basic
+Authentication for all media URLs", which then redirect to a CDN (mms.twiliocdn.com, ...)
+whose pre-signed URLs need none, and get none (reference/whatsapp.md §6). Every hop must be
+on ``media_hosts`` or ``api_url``'s host, so a tampered URL or redirect can neither leak the
+credentials nor make us fetch from anywhere else.
 """
 
 from __future__ import annotations
@@ -53,12 +54,17 @@ class TwilioClient:
         self._api_url = api_url.rstrip("/")
         self._account_sid = account_sid
         self._auth = httpx.BasicAuth(account_sid, auth_token)
-        self._media_hosts = tuple(media_hosts)
-        self._max_media_bytes = max_media_bytes
         api = httpx.URL(self._api_url)
-        # Origins that may see the credentials: Twilio's API, and the configured one (the
-        # simulator, or a regional edge such as api.dublin.ie1.twilio.com).
-        self._credential_origins = {("https", TWILIO_API_HOST, 443), _origin(api)}
+        # The API host may serve media (Twilio's MediaUrl is on it), and already sees the
+        # credentials on every send.
+        self._media_hosts = (*media_hosts, api.host) if api.host else tuple(media_hosts)
+        self._max_media_bytes = max_media_bytes
+        # Origins that may see the credentials: the configured API only (Twilio's, a regional
+        # edge, or a simulator). A regional edge still gets media URLs on api.twilio.com, the
+        # same account's API, so that one too; never a non-Twilio host on a Twilio config.
+        self._credential_origins = {_origin(api)}
+        if _is_twilio(api.host):
+            self._credential_origins.add(("https", TWILIO_API_HOST, 443))
         # Plain http would expose the credentials on the wire; accepted only where the
         # operator already chose it for the API itself (a simulator).
         self._plain_http_ok = api.scheme == "http"
@@ -126,6 +132,11 @@ class TwilioClient:
                 log.debug("media not ready yet; retrying in %gs", wait)
                 await trio.sleep(wait)
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _is_twilio(host: str) -> bool:
+    host = host.lower().rstrip(".")
+    return host == "twilio.com" or host.endswith(".twilio.com")
 
 
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:

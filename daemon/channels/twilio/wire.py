@@ -12,13 +12,12 @@ import contextlib
 import hashlib
 import hmac
 import json
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
-from daemon.channels.base import BadWebhook
-from daemon.errors import UpstreamError, UpstreamRejected, UpstreamUnavailable
+from daemon.channels.base import BadWebhook, scrub_numbers
+from daemon.errors import Reason, UpstreamError, UpstreamRejected, UpstreamUnavailable
 from daemon.model import Batch, Inbound, Kind, Media, User
 
 UPSTREAM = "twilio"
@@ -52,16 +51,39 @@ _OUTBOUND_STATES = frozenset(
 # Twilio error codes (twilio.com/docs/api/errors/<code>) whose outcome does not follow from the
 # HTTP status alone. Retrying later may help: 20429 Too Many Requests, 63018 channel rate
 # limit, 20500/20503 Twilio's own server errors.
-_RETRYABLE_CODES = frozenset({20429, 63018, 20500, 20503})
+_RETRYABLE_CODES = frozenset({20429, 63017, 63018, 20500, 20503})
 # Will not get better by retrying: 63016 outside the 24 h window (needs a template), 21211 /
-# 21614 / 63003 bad or unreachable To, 21610 unsubscribed recipient, 20003 authentication,
-# 20404 not found (wrong AccountSid), 21212 / 63007 bad From, 21602 / 21617 body missing or
-# too long, 21620 bad media URL.
+# 21614 / 63003 / 63024 bad or unreachable To, 21610 unsubscribed recipient, 63014 blocked by
+# the user, 63032 WhatsApp will not deliver to this user (Meta's 472), 20003
+# authentication, 20404 not found (wrong AccountSid), 21212 / 63007 bad From, 21602 / 21617
+# body missing or too long, 21620 bad media URL.
 _FATAL_CODES = frozenset(
-    {63016, 21211, 21614, 21610, 63003, 20003, 20404, 21212, 63007, 21602, 21617, 21620}
+    {63016, 21211, 21614, 21610, 63003, 63014, 63024, 63032}
+    | {20003, 20404, 21212, 63007, 21602, 21617, 21620}
 )
-# Twilio error messages quote the numbers they refuse; phone numbers never go to our logs.
-_NUMBER = re.compile(r"\+?\d[\d ()-]{5,}\d")
+
+# What a code means in the daemon's words (UpstreamError.reason, daemon/errors.py).
+# - 20429 Too Many Requests; 63017 / 63018 "Rate limit exceeded (for Channel)": the account
+#   or the WhatsApp sender is over its rate (twilio.com/docs/api/errors/63018: "combined
+#   rate", "the messaging limit imposed by WhatsApp"; it maps WhatsApp's 429 / 471 / 1015).
+#   That is the whole sender slowing down, not one user: SLOW_DOWN, not PAIR_RATE. Twilio
+#   has no documented code for Meta's per-user pair rate limit (131056).
+# - The user cannot be messaged now, and an apology would fail the same way: RECIPIENT.
+_REASONS: dict[int, str] = {
+    20429: Reason.SLOW_DOWN,
+    63017: Reason.SLOW_DOWN,
+    63018: Reason.SLOW_DOWN,
+    63016: Reason.RECIPIENT,  # outside the 24 h window
+    21211: Reason.RECIPIENT,  # invalid To
+    21614: Reason.RECIPIENT,  # To is not a valid mobile number
+    21610: Reason.RECIPIENT,  # unsubscribed recipient
+    63003: Reason.RECIPIENT,  # channel could not find the To address
+    63014: Reason.RECIPIENT,  # blocked by the user
+    63024: Reason.RECIPIENT,  # invalid message recipient
+    63032: Reason.RECIPIENT,  # WhatsApp will not deliver to this user (Meta's 472)
+}
+# HTTP statuses that mean "not processed, slow down" when no code says otherwise.
+_SLOW_DOWN_STATUSES = frozenset({429, 503})
 
 Params = Mapping[str, Sequence[str]] | Iterable[tuple[str, str]]
 
@@ -299,16 +321,14 @@ def message_form(
     return form
 
 
-def _scrub(text: str) -> str:
-    return _NUMBER.sub("<number>", text)
-
-
 def parse_error(status: int, body: bytes) -> UpstreamError:
     """A Twilio error answer as an UpstreamError.
 
     Twilio's error JSON is ``{"code": 21211, "message": "...", "more_info":
     "https://www.twilio.com/docs/errors/21211", "status": 400}``. Known codes decide; others
     go by HTTP status (429 and 5xx may pass, the rest will not). Non-JSON never crashes.
+    ``reason`` comes from the code when Twilio gave one we know, else 429 / 503 mean
+    SLOW_DOWN (a known code that means something else, such as 21211 on a 429, wins).
     """
     doc: Any = None
     with contextlib.suppress(ValueError, RecursionError):
@@ -321,7 +341,8 @@ def parse_error(status: int, body: bytes) -> UpstreamError:
     elif isinstance(raw_code, str) and raw_code.strip().isdigit():
         code = int(raw_code)
     message = error.get("message")
-    text = _scrub(message) if isinstance(message, str) and message else f"HTTP {status}"
+    # Twilio error messages quote the numbers they refuse; phone numbers never go to our logs.
+    text = scrub_numbers(message) if isinstance(message, str) and message else f"HTTP {status}"
     if code is not None and code in _RETRYABLE_CODES:
         retryable = True
     elif code is not None and code in _FATAL_CODES:
@@ -329,4 +350,19 @@ def parse_error(status: int, body: bytes) -> UpstreamError:
     else:
         retryable = status >= 500 or status == 429
     cls = UpstreamUnavailable if retryable else UpstreamRejected
-    return cls(UPSTREAM, text, status=status, code=None if code is None else str(code))
+    return cls(
+        UPSTREAM,
+        text,
+        status=status,
+        code=None if code is None else str(code),
+        reason=error_reason(code, status),
+    )
+
+
+def error_reason(code: int | None, status: int) -> str | None:
+    """``UpstreamError.reason`` for a Twilio error: decided on the code first (see _REASONS)."""
+    if code is not None:
+        reason = _REASONS.get(code)
+        if reason is not None or code in _FATAL_CODES:
+            return reason
+    return Reason.SLOW_DOWN if status in _SLOW_DOWN_STATUSES else None
