@@ -7,6 +7,8 @@ simulated upstreams.
 
 from __future__ import annotations
 
+import base64
+import enum
 import json
 import os
 import re
@@ -20,17 +22,20 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import httpx
 import trio
 
 from daemon import config, runtime
+from daemon.sim import twilio as twilio_sim
 from daemon.sim import webhooks
 from daemon.sim.agentforce import AgentforceSim
 from daemon.sim.audio import speak
 from daemon.sim.base import Changes, Faults
 from daemon.sim.elevenlabs import ElevenLabsSim
 from daemon.sim.graph import GraphSim
+from daemon.sim.graph import SentMessage as GraphSent
 from daemon.sim.twilio import TwilioSim, TwilioWebhookSender, webhook_params
 from daemon.turn import TurnReport
 
@@ -51,6 +56,22 @@ SECRETS = {
 }
 TWILIO_ACCOUNT_SID = "AC" + "5" * 32
 TWILIO_FROM = "whatsapp:+14155238886"
+
+# The WhatsApp-side routes a test can hang (``Stack.hang_whatsapp``), per provider: regular
+# expressions over the simulator's request paths (``Faults.hang_paths``).
+WHATSAPP_ROUTES: dict[str, dict[str, str]] = {
+    "meta": {
+        "send": r"/messages$",  # texts and voice notes (and read receipts: the same route)
+        "upload": r"/media$",  # POST /{phone-number-id}/media: our voice note's upload
+        "media": r"^/v\d+\.\d+/\d+$",  # GET /{media-id}: where the user's voice note is
+        "media_bytes": r"^/whatsapp_business/attachments/",  # the bytes behind that URL
+    },
+    "twilio": {
+        "send": r"/Messages\.json$",  # texts and voice notes
+        "media": r"/Messages/\w+/Media/\w+$",  # MediaUrl0 (Basic auth), redirects to ...
+        "media_bytes": r"^/cdn/",  # ... the bytes, on the CDN
+    },
+}
 
 
 def sim_sections(
@@ -179,6 +200,13 @@ class Delivered:
     renders_as_voice_note: bool
 
 
+class _Signed(enum.Enum):
+    SIGNED = enum.auto()
+
+
+SIGNED = _Signed.SIGNED  # default for Stack.post_body: sign the body as the provider does
+
+
 @dataclass
 class Stack:
     """The daemon and its simulated world. ``provider`` says which WhatsApp provider the
@@ -227,32 +255,100 @@ class Stack:
         message = self.voice_note(wa_id, spoken, language=language, **kw)
         return message.id, await self.deliver(message)
 
+    async def send_unsupported(self, wa_id: str) -> tuple[str, httpx.Response]:
+        """A user sends a picture: a message type the agent is not asked about."""
+        jpeg = b"\xff\xd8\xff\xe0 a picture of a cat"
+        if self.provider == "twilio":
+            url = self.twilio.add_user_media(jpeg, "image/jpeg")
+            params = webhook_params(from_wa_id=wa_id, media=(url, "image/jpeg"))
+            return dict(params)["MessageSid"], await self.twilio_sender.post(params)
+        media_id = self.graph.add_user_media(jpeg, "image/jpeg")
+        message = webhooks.image_message(wa_id, media_id, sha256=webhooks.media_sha256(jpeg))
+        return message.id, await self.deliver(message)
+
+    # -- raw webhook bodies (either provider) ------------------------------------------------
+
+    def text_body(self, wa_id: str, text: str) -> tuple[str, bytes]:
+        """(message id, the exact bytes the provider posts) for a text message: for tests
+        that post one delivery again, tamper with it or sign it wrongly (``post_body``)."""
+        if self.provider == "twilio":
+            params = webhook_params(from_wa_id=wa_id, body=text)
+            return dict(params)["MessageSid"], twilio_sim.encode_form(params)
+        message = webhooks.text_message(wa_id, text)
+        body = webhooks.envelope(message, phone_number_id=PHONE_NUMBER_ID)
+        return message.id, webhooks.encode(body)
+
+    @property
+    def content_type(self) -> str:
+        """What the provider's webhook posts carry."""
+        if self.provider == "twilio":
+            return "application/x-www-form-urlencoded; charset=utf-8"
+        return "application/json"
+
+    @property
+    def signature_header(self) -> str:
+        if self.provider == "twilio":
+            return twilio_sim.SIGNATURE_HEADER
+        return webhooks.SIGNATURE_HEADER
+
+    @property
+    def forged_signature(self) -> str:
+        """Well-formed for the provider, and wrong."""
+        if self.provider == "twilio":
+            return base64.b64encode(bytes(20)).decode("ascii")  # an HMAC-SHA1 of zeros
+        return "sha256=" + "0" * 64
+
+    def sign(self, body: bytes, secret: str | None = None) -> str:
+        """The provider's signature of ``body`` (Twilio: of the URL it calls plus the form's
+        fields), with the configured secret or ``secret``."""
+        if self.provider == "twilio":
+            params = parse_qsl(body.decode(), keep_blank_values=True)
+            url = self.settings.twilio.public_url + self.settings.server.webhook_path
+            return twilio_sim.sign(secret or SECRETS["TWILIO_AUTH_TOKEN"], url, params)
+        return webhooks.sign(body, secret or SECRETS["WHATSAPP_APP_SECRET"])
+
+    async def post_body(
+        self, body: bytes, *, signature: str | _Signed | None = SIGNED
+    ) -> httpx.Response:
+        """POST ``body`` to the webhook as the provider would. ``signature``: ``SIGNED`` signs
+        it, a string is sent as the header's value (a forgery), None leaves the header out."""
+        headers = {"Content-Type": self.content_type}
+        if signature is SIGNED:
+            signature = self.sign(body)
+        if isinstance(signature, str):
+            headers[self.signature_header] = signature
+        return await self.client.post(self.daemon.webhook_url, content=body, headers=headers)
+
+    # -- what the user received (either provider) --------------------------------------------
+
+    def delivered(self, wa_id: str | None = None) -> list[Delivered]:
+        """What reached the user (or anyone) so far, in the order it arrived. (A Twilio voice
+        note counts once Twilio fetched its audio from the daemon.)"""
+        if self.provider == "twilio":
+            want = f"whatsapp:+{wa_id}" if wa_id else None
+            return [_from_twilio(m) for m in self.twilio.sent if want in (None, m.to)]
+        return [_from_graph(m) for m in self.graph.sent if wa_id in (None, m.to.lstrip("+"))]
+
     async def wait_delivered(self, count: int, wa_id: str | None = None) -> list[Delivered]:
         """Once ``count`` messages reached the user (or anyone), in the order they arrived."""
         if self.provider == "twilio":
             to = f"whatsapp:+{wa_id}" if wa_id else None
-            return [
-                Delivered(
-                    type="audio" if m.media_urls else "text",
-                    to=m.to.removeprefix("whatsapp:+"),
-                    text=m.body,
-                    audio=m.media,
-                    at=m.at,
-                    renders_as_voice_note=m.renders_as_voice_note,
-                )
-                for m in await self.twilio.wait_sent(count, to=to)
-            ]
-        return [
-            Delivered(
-                type=m.type,
-                to=m.to.removeprefix("+"),
-                text=m.text,
-                audio=m.audio,
-                at=m.at,
-                renders_as_voice_note=m.renders_as_voice_note,
-            )
-            for m in await self.graph.wait_sent(count, to=f"+{wa_id}" if wa_id else None)
-        ]
+            return [_from_twilio(m) for m in await self.twilio.wait_sent(count, to=to)]
+        sent = await self.graph.wait_sent(count, to=f"+{wa_id}" if wa_id else None)
+        return [_from_graph(m) for m in sent]
+
+    # -- the WhatsApp side fails (either provider) --------------------------------------------
+
+    @property
+    def whatsapp_faults(self) -> Faults:
+        """The fault knobs of the simulated WhatsApp API the daemon is configured for."""
+        return self.twilio.faults if self.provider == "twilio" else self.graph.faults
+
+    def hang_whatsapp(self, *routes: str) -> None:
+        """From now on the named routes of ``WHATSAPP_ROUTES`` never answer; none: all answer
+        again. A route the provider does not have (Twilio has no "upload") is a KeyError."""
+        table = WHATSAPP_ROUTES[self.provider]
+        self.whatsapp_faults.hang_paths = tuple(table[route] for route in routes)
 
     # -- Meta specifics ------------------------------------------------------------------------
 
@@ -267,6 +363,28 @@ class Stack:
     async def deliver(self, *items: webhooks.Item) -> httpx.Response:
         body = webhooks.envelope(*items, phone_number_id=PHONE_NUMBER_ID)
         return await self.sender.post(body)
+
+
+def _from_twilio(m: twilio_sim.SentMessage) -> Delivered:
+    return Delivered(
+        type="audio" if m.media_urls else "text",
+        to=m.to.removeprefix("whatsapp:+"),
+        text=m.body,
+        audio=m.media,
+        at=m.at,
+        renders_as_voice_note=m.renders_as_voice_note,
+    )
+
+
+def _from_graph(m: GraphSent) -> Delivered:
+    return Delivered(
+        type=m.type,
+        to=m.to.removeprefix("+"),
+        text=m.text,
+        audio=m.audio,
+        at=m.at,
+        renders_as_voice_note=m.renders_as_voice_note,
+    )
 
 
 def free_port() -> int:
