@@ -208,31 +208,31 @@ SIGNED = _Signed.SIGNED  # default for Stack.post_body: sign the body as the pro
 
 
 @dataclass
-class Stack:
-    """The daemon and its simulated world. ``provider`` says which WhatsApp provider the
-    daemon is configured for; the ``send_*`` and ``wait_delivered`` helpers work for both."""
+class WhatsAppSide:
+    """WhatsApp's side of the daemon, on either provider: the webhooks its users' messages
+    cause, signed as the provider signs them, and what reached the users. ``provider`` says
+    which provider the daemon is configured for; every helper here works for both. ``Stack``
+    is one; ``DaemonProcess.whatsapp`` makes one for a daemon running as a child process."""
 
-    settings: config.Settings
     provider: str
     graph: GraphSim
     twilio: TwilioSim
-    agentforce: AgentforceSim
-    elevenlabs: ElevenLabsSim
-    daemon: runtime.Running
     client: httpx.AsyncClient  # for talking to the daemon (webhooks, admin routes)
-    sender: webhooks.WebhookSender  # Meta's webhook posts
-    twilio_sender: TwilioWebhookSender  # Twilio's webhook posts
-    reports: list[TurnReport] = field(default_factory=list)
-    _reported: Changes = field(default_factory=Changes)
+    webhook_url: str  # where the webhook posts go
+    signed_url: str  # the webhook URL as Twilio calls it (the public URL): Twilio signs it
+    sender: webhooks.WebhookSender = field(init=False)  # Meta's webhook posts
+    twilio_sender: TwilioWebhookSender = field(init=False)  # Twilio's webhook posts
 
-    def add_report(self, report: TurnReport) -> None:
-        self.reports.append(report)
-        self._reported.bump()
-
-    async def wait_reports(self, count: int) -> list[TurnReport]:
-        """Return once ``count`` turns have finished (their summary line was emitted)."""
-        await self._reported.until(lambda: len(self.reports) >= count)
-        return self.reports
+    def __post_init__(self) -> None:
+        self.sender = webhooks.WebhookSender(
+            self.client, self.webhook_url, SECRETS["WHATSAPP_APP_SECRET"]
+        )
+        self.twilio_sender = TwilioWebhookSender(
+            self.client,
+            self.webhook_url,
+            auth_token=SECRETS["TWILIO_AUTH_TOKEN"],
+            signed_url=self.signed_url,
+        )
 
     # -- the user writes (either provider) ---------------------------------------------------
 
@@ -303,8 +303,7 @@ class Stack:
         fields), with the configured secret or ``secret``."""
         if self.provider == "twilio":
             params = parse_qsl(body.decode(), keep_blank_values=True)
-            url = self.settings.twilio.public_url + self.settings.server.webhook_path
-            return twilio_sim.sign(secret or SECRETS["TWILIO_AUTH_TOKEN"], url, params)
+            return twilio_sim.sign(secret or SECRETS["TWILIO_AUTH_TOKEN"], self.signed_url, params)
         return webhooks.sign(body, secret or SECRETS["WHATSAPP_APP_SECRET"])
 
     async def post_body(
@@ -317,7 +316,7 @@ class Stack:
             signature = self.sign(body)
         if isinstance(signature, str):
             headers[self.signature_header] = signature
-        return await self.client.post(self.daemon.webhook_url, content=body, headers=headers)
+        return await self.client.post(self.webhook_url, content=body, headers=headers)
 
     # -- what the user received (either provider) --------------------------------------------
 
@@ -363,6 +362,28 @@ class Stack:
     async def deliver(self, *items: webhooks.Item) -> httpx.Response:
         body = webhooks.envelope(*items, phone_number_id=PHONE_NUMBER_ID)
         return await self.sender.post(body)
+
+
+@dataclass
+class Stack(WhatsAppSide):
+    """The daemon and its simulated world: the WhatsApp side (either provider), the other
+    simulated upstreams, and the summary of every turn the daemon finished."""
+
+    settings: config.Settings
+    agentforce: AgentforceSim
+    elevenlabs: ElevenLabsSim
+    daemon: runtime.Running
+    reports: list[TurnReport] = field(default_factory=list)
+    _reported: Changes = field(default_factory=Changes)
+
+    def add_report(self, report: TurnReport) -> None:
+        self.reports.append(report)
+        self._reported.bump()
+
+    async def wait_reports(self, count: int) -> list[TurnReport]:
+        """Return once ``count`` turns have finished (their summary line was emitted)."""
+        await self._reported.until(lambda: len(self.reports) >= count)
+        return self.reports
 
 
 def _from_twilio(m: twilio_sim.SentMessage) -> Delivered:
@@ -484,23 +505,16 @@ async def _open_stack_in(
             )
             async with httpx.AsyncClient(timeout=10) as client:
                 stack = Stack(
-                    settings=settings,
                     provider=provider,
                     graph=sims.graph,
                     twilio=sims.twilio,
+                    client=client,
+                    webhook_url=running.webhook_url,
+                    signed_url=public_url + settings.server.webhook_path,
+                    settings=settings,
                     agentforce=sims.agentforce,
                     elevenlabs=sims.elevenlabs,
                     daemon=running,
-                    client=client,
-                    sender=webhooks.WebhookSender(
-                        client, running.webhook_url, SECRETS["WHATSAPP_APP_SECRET"]
-                    ),
-                    twilio_sender=TwilioWebhookSender(
-                        client,
-                        running.webhook_url,
-                        auth_token=SECRETS["TWILIO_AUTH_TOKEN"],
-                        signed_url=public_url + settings.server.webhook_path,
-                    ),
                 )
                 try:
                     yield stack
@@ -516,6 +530,19 @@ class DaemonProcess:
     url: str
     webhook_url: str
     log: bytearray  # everything it wrote to stderr so far
+    provider: str = "meta"
+    signed_url: str = ""  # the webhook URL as Twilio calls it
+
+    def whatsapp(self, sims: Sims, client: httpx.AsyncClient) -> WhatsAppSide:
+        """Users of ``sims``' WhatsApp provider writing to this daemon."""
+        return WhatsAppSide(
+            provider=self.provider,
+            graph=sims.graph,
+            twilio=sims.twilio,
+            client=client,
+            webhook_url=self.webhook_url,
+            signed_url=self.signed_url or self.webhook_url,
+        )
 
     async def read_log_until(self, pattern: str) -> str:
         """Read stderr until ``pattern`` (a regex with one group) matches; return the group."""
@@ -542,12 +569,22 @@ async def spawn_daemon(
     sims: Sims,
     workdir: Path,
     *,
+    provider: str = "meta",
     env: Mapping[str, str] | None = None,
     **overrides: Mapping[str, Any],
 ) -> AsyncIterator[DaemonProcess]:
     """Write a config for ``sims`` under ``workdir``, start ``wa-agentd serve`` on it (secrets
     from a systemd-style credentials directory) and wait until it listens. Leaving the block
-    sends SIGTERM and waits for the exit."""
+    sends SIGTERM and waits for the exit. On Twilio the daemon gets a port chosen up front:
+    its public URL (which Twilio signs and fetches voice notes from) must name it."""
+    if provider == "twilio":
+        port = free_port()
+        overrides = {
+            **overrides,
+            "channel": {"provider": provider},
+            "server": {"bind": f"127.0.0.1:{port}", **overrides.get("server", {})},
+            "twilio": {"public_url": f"http://127.0.0.1:{port}", **overrides.get("twilio", {})},
+        }
     config_path = workdir / "config.toml"
     config_path.write_text(to_toml(sims.sections(**overrides)))
     creds = workdir / "credentials"
@@ -563,11 +600,14 @@ async def spawn_daemon(
         stderr=subprocess.PIPE,
         cwd=workdir,
     )
-    daemon = DaemonProcess(process, "", "", bytearray())
+    daemon = DaemonProcess(process, "", "", bytearray(), provider=provider)
     try:
         with trio.fail_after(30):
             daemon.url = await daemon.read_log_until(r"listening on (http://\S+)")
-        daemon.webhook_url = daemon.url + sims.settings(**overrides).server.webhook_path
+        settings = sims.settings(**overrides)
+        daemon.webhook_url = daemon.url + settings.server.webhook_path
+        if provider == "twilio":
+            daemon.signed_url = settings.twilio.public_url + settings.server.webhook_path
         yield daemon
     finally:
         if process.returncode is None:
