@@ -111,7 +111,9 @@ async def test_tts_timeout_leaves_the_text_answer_alone(provider: str) -> None:
 )
 async def test_tts_timeout_is_named_in_the_turn_summary() -> None:
     async with open_stack(
-        timeouts=timeouts(tts=HUNG), elevenlabs_faults=Faults(hang_paths=(TTS,))
+        timeouts=timeouts(tts=HUNG),
+        retries={"max_attempts": 1},  # one timeout is enough to name
+        elevenlabs_faults=Faults(hang_paths=(TTS,)),
     ) as stack:
         with trio.fail_after(10):
             await stack.send_voice(ALICE, "What are your opening hours?")
