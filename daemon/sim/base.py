@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -17,6 +18,7 @@ from typing import Any
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
+from quart import has_request_context, request
 
 
 @dataclass
@@ -26,23 +28,39 @@ class Faults:
     ``latency`` is a (low, high) range in seconds, drawn uniformly per request.
     ``error_rate`` is the share of requests answered with ``error_status`` instead.
     ``hang_rate`` is the share of requests that never answer (until the client gives up).
+    ``hang_paths`` are regular expressions: a request whose path one of them matches
+    (``re.search``) never answers, so a test can hang one route (the token endpoint, a media
+    download) and leave the rest of the simulator working. (The Agentforce simulator runs
+    an agent's turn outside the request that started it: hang those with ``hang_rate``.)
+    ``hold``, when set to an event, makes every request wait for it (after the latency): a
+    test orders events across simulators without timing ("answer once the session started").
     """
 
     latency: tuple[float, float] = (0.0, 0.0)
     error_rate: float = 0.0
     error_status: int = 503
     hang_rate: float = 0.0
+    hang_paths: tuple[str, ...] = ()
+    hold: trio.Event | None = None
     rng: random.Random = field(default_factory=lambda: random.Random(1))
 
     async def delay(self) -> None:
         low, high = self.latency
         if high > 0:
             await trio.sleep(self.rng.uniform(low, high))
+        if self.hold is not None:
+            await self.hold.wait()
+        if self.hang_paths and has_request_context() and _matches(self.hang_paths, request.path):
+            await trio.sleep_forever()
         if self.hang_rate and self.rng.random() < self.hang_rate:
             await trio.sleep_forever()
 
     def should_fail(self) -> bool:
         return bool(self.error_rate) and self.rng.random() < self.error_rate
+
+
+def _matches(patterns: tuple[str, ...], path: str) -> bool:
+    return any(re.search(pattern, path) for pattern in patterns)
 
 
 class Changes:

@@ -7,6 +7,8 @@ simulated upstreams.
 
 from __future__ import annotations
 
+import base64
+import enum
 import json
 import os
 import re
@@ -20,17 +22,20 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import httpx
 import trio
 
 from daemon import config, runtime
+from daemon.sim import twilio as twilio_sim
 from daemon.sim import webhooks
 from daemon.sim.agentforce import AgentforceSim
 from daemon.sim.audio import speak
 from daemon.sim.base import Changes, Faults
 from daemon.sim.elevenlabs import ElevenLabsSim
 from daemon.sim.graph import GraphSim
+from daemon.sim.graph import SentMessage as GraphSent
 from daemon.sim.twilio import TwilioSim, TwilioWebhookSender, webhook_params
 from daemon.turn import TurnReport
 
@@ -51,6 +56,22 @@ SECRETS = {
 }
 TWILIO_ACCOUNT_SID = "AC" + "5" * 32
 TWILIO_FROM = "whatsapp:+14155238886"
+
+# The WhatsApp-side routes a test can hang (``Stack.hang_whatsapp``), per provider: regular
+# expressions over the simulator's request paths (``Faults.hang_paths``).
+WHATSAPP_ROUTES: dict[str, dict[str, str]] = {
+    "meta": {
+        "send": r"/messages$",  # texts and voice notes (and read receipts: the same route)
+        "upload": r"/media$",  # POST /{phone-number-id}/media: our voice note's upload
+        "media": r"^/v\d+\.\d+/\d+$",  # GET /{media-id}: where the user's voice note is
+        "media_bytes": r"^/whatsapp_business/attachments/",  # the bytes behind that URL
+    },
+    "twilio": {
+        "send": r"/Messages\.json$",  # texts and voice notes
+        "media": r"/Messages/\w+/Media/\w+$",  # MediaUrl0 (Basic auth), redirects to ...
+        "media_bytes": r"^/cdn/",  # ... the bytes, on the CDN
+    },
+}
 
 
 def sim_sections(
@@ -179,34 +200,39 @@ class Delivered:
     renders_as_voice_note: bool
 
 
-@dataclass
-class Stack:
-    """The daemon and its simulated world. ``provider`` says which WhatsApp provider the
-    daemon is configured for; the ``send_*`` and ``wait_delivered`` helpers work for both."""
+class _Signed(enum.Enum):
+    SIGNED = enum.auto()
 
-    settings: config.Settings
+
+SIGNED = _Signed.SIGNED  # default for Stack.post_body: sign the body as the provider does
+
+
+@dataclass
+class WhatsAppSide:
+    """WhatsApp's side of the daemon, on either provider: the webhooks its users' messages
+    cause, signed as the provider signs them, and what reached the users. ``provider`` says
+    which provider the daemon is configured for; every helper here works for both. ``Stack``
+    is one; ``DaemonProcess.whatsapp`` makes one for a daemon running as a child process."""
+
     provider: str
     graph: GraphSim
     twilio: TwilioSim
-    agentforce: AgentforceSim
-    elevenlabs: ElevenLabsSim
-    daemon: runtime.Running
     client: httpx.AsyncClient  # for talking to the daemon (webhooks, admin routes)
-    sender: webhooks.WebhookSender  # Meta's webhook posts
-    twilio_sender: TwilioWebhookSender  # Twilio's webhook posts
-    reports: list[TurnReport] = field(default_factory=list)  # turns that ended
-    deferred: list[TurnReport] = field(default_factory=list)  # runs to be tried again later
-    _reported: Changes = field(default_factory=Changes)
+    webhook_url: str  # where the webhook posts go
+    signed_url: str  # the webhook URL as Twilio calls it (the public URL): Twilio signs it
+    sender: webhooks.WebhookSender = field(init=False)  # Meta's webhook posts
+    twilio_sender: TwilioWebhookSender = field(init=False)  # Twilio's webhook posts
 
-    def add_report(self, report: TurnReport) -> None:
-        # A deferred run is not the end of its message: it runs again ([inbox] retry_every).
-        (self.deferred if report.outcome == "deferred" else self.reports).append(report)
-        self._reported.bump()
-
-    async def wait_reports(self, count: int) -> list[TurnReport]:
-        """Return once ``count`` turns have finished (their summary line was emitted)."""
-        await self._reported.until(lambda: len(self.reports) >= count)
-        return self.reports
+    def __post_init__(self) -> None:
+        self.sender = webhooks.WebhookSender(
+            self.client, self.webhook_url, SECRETS["WHATSAPP_APP_SECRET"]
+        )
+        self.twilio_sender = TwilioWebhookSender(
+            self.client,
+            self.webhook_url,
+            auth_token=SECRETS["TWILIO_AUTH_TOKEN"],
+            signed_url=self.signed_url,
+        )
 
     # -- the user writes (either provider) ---------------------------------------------------
 
@@ -229,32 +255,99 @@ class Stack:
         message = self.voice_note(wa_id, spoken, language=language, **kw)
         return message.id, await self.deliver(message)
 
+    async def send_unsupported(self, wa_id: str) -> tuple[str, httpx.Response]:
+        """A user sends a picture: a message type the agent is not asked about."""
+        jpeg = b"\xff\xd8\xff\xe0 a picture of a cat"
+        if self.provider == "twilio":
+            url = self.twilio.add_user_media(jpeg, "image/jpeg")
+            params = webhook_params(from_wa_id=wa_id, media=(url, "image/jpeg"))
+            return dict(params)["MessageSid"], await self.twilio_sender.post(params)
+        media_id = self.graph.add_user_media(jpeg, "image/jpeg")
+        message = webhooks.image_message(wa_id, media_id, sha256=webhooks.media_sha256(jpeg))
+        return message.id, await self.deliver(message)
+
+    # -- raw webhook bodies (either provider) ------------------------------------------------
+
+    def text_body(self, wa_id: str, text: str) -> tuple[str, bytes]:
+        """(message id, the exact bytes the provider posts) for a text message: for tests
+        that post one delivery again, tamper with it or sign it wrongly (``post_body``)."""
+        if self.provider == "twilio":
+            params = webhook_params(from_wa_id=wa_id, body=text)
+            return dict(params)["MessageSid"], twilio_sim.encode_form(params)
+        message = webhooks.text_message(wa_id, text)
+        body = webhooks.envelope(message, phone_number_id=PHONE_NUMBER_ID)
+        return message.id, webhooks.encode(body)
+
+    @property
+    def content_type(self) -> str:
+        """What the provider's webhook posts carry."""
+        if self.provider == "twilio":
+            return "application/x-www-form-urlencoded; charset=utf-8"
+        return "application/json"
+
+    @property
+    def signature_header(self) -> str:
+        if self.provider == "twilio":
+            return twilio_sim.SIGNATURE_HEADER
+        return webhooks.SIGNATURE_HEADER
+
+    @property
+    def forged_signature(self) -> str:
+        """Well-formed for the provider, and wrong."""
+        if self.provider == "twilio":
+            return base64.b64encode(bytes(20)).decode("ascii")  # an HMAC-SHA1 of zeros
+        return "sha256=" + "0" * 64
+
+    def sign(self, body: bytes, secret: str | None = None) -> str:
+        """The provider's signature of ``body`` (Twilio: of the URL it calls plus the form's
+        fields), with the configured secret or ``secret``."""
+        if self.provider == "twilio":
+            params = parse_qsl(body.decode(), keep_blank_values=True)
+            return twilio_sim.sign(secret or SECRETS["TWILIO_AUTH_TOKEN"], self.signed_url, params)
+        return webhooks.sign(body, secret or SECRETS["WHATSAPP_APP_SECRET"])
+
+    async def post_body(
+        self, body: bytes, *, signature: str | _Signed | None = SIGNED
+    ) -> httpx.Response:
+        """POST ``body`` to the webhook as the provider would. ``signature``: ``SIGNED`` signs
+        it, a string is sent as the header's value (a forgery), None leaves the header out."""
+        headers = {"Content-Type": self.content_type}
+        if signature is SIGNED:
+            signature = self.sign(body)
+        if isinstance(signature, str):
+            headers[self.signature_header] = signature
+        return await self.client.post(self.webhook_url, content=body, headers=headers)
+
+    # -- what the user received (either provider) --------------------------------------------
+
+    def delivered(self, wa_id: str | None = None) -> list[Delivered]:
+        """What reached the user (or anyone) so far, in the order it arrived. (A Twilio voice
+        note counts once Twilio fetched its audio from the daemon.)"""
+        if self.provider == "twilio":
+            want = f"whatsapp:+{wa_id}" if wa_id else None
+            return [_from_twilio(m) for m in self.twilio.sent if want in (None, m.to)]
+        return [_from_graph(m) for m in self.graph.sent if wa_id in (None, m.to.lstrip("+"))]
+
     async def wait_delivered(self, count: int, wa_id: str | None = None) -> list[Delivered]:
         """Once ``count`` messages reached the user (or anyone), in the order they arrived."""
         if self.provider == "twilio":
             to = f"whatsapp:+{wa_id}" if wa_id else None
-            return [
-                Delivered(
-                    type="audio" if m.media_urls else "text",
-                    to=m.to.removeprefix("whatsapp:+"),
-                    text=m.body,
-                    audio=m.media,
-                    at=m.at,
-                    renders_as_voice_note=m.renders_as_voice_note,
-                )
-                for m in await self.twilio.wait_sent(count, to=to)
-            ]
-        return [
-            Delivered(
-                type=m.type,
-                to=m.to.removeprefix("+"),
-                text=m.text,
-                audio=m.audio,
-                at=m.at,
-                renders_as_voice_note=m.renders_as_voice_note,
-            )
-            for m in await self.graph.wait_sent(count, to=f"+{wa_id}" if wa_id else None)
-        ]
+            return [_from_twilio(m) for m in await self.twilio.wait_sent(count, to=to)]
+        sent = await self.graph.wait_sent(count, to=f"+{wa_id}" if wa_id else None)
+        return [_from_graph(m) for m in sent]
+
+    # -- the WhatsApp side fails (either provider) --------------------------------------------
+
+    @property
+    def whatsapp_faults(self) -> Faults:
+        """The fault knobs of the simulated WhatsApp API the daemon is configured for."""
+        return self.twilio.faults if self.provider == "twilio" else self.graph.faults
+
+    def hang_whatsapp(self, *routes: str) -> None:
+        """From now on the named routes of ``WHATSAPP_ROUTES`` never answer; none: all answer
+        again. A route the provider does not have (Twilio has no "upload") is a KeyError."""
+        table = WHATSAPP_ROUTES[self.provider]
+        self.whatsapp_faults.hang_paths = tuple(table[route] for route in routes)
 
     # -- Meta specifics ------------------------------------------------------------------------
 
@@ -269,6 +362,52 @@ class Stack:
     async def deliver(self, *items: webhooks.Item) -> httpx.Response:
         body = webhooks.envelope(*items, phone_number_id=PHONE_NUMBER_ID)
         return await self.sender.post(body)
+
+
+@dataclass
+class Stack(WhatsAppSide):
+    """The daemon and its simulated world: the WhatsApp side (either provider), the other
+    simulated upstreams, and the summary of every turn the daemon finished."""
+
+    settings: config.Settings
+    agentforce: AgentforceSim
+    elevenlabs: ElevenLabsSim
+    daemon: runtime.Running
+    reports: list[TurnReport] = field(default_factory=list)  # turns that ended
+    deferred: list[TurnReport] = field(default_factory=list)  # runs to be tried again later
+    _reported: Changes = field(default_factory=Changes)
+
+    def add_report(self, report: TurnReport) -> None:
+        # A deferred run is not the end of its message: it runs again ([inbox] retry_every).
+        (self.deferred if report.outcome == "deferred" else self.reports).append(report)
+        self._reported.bump()
+
+    async def wait_reports(self, count: int) -> list[TurnReport]:
+        """Return once ``count`` turns have finished (their summary line was emitted)."""
+        await self._reported.until(lambda: len(self.reports) >= count)
+        return self.reports
+
+
+def _from_twilio(m: twilio_sim.SentMessage) -> Delivered:
+    return Delivered(
+        type="audio" if m.media_urls else "text",
+        to=m.to.removeprefix("whatsapp:+"),
+        text=m.body,
+        audio=m.media,
+        at=m.at,
+        renders_as_voice_note=m.renders_as_voice_note,
+    )
+
+
+def _from_graph(m: GraphSent) -> Delivered:
+    return Delivered(
+        type=m.type,
+        to=m.to.removeprefix("+"),
+        text=m.text,
+        audio=m.audio,
+        at=m.at,
+        renders_as_voice_note=m.renders_as_voice_note,
+    )
 
 
 def free_port() -> int:
@@ -368,23 +507,16 @@ async def _open_stack_in(
             )
             async with httpx.AsyncClient(timeout=10) as client:
                 stack = Stack(
-                    settings=settings,
                     provider=provider,
                     graph=sims.graph,
                     twilio=sims.twilio,
+                    client=client,
+                    webhook_url=running.webhook_url,
+                    signed_url=public_url + settings.server.webhook_path,
+                    settings=settings,
                     agentforce=sims.agentforce,
                     elevenlabs=sims.elevenlabs,
                     daemon=running,
-                    client=client,
-                    sender=webhooks.WebhookSender(
-                        client, running.webhook_url, SECRETS["WHATSAPP_APP_SECRET"]
-                    ),
-                    twilio_sender=TwilioWebhookSender(
-                        client,
-                        running.webhook_url,
-                        auth_token=SECRETS["TWILIO_AUTH_TOKEN"],
-                        signed_url=public_url + settings.server.webhook_path,
-                    ),
                 )
                 try:
                     yield stack
@@ -400,6 +532,19 @@ class DaemonProcess:
     url: str
     webhook_url: str
     log: bytearray  # everything it wrote to stderr so far
+    provider: str = "meta"
+    signed_url: str = ""  # the webhook URL as Twilio calls it
+
+    def whatsapp(self, sims: Sims, client: httpx.AsyncClient) -> WhatsAppSide:
+        """Users of ``sims``' WhatsApp provider writing to this daemon."""
+        return WhatsAppSide(
+            provider=self.provider,
+            graph=sims.graph,
+            twilio=sims.twilio,
+            client=client,
+            webhook_url=self.webhook_url,
+            signed_url=self.signed_url or self.webhook_url,
+        )
 
     async def read_log_until(self, pattern: str) -> str:
         """Read stderr until ``pattern`` (a regex with one group) matches; return the group."""
@@ -426,12 +571,22 @@ async def spawn_daemon(
     sims: Sims,
     workdir: Path,
     *,
+    provider: str = "meta",
     env: Mapping[str, str] | None = None,
     **overrides: Mapping[str, Any],
 ) -> AsyncIterator[DaemonProcess]:
     """Write a config for ``sims`` under ``workdir``, start ``wa-agentd serve`` on it (secrets
     from a systemd-style credentials directory) and wait until it listens. Leaving the block
-    sends SIGTERM and waits for the exit."""
+    sends SIGTERM and waits for the exit. On Twilio the daemon gets a port chosen up front:
+    its public URL (which Twilio signs and fetches voice notes from) must name it."""
+    if provider == "twilio":
+        port = free_port()
+        overrides = {
+            **overrides,
+            "channel": {"provider": provider},
+            "server": {"bind": f"127.0.0.1:{port}", **overrides.get("server", {})},
+            "twilio": {"public_url": f"http://127.0.0.1:{port}", **overrides.get("twilio", {})},
+        }
     config_path = workdir / "config.toml"
     config_path.write_text(to_toml(sims.sections(**overrides)))
     creds = workdir / "credentials"
@@ -447,11 +602,14 @@ async def spawn_daemon(
         stderr=subprocess.PIPE,
         cwd=workdir,
     )
-    daemon = DaemonProcess(process, "", "", bytearray())
+    daemon = DaemonProcess(process, "", "", bytearray(), provider=provider)
     try:
         with trio.fail_after(30):
             daemon.url = await daemon.read_log_until(r"listening on (http://\S+)")
-        daemon.webhook_url = daemon.url + sims.settings(**overrides).server.webhook_path
+        settings = sims.settings(**overrides)
+        daemon.webhook_url = daemon.url + settings.server.webhook_path
+        if provider == "twilio":
+            daemon.signed_url = settings.twilio.public_url + settings.server.webhook_path
         yield daemon
     finally:
         if process.returncode is None:

@@ -117,6 +117,34 @@ def test_ready_requires_ids_and_secrets() -> None:
     assert err.value.key == "[agentforce] agent_id"
 
 
+def test_ready_on_twilio_requires_twilio_ids_and_token_not_metas() -> None:
+    ids = {
+        "channel": {"provider": "twilio"},
+        "twilio": {"account_sid": "AC" + "5" * 32, "public_url": "https://bot.example.com"},
+        "agentforce": READY_IDS["agentforce"],
+        "elevenlabs": READY_IDS["elevenlabs"],
+    }
+    env = {
+        "AGENTFORCE_CLIENT_ID": "id",
+        "AGENTFORCE_CLIENT_SECRET": "secret",
+        "ELEVENLABS_API_KEY": "k",
+        "TWILIO_AUTH_TOKEN": "t",
+    }
+    # Complete without a phone_number_id or any WHATSAPP_* secret: those are Meta's.
+    config.validate_ready(config.parse(ids, env=env))
+    with pytest.raises(config.ConfigError) as err:
+        config.validate_ready(config.parse(ids, env={**env, "TWILIO_AUTH_TOKEN": ""}))
+    assert err.value.key == "TWILIO_AUTH_TOKEN"
+    assert "twilio-auth-token" in err.value.why
+    for key in ("account_sid", "public_url"):
+        missing = {**ids, "twilio": {**ids["twilio"], key: ""}}
+        with pytest.raises(config.ConfigError) as err:
+            config.validate_ready(config.parse(missing, env=env))
+        assert err.value.key == f"[twilio] {key}"
+    # And Meta does not need Twilio's token (READY_ENV has none).
+    config.validate_ready(config.parse(READY_IDS, env=READY_ENV))
+
+
 def test_credentials_directory_wins_over_environment(tmp_path: Path) -> None:
     (tmp_path / "whatsapp-app-secret").write_text("from-file\n")
     settings = config.parse(
