@@ -25,7 +25,7 @@ import struct
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -126,7 +126,8 @@ class Fault:
     RST, no answer), ``hang`` (no answer until the daemon gives up). After forwarding (the
     upstream did the work): ``reset_after``, ``truncate`` (head and half the body, then RST),
     ``garbage`` (the body replaced by bytes that are not what was promised), ``swallow``
-    (no answer until the daemon gives up).
+    (no answer until the daemon gives up), ``error_after`` (the made-up error answer of
+    ``respond``, sent in place of the upstream's real one).
     """
 
     kind: str
@@ -137,7 +138,7 @@ class Fault:
 
 
 PASS = Fault("pass")
-_FORWARDED = frozenset({"pass", "reset_after", "truncate", "garbage", "swallow"})
+_FORWARDED = frozenset({"pass", "reset_after", "truncate", "garbage", "swallow", "error_after"})
 _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "te"}
     | {"trailer", "upgrade", "proxy-connection", "content-encoding"}
@@ -279,6 +280,8 @@ class FaultProxy:
             if fault.kind == "garbage":
                 audio = not _content_type(headers).startswith("application/json")
                 body = GARBAGE_AUDIO if audio else GARBAGE_JSON
+            if fault.kind == "error_after":
+                status, headers, body = fault.status, list(fault.headers), fault.body
             await _respond(client, conn, status, headers, body)
             return True
         finally:
@@ -415,11 +418,12 @@ class Chaos:
 
     Anything goes on reads, uploads, the agent and speech: the daemon either retries or says
     sorry, and a broken answer there can't make the user see two messages. A user-visible
-    WhatsApp send only gets refusals that mean "not sent" (throughput and pair-rate limits,
-    131000, 5xx, 429), and never two in a row to the same user: the daemon tries once more
-    (a retry, or the apology in place of the answer), and that try must get through — else
-    a user could legitimately get nothing, and "lost" would prove nothing. Broken answers to
-    sends that went through, and hangs on sends, have tests of their own.
+    WhatsApp send gets refusals that mean "not sent" (throughput and pair-rate limits, the
+    slow-down 503 and 429), never two in a row to the same user (the daemon retries, or defers
+    the turn and tries again, and that try gets through), and 500 / 131000 — an unknown
+    outcome, after which the daemon must send nothing more — only after the send went
+    through: a 131000 that was not processed would leave the user with nothing by design,
+    and "lost" would prove nothing. Hangs on sends have tests of their own.
     """
 
     def __init__(self, seed: int, rate: float, agent_rate: float | None = None) -> None:
@@ -463,7 +467,10 @@ class Chaos:
             code, status = self.rng.choice(
                 ((130429, 400), (131056, 400), (131000, 500), (2, 503), (4, 429))
             )
-            return _graph_error(code, status)
+            fault = _graph_error(code, status)
+            if code == 131000:  # processed, then reported as failed: the user has it
+                return Fault("error_after", "graph_131000_after_send", *astuple(fault)[2:])
+            return fault
         if not self._hit():
             return PASS
         if call.path.startswith("/whatsapp_business/attachments"):
