@@ -16,14 +16,12 @@ closed -> return.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 
 import httpx
 import trio
@@ -48,7 +46,7 @@ from daemon.config import Settings
 from daemon.http import ResponseHook, make_client
 from daemon.lanes import Lanes
 from daemon.model import Inbound
-from daemon.observe.health import UpstreamHealth
+from daemon.observe.health import Readiness, StoreProbe, UpstreamHealth
 from daemon.observe.metrics import Metrics
 from daemon.observe.notify import notify, watchdog_interval
 from daemon.resilience.breaker import CircuitBreaker, State
@@ -314,21 +312,6 @@ async def _reap_sessions(agent: AgentforceClient, every: float) -> None:
             continue
         if ended:
             log.info("ended %d idle agent sessions", ended)
-
-
-def _readiness(
-    lanes: Lanes, health: UpstreamHealth, guard: Guard, state_dir: Path
-) -> tuple[bool, str]:
-    """(ready?, why): config is loaded (we run), state is writable, no circuit is open and
-    the upstreams answer."""
-    problems: list[str] = []
-    if lanes.closed:
-        problems.append("draining")
-    if not os.access(state_dir, os.W_OK):
-        problems.append(f"state directory {state_dir} not writable")
-    problems += guard.open_circuits()
-    problems += health.down()
-    return (not problems, "; ".join(problems) or "ready")
 
 
 _CIRCUIT_VALUES = {State.CLOSED: 0, State.HALF_OPEN: 1, State.OPEN: 2}
@@ -597,7 +580,6 @@ async def _serving(
         if on_report is not None:
             on_report(r)
 
-    state_dir = settings.state_dir()
     store_counts: dict[str, int] = {}  # refreshed by _maintain_store, read by /metrics
 
     turn = Turn(
@@ -629,18 +611,25 @@ async def _serving(
         idle_seconds=lanes_cfg.idle_seconds,
         max_concurrent_turns=lanes_cfg.max_concurrent_turns,
     ) as lanes:
+        probe = StoreProbe(store.probe)
         ctx = WebContext(
             channel=ups.channel,
             inbox=store,
             lanes=lanes,
             webhook_path=settings.server.webhook_path,
             max_body_bytes=settings.server.max_body_bytes,
-            ready=partial(_readiness, lanes, obs.health, guard, state_dir),
+            ready=Readiness(
+                draining=lambda: lanes.closed,
+                store=probe,
+                circuits=guard.open_circuits,
+                upstreams=obs.health,
+            ),
             metrics=obs.metrics,
             public_media=ups.public_media,
             admin_token=settings.secrets.get("WA_AGENTD_ADMIN_TOKEN"),
             flush_caches=ups.caches.flush,
         )
+        top.start_soon(probe.run)
         _export_state(obs.metrics, ctx, ups.agent, store_counts)
         await _resume_unfinished(store, lanes)
         top.start_soon(_maintain_store, settings, store, store_counts)
