@@ -48,7 +48,7 @@ from daemon.lanes import Lanes
 from daemon.model import Inbound
 from daemon.observe.health import Readiness, StoreProbe, UpstreamHealth
 from daemon.observe.metrics import Metrics
-from daemon.observe.notify import notify, watchdog_interval
+from daemon.observe.notify import StatusLine, notify, watchdog, watchdog_interval
 from daemon.resilience.breaker import CircuitBreaker, State
 from daemon.resilience.guard import Guard
 from daemon.resilience.retry import RetryBudget
@@ -507,24 +507,12 @@ async def _maintain_store(settings: Settings, store: Store, counts: dict[str, in
         await trio.sleep(300)
 
 
-async def _report_status(url: str, lanes: Lanes) -> None:
-    """A STATUS= line for `systemctl status`, refreshed while the daemon runs."""
-    last = ""
-    while True:
-        status = (
-            f"listening on {url}; {lanes.running} turns in flight, {lanes.queued} queued, "
-            f"{lanes.active} users active"
-        )
-        if status != last:
-            notify(f"STATUS={status}")
-            last = status
-        await trio.sleep(5)
-
-
-async def _watchdog(interval: float) -> None:
-    while True:
-        notify("WATCHDOG=1")
-        await trio.sleep(interval)
+def _status(url: str, lanes: Lanes, ctx: WebContext) -> str:
+    """The STATUS= line: what an operator wants from `systemctl status` at a glance."""
+    work = f"{lanes.running} turns in flight, {lanes.queued} queued"
+    if ctx.draining:
+        return f"draining: {work}"
+    return f"listening on {url}; {work}, {lanes.active} users active"
 
 
 async def run(
@@ -557,9 +545,6 @@ async def run(
         async with _serving(settings, ups, obs, guard, store, stop, on_report, top) as running:
             task_status.started(running)
             await stop.wait()
-            notify("STOPPING=1")
-            running.web.draining = True
-            log.info("draining: webhooks answered 503, finishing turns in flight")
         top.cancel_scope.cancel()
     log.info("stopped")
 
@@ -667,11 +652,13 @@ async def _serving(
                 )
             url = urls[0]
             log.info("listening on %s (webhook %s)", url, settings.server.webhook_path)
-            notify(f"READY=1\nSTATUS=listening on {url}")
-            top.start_soon(_report_status, url, lanes)
+            status = StatusLine()
+            status.text = f"listening on {url}"  # sent with READY=1, in the same datagram
+            notify(f"READY=1\nSTATUS={status.text}")
+            top.start_soon(status.keep_current, partial(_status, url, lanes, ctx))
             interval = watchdog_interval()
             if interval:  # pings from the event loop itself: a blocked loop misses them
-                top.start_soon(_watchdog, interval)
+                top.start_soon(watchdog, interval)
             try:
                 yield Running(
                     url=url,
@@ -683,13 +670,20 @@ async def _serving(
                     agent=ups.agent,
                 )
             finally:
+                # No checkpoint from here to the status: systemd gets STOPPING=1 and at once
+                # the line saying what the stop waits for (turns in flight, queued).
                 ctx.draining = True
+                notify("STOPPING=1")
+                status.set(_status(url, lanes, ctx))
+                log.info("draining: webhooks answered 503, finishing turns in flight")
                 lanes.close()
                 with trio.move_on_after(settings.server.drain_timeout) as drain:
                     await lanes.drained()
                 if drain.cancelled_caught:
+                    # They stay unfinished in the durable inbox and resume after the restart.
                     log.warning(
-                        "drain timeout (%.0fs): %d turns still running were cancelled",
+                        "drain timeout (%gs): %d turns still running were cancelled; "
+                        "they resume when the daemon starts again",
                         settings.server.drain_timeout,
                         lanes.running,
                     )
