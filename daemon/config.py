@@ -31,6 +31,9 @@ SECRET_NAMES = (
     "ELEVENLABS_API_KEY",
     "WA_AGENTD_ADMIN_TOKEN",
     "TWILIO_AUTH_TOKEN",
+    # Keys the hashes of phone numbers in the logs (daemon/observe/logs.py). Optional: unset,
+    # the daemon keeps a random one in its state directory.
+    "WA_AGENTD_LOG_SALT",
 )
 
 

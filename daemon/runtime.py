@@ -46,6 +46,7 @@ from daemon.config import Settings
 from daemon.http import ResponseHook, make_client
 from daemon.lanes import Lanes
 from daemon.model import Inbound
+from daemon.observe import logs
 from daemon.observe.health import Readiness, StoreProbe, UpstreamHealth
 from daemon.observe.metrics import Metrics
 from daemon.observe.notify import StatusLine, notify, watchdog, watchdog_interval
@@ -534,6 +535,8 @@ async def run(
         ups = upstreams(settings, stack, obs)
         guard = build_guard(settings, obs.metrics)
         state_dir = settings.state_dir()
+        # Before the first message is seen: every hash of a user is keyed with this salt.
+        logs.use_salt(logs.load_salt(state_dir, settings.secrets.get("WA_AGENTD_LOG_SALT")))
         store = await Store.open(
             state_dir / "wa-agentd.sqlite3",
             dedupe_ttl=settings.inbox.dedupe_ttl,

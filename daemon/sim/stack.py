@@ -25,6 +25,7 @@ import httpx
 import trio
 
 from daemon import config, runtime
+from daemon.observe import logs
 from daemon.sim import webhooks
 from daemon.sim.agentforce import AgentforceSim
 from daemon.sim.audio import speak
@@ -398,6 +399,12 @@ class DaemonProcess:
     url: str
     webhook_url: str
     log: bytearray  # everything it wrote to stderr so far
+    state_dir: Path = Path("state")
+
+    def user_hash(self, user: str) -> str:
+        """``user`` as this daemon's log lines show it (keyed with the salt in its state
+        directory, which it creates at start)."""
+        return logs.hashed(user, key=logs.salt_key(logs.load_salt(self.state_dir, create=False)))
 
     async def read_log_until(self, pattern: str) -> str:
         """Read stderr until ``pattern`` (a regex with one group) matches; return the group."""
@@ -445,7 +452,8 @@ async def spawn_daemon(
         stderr=subprocess.PIPE,
         cwd=workdir,
     )
-    daemon = DaemonProcess(process, "", "", bytearray())
+    state_dir = Path(overrides.get("state", {}).get("dir") or "state")
+    daemon = DaemonProcess(process, "", "", bytearray(), workdir / state_dir)
     try:
         with trio.fail_after(30):
             daemon.url = await daemon.read_log_until(r"listening on (http://\S+)")

@@ -10,6 +10,7 @@ from functools import partial
 from pathlib import Path
 
 import httpx
+import pytest
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -235,4 +236,54 @@ def _check_notify_order(seen: list[str]) -> None:
 def _check_journal_lines(daemon: DaemonProcess) -> None:
     log = daemon.log.decode()
     lines = [line for line in log.splitlines() if line]
+    # Every line has its priority, so journald files each one right.
     assert lines and all(re.match(r"<[0-7]>", line) for line in lines), log
+    summaries = {
+        outcome: line
+        for line in lines
+        if (found := re.search(r" turn=\w+ done .*outcome=(\w+)", line))
+        and (outcome := found.group(1))
+    }
+    assert set(summaries) == {"answered", "escalated", "agent_down"}, log
+    assert summaries["answered"].startswith("<6>daemon.turn: turn=")
+    assert summaries["escalated"].startswith("<6>daemon.turn: turn=")  # business as usual
+    assert summaries["agent_down"].startswith("<4>daemon.turn: turn=")
+    # `journalctl -p warning` (priority 4 and more urgent) shows exactly the problems: here
+    # the one turn whose user got an apology instead of an answer.
+    problems = [line for line in lines if re.match(r"<[0-4]>", line)]
+    assert problems == [summaries["agent_down"]], log
+    # Each turn's lines share its id, and each turn has exactly one summary.
+    turn_ids = re.findall(r" turn=(\w+) ", log)
+    done = re.findall(r" turn=(\w+) done ", log)
+    assert sorted(done) == sorted(set(turn_ids)) and len(done) == 3, log
+    # Users appear only hashed, keyed with the salt the daemon keeps in its state directory.
+    for user in (ALICE, BOB, CAROL):
+        assert f" user={daemon.user_hash(user)} " in log, (user, log)
+    _assert_nothing_private(log)
+
+
+def _assert_nothing_private(log: str) -> None:
+    """No phone number (in any common spelling), secret or message text in clear."""
+    for number in (ALICE, BOB, CAROL, "15550001111"):
+        for spelling in (number, "+" + number, number[1:], number[-7:]):
+            assert spelling not in log, spelling
+    for secret in SECRETS.values():
+        assert secret not in log
+    for text in (ALICE_SLOW, "can I talk to a person", "are you there", "too late"):
+        assert text not in log
+
+
+def test_the_privacy_check_catches_a_leak() -> None:
+    # The check above must not pass vacuously: each kind of leak makes it fail.
+    clean = "<6>daemon.turn: turn=ab12cd34 done user=u:0123456789 outcome=answered"
+    _assert_nothing_private(clean)
+    for leak in (
+        f"to +{ALICE}",
+        f"to {BOB}",
+        f"national {CAROL[1:]}",
+        f"sent to ...{ALICE[-7:]}",
+        SECRETS["WHATSAPP_ACCESS_TOKEN"],
+        "text=a slow question",
+    ):
+        with pytest.raises(AssertionError):
+            _assert_nothing_private(f"{clean}\n<6>daemon.x: {leak}")
