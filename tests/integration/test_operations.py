@@ -160,7 +160,8 @@ async def test_notify_watchdog_status_graceful_stop_and_journal_lines(tmp_path: 
         async with open_sims(agentforce_options={"responder": responder}) as sims:
             with trio.fail_after(30):
                 async with (
-                    spawn_daemon(sims, tmp_path, env=env) as daemon,
+                    # No "one moment" message: the answer is the only one to wait for.
+                    spawn_daemon(sims, tmp_path, env=env, ux={"holding_after": 0.0}) as daemon,
                     httpx.AsyncClient() as client,
                 ):
                     await _serve_and_stop(daemon, sims, client, notify, release)
