@@ -89,6 +89,9 @@ class TwilioConfig:
     max_media_bytes: int = 16 * 1024 * 1024
     # Seconds the voice notes we generate stay fetchable at {public_url}/media/<token>.
     media_ttl: float = 600.0
+    # Bytes of those voice notes held in memory at most (the oldest go first): a bound on
+    # memory, and ~64 MiB is a few hundred voice notes, far more than are fetched at once.
+    media_memory_bytes: int = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)

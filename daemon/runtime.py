@@ -242,7 +242,7 @@ def _build_channel(
     s = settings.secrets
     if settings.channel.provider == "twilio":
         tw = settings.twilio
-        media = PublicMedia(ttl=tw.media_ttl)
+        media = PublicMedia(ttl=tw.media_ttl, max_bytes=tw.media_memory_bytes)
         client = TwilioClient(
             http,
             api_url=tw.api_url,
