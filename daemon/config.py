@@ -89,9 +89,10 @@ class TwilioConfig:
     max_media_bytes: int = 16 * 1024 * 1024
     # Seconds the voice notes we generate stay fetchable at {public_url}/media/<token>.
     media_ttl: float = 600.0
-    # Bytes of those voice notes held in memory at most (the oldest go first): a bound on
-    # memory, and ~64 MiB is a few hundred voice notes, far more than are fetched at once.
-    media_memory_bytes: int = 64 * 1024 * 1024
+    # Bytes of those voice notes held in memory at most (the oldest go first). Twilio fetches
+    # a note within seconds of the send; 32 MiB is ~800 spoken answers, and keeps the daemon's
+    # total under the unit's MemoryHigh (README "Memory").
+    media_memory_bytes: int = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)
