@@ -38,10 +38,17 @@ async def test_serve_answers_a_webhook_and_stops_cleanly_on_sigterm(tmp_path: Pa
                 daemon.process.send_signal(signal.SIGTERM)
                 assert await daemon.process.wait() == 0
                 await daemon.drain_log()
+                user = daemon.user_hash("16505551234")  # the salt is in its state directory
     log = daemon.log.decode()
     assert "stopped" in log
-    assert "16505551234" not in log  # phone numbers only hashed
-    assert SECRETS["WHATSAPP_ACCESS_TOKEN"] not in log
+    # The user is in the log, hashed (so the checks below look at a log that names them)...
+    assert f" user={user} " in log
+    # ... and never in clear: no number in any spelling, no secret, not what they wrote.
+    for spelling in ("16505551234", "+16505551234", "6505551234", "5551234"):
+        assert spelling not in log
+    for secret in SECRETS.values():
+        assert secret not in log
+    assert "opening hours" not in log
 
 
 # The answer is the only message: no "one moment" while the agent is held back on purpose.
