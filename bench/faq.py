@@ -41,7 +41,7 @@ import statistics
 import tempfile
 import tomllib
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -56,7 +56,7 @@ from daemon import config
 from daemon.cache.normalize import normalize_question
 from daemon.cache.rules import CacheRule, Rules
 from daemon.observe import logs
-from daemon.observe.logs import hashed
+from daemon.observe.logs import hashed, load_salt, salt_key
 from daemon.sim import webhooks
 from daemon.sim.agentforce import JsonDict, SimSession, default_brain, inform
 from daemon.sim.audio import speak
@@ -473,16 +473,22 @@ def parse_metrics(text: str) -> dict[str, dict[str, float]]:
     return dict(found)
 
 
-def apply_log(log: str, plan: Sequence[UserPlan], records: Sequence[TurnRecord]) -> Counter[str]:
+def apply_log(
+    log: str,
+    plan: Sequence[UserPlan],
+    records: Sequence[TurnRecord],
+    user_hash: Callable[[str], str],
+) -> Counter[str]:
     """Fill outcome / served / cached of every record from the daemon's summary lines (a
     user's turns run one after another, so the k-th line of a user is their k-th turn).
+    ``user_hash``: a user as the daemon's lines show them (keyed with the daemon's salt).
     Returns what the response cache answered hits for, by rule reason (faq, opener)."""
     hits = {turn: reason for turn, reason in CACHE_HIT.findall(log)}
     lines: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
     for turn, user, _kind, outcome, _voice, rest in SUMMARY.findall(log):
         found = re.search(r"cached=(\S+)", rest)
         lines[user].append((turn, outcome, found.group(1) if found else ""))
-    by_user = {hashed(u.wa_id): u.n for u in plan}
+    by_user = {user_hash(u.wa_id): u.n for u in plan}
     mine = {(r.user, r.index): r for r in records}
     for user_hash, turns in lines.items():
         n = by_user.get(user_hash)
@@ -531,6 +537,8 @@ async def run_once(
                 trio.open_nursery() as background,
             ):
                 background.start_soon(daemon.drain_log)
+                # The salt file goes with the temporary directory: read it while it is there.
+                user_hash = partial(hashed, key=salt_key(load_salt(daemon.state_dir, create=False)))
                 inboxes = Inboxes()
                 background.start_soon(inboxes.follow, sims.graph)
                 secret = SECRETS["WHATSAPP_APP_SECRET"]
@@ -555,7 +563,7 @@ async def run_once(
     log = daemon.log.decode(errors="replace")
     OUT.mkdir(exist_ok=True)
     (OUT / f"faq-daemon-{'on' if caches_on else 'off'}.log").write_text(log)
-    reasons = apply_log(log, plan, records)
+    reasons = apply_log(log, plan, records, user_hash)
     return RunResult(caches_on, elapsed, records, calls, metrics, dict(reasons), document)
 
 

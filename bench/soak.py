@@ -6,15 +6,21 @@
 Every in-process map of the daemon (lanes, agent sessions, dedupe ids, caches) has a size
 and a TTL bound in config.toml. This drives ``--users`` DISTINCT users, each sending ONE
 message (a share ``--voice`` of them a voice note), at most ``--concurrency`` in flight,
-against ``wa-agentd serve`` running as its own process with bounds small enough to be
-reached within the run (``BOUNDS``). Every ``--sample`` seconds it records the daemon's
+against ``wa-agentd serve`` running as its own process with bounds small enough that EVERY
+map fills up within the run (``BOUNDS``). Every ``--sample`` seconds it records the daemon's
 VmRSS (from /proc) and its gauges (``/metrics``): lanes, agent sessions, dedupe ids, queue
-depth. Once the maps are full, RSS must stop growing and stay under ``--bound-mib``.
+depth, and each cache's entries and bytes. Once the maps are full, RSS must stop growing and
+stay under ``--bound-mib``; ``bounds_reached`` in the summary says whether each map did fill.
 
 Questions are a realistic mix: FAQs (answered from the response cache after the first few),
 personal ones with an order number (never cached: one agent session each) and one-off
-product questions (agent sessions and response-cache candidates). The simulators run in
-this process with no added latency, so the run is as fast as the two processes allow.
+product questions (agent sessions and response-cache candidates). Voice notes say one of
+``VOICE_PHRASES`` distinct product questions (a few FAQs among them), so the transcripts
+(by the voice note's sha256), the spoken answers (audio cache, memory and disk) and the
+uploaded media ids keep meeting new keys after their bounds are reached, as they would with
+real users. Each phrase is recorded the first time it is needed, in a worker thread. The
+simulators run in this process with no added latency, so the run is as fast as the two
+processes allow.
 
 Output: ``<out>/soak.json`` (every sample and a summary) and ``<out>/soak.png`` (needs
 matplotlib: ``.venv/bin/pip install -r bench/requirements.txt``). Not a test: nothing
@@ -54,8 +60,19 @@ BOUNDS: dict[str, dict[str, Any]] = {
     "lanes": {"idle_seconds": 5.0},
     "agentforce": {"max_sessions": 5000, "session_idle": 60.0},
     "inbox": {"dedupe_max_ids": 50_000},
-    "cache": {"response_entries": 5000},
+    "cache": {
+        "response_entries": 5000,
+        # A spoken answer here is ~40 KB: ~50 in memory, ~200 on disk, of VOICE_PHRASES.
+        "audio_memory_bytes": 2 * MIB,
+        "audio_disk_bytes": 8 * MIB,
+        "transcripts": 200,
+        "media_ids": 200,
+    },
 }
+# Distinct things voice notes say: twice the voice maps above (transcripts, media ids, ~200
+# answers on disk), so they fill and keep churning. Not more: every distinct answer costs
+# the simulated TTS, which runs in this process, an encode of its own.
+VOICE_PHRASES = 400
 # Not bounds, but needed to count answers: no "one moment" message (it would be an extra
 # send to wait for), and the startup line spawn_daemon waits for is logged at info.
 OTHER_SETTINGS: dict[str, dict[str, Any]] = {"ux": {"holding_after": 0.0}, "log": {"level": "info"}}
@@ -70,7 +87,7 @@ FAQ = [
     "How do returns work?",
     "Hello!",
 ]
-SPOKEN = [  # voice notes: recorded once, before the clock starts
+SPOKEN_FAQ = [  # a fifth of the voice notes: the same few questions, cache hits
     "What are your opening hours?",
     "How do returns work?",
     "Do you ship to Canada?",
@@ -82,6 +99,28 @@ GAUGES = (
     "wa_agentd_dedupe_ids",
     "wa_agentd_queue_depth",
 )
+# Labelled gauges, one series per cache: (family, label value) -> the key in the samples.
+CACHE_GAUGES = {
+    ("wa_agentd_cache_entries", "responses"): "cache_entries_responses",
+    ("wa_agentd_cache_entries", "transcripts"): "cache_entries_transcripts",
+    ("wa_agentd_cache_entries", "media_ids"): "cache_entries_media_ids",
+    ("wa_agentd_cache_entries", "audio_memory"): "cache_entries_audio_memory",
+    ("wa_agentd_cache_entries", "audio_disk"): "cache_entries_audio_disk",
+    ("wa_agentd_cache_bytes", "audio_memory"): "cache_bytes_audio_memory",
+    ("wa_agentd_cache_bytes", "audio_disk"): "cache_bytes_audio_disk",
+}
+# Each bounded map, the sample key that shows its size, and the bound it must reach.
+FILLS = {
+    "agent_sessions": ("wa_agentd_agent_sessions", BOUNDS["agentforce"]["max_sessions"]),
+    "dedupe_ids": ("wa_agentd_dedupe_ids", BOUNDS["inbox"]["dedupe_max_ids"]),
+    "responses": ("cache_entries_responses", BOUNDS["cache"]["response_entries"]),
+    "transcripts": ("cache_entries_transcripts", BOUNDS["cache"]["transcripts"]),
+    "media_ids": ("cache_entries_media_ids", BOUNDS["cache"]["media_ids"]),
+    "audio_memory_bytes": ("cache_bytes_audio_memory", BOUNDS["cache"]["audio_memory_bytes"]),
+    "audio_disk_bytes": ("cache_bytes_audio_disk", BOUNDS["cache"]["audio_disk_bytes"]),
+}
+# An LRU bounded by bytes stops one entry short of its budget; "full" allows for that.
+FULL_SHARE = 0.9
 UPSTREAM_CALLS = "wa_agentd_upstream_calls_total"
 OUTCOME = re.compile(rb"outcome=(\w+)")
 PROBLEM = re.compile(rb" (WARNING|ERROR|CRITICAL) +([\w.]+):")
@@ -99,6 +138,13 @@ def letters(n: int) -> str:
         word = chr(ord("a") + digit) + word
         if n == 0:
             return word
+
+
+def spoken(rng: random.Random) -> str:
+    """What one voice note says."""
+    if rng.random() < 0.2:
+        return rng.choice(SPOKEN_FAQ)
+    return f"Is the {letters(rng.randrange(VOICE_PHRASES))} teapot in stock?"
 
 
 def question(n: int, rng: random.Random) -> str:
@@ -185,7 +231,7 @@ class Load:
         wa_id = f"1555{n:07d}"
         media_id = ""
         if self.rng.random() < self.voice_share:
-            audio = self.recordings[self.rng.choice(SPOKEN)]
+            audio = await self.record(spoken(self.rng))
             media_id = self.sims.graph.add_user_media(audio, "audio/ogg; codecs=opus")
             sha = webhooks.media_sha256(audio)
             message = webhooks.voice_message(wa_id, media_id, sha256=sha)
@@ -203,6 +249,15 @@ class Load:
             self.answers.forget(wa_id)
             if media_id:  # the user's clip is only needed until the daemon fetched it
                 self.sims.graph.media.pop(media_id, None)
+
+    async def record(self, text: str) -> bytes:
+        """The voice note saying ``text``: encoded once (in a thread: ~20 ms of CPU that
+        would stall this process's event loop, and with it the simulators), then reused."""
+        audio = self.recordings.get(text)
+        if audio is None:
+            audio = await trio.to_thread.run_sync(speak, text)
+            self.recordings[text] = audio
+        return audio
 
     async def post(self, body: dict[str, Any]) -> bool:
         """POST the webhook; on a 503 (queue full) retry as Meta does, a little later."""
@@ -299,11 +354,17 @@ def read_rss(pid: int) -> int | None:
 
 
 def parse_gauges(text: str) -> dict[str, float | None]:
-    """The gauges, and all upstream calls so far (to relate memory to calls, not turns)."""
-    found: dict[str, float | None] = dict.fromkeys(GAUGES)
+    """The gauges, each cache's entries and bytes, and all upstream calls so far (to relate
+    memory to calls, not turns)."""
+    found: dict[str, float | None] = dict.fromkeys([*GAUGES, *CACHE_GAUGES.values()])
     for family in text_string_to_metric_families(text):
-        if family.name in found and family.samples:
+        if family.name in GAUGES and family.samples:
             found[family.name] = family.samples[0].value
+        elif family.name in ("wa_agentd_cache_entries", "wa_agentd_cache_bytes"):
+            for sample in family.samples:
+                key = CACHE_GAUGES.get((family.name, sample.labels.get("cache", "")))
+                if key is not None:
+                    found[key] = sample.value
         elif family.name == "wa_agentd_upstream_calls":
             found[UPSTREAM_CALLS] = sum(
                 s.value for s in family.samples if s.name.endswith("_total")
@@ -322,7 +383,7 @@ class Sampler:
 
     async def sample(self) -> Sample:
         rss = read_rss(self.pid)
-        gauges: dict[str, float | None] = dict.fromkeys(GAUGES)
+        gauges: dict[str, float | None] = dict.fromkeys([*GAUGES, *CACHE_GAUGES.values()])
         try:
             response = await self.client.get(self.metrics_url)
             gauges = parse_gauges(response.text)
@@ -354,7 +415,7 @@ class Options:
 
 
 async def run(opts: Options) -> dict[str, Any]:
-    recordings = {text: speak(text) for text in SPOKEN}
+    recordings = {text: speak(text) for text in SPOKEN_FAQ}
     overrides = {**BOUNDS, **OTHER_SETTINGS}
     outcomes: Counter[str] = Counter()
     problems: Counter[str] = Counter()
@@ -438,9 +499,18 @@ def summarize(
     }
     peak = max(with_rss, key=lambda s: s.rss_bytes or 0, default=None)
     half, full = rss_mib(at_share(0.5)), rss_mib(at_share(1.0))
-    gauges_max = {
-        name: max((v for s in samples if (v := s.gauges.get(name)) is not None), default=None)
-        for name in GAUGES
+
+    def highest(name: str) -> float | None:
+        return max((v for s in samples if (v := s.gauges.get(name)) is not None), default=None)
+
+    gauges_max = {name: highest(name) for name in [*GAUGES, *CACHE_GAUGES.values()]}
+    bounds_reached = {
+        name: {
+            "max_seen": highest(key),
+            "bound": bound,
+            "full": (highest(key) or 0) >= FULL_SHARE * bound,
+        }
+        for name, (key, bound) in FILLS.items()
     }
     peak_mib = rss_mib(peak)
     calls = max((v for s in samples if (v := s.gauges.get(UPSTREAM_CALLS)) is not None), default=0)
@@ -464,6 +534,8 @@ def summarize(
         "rss_bound_mib": opts.bound_mib,
         "within_bound": peak_mib is not None and peak_mib <= opts.bound_mib,
         "gauges_max": gauges_max,
+        # The evidence that every bounded map was driven to its bound, not just below it.
+        "bounds_reached": bounds_reached,
         "upstream_calls": calls,
         "upstream_calls_per_turn": round(calls / load.done, 2) if load.done else None,
         "bounds": BOUNDS,
@@ -476,7 +548,8 @@ def summarize(
 
 
 def plot(result: dict[str, Any], path: Path) -> bool:
-    """RSS over users served, the gauges on a second (log) axis; False without matplotlib."""
+    """RSS and the audio cache's memory (MiB) over users served, the gauges and cache entries
+    on a second (log) axis, each bound dotted; False without matplotlib."""
     try:
         import matplotlib
 
@@ -497,7 +570,12 @@ def plot(result: dict[str, Any], path: Path) -> bool:
         "wa_agentd_agent_sessions": "tab:orange",
         "wa_agentd_dedupe_ids": "tab:purple",
         "wa_agentd_queue_depth": "tab:gray",
+        "cache_entries_responses": "tab:brown",
+        "cache_entries_transcripts": "tab:pink",
+        "cache_entries_media_ids": "tab:olive",
     }
+    cache = bounds["cache"]
+    audio_bound_mib = cache["audio_memory_bytes"] / MIB
     for ax, x_key, x_label in (
         (by_users, "users_done", "users served"),
         (by_time, "t", "seconds since the load started"),
@@ -505,6 +583,14 @@ def plot(result: dict[str, Any], path: Path) -> bool:
         xs = [s[x_key] for s in rows]
         ax.plot(xs, [s["rss_bytes"] / MIB for s in rows], color="tab:blue", lw=2, label="RSS")
         ax.axhline(summary["rss_bound_mib"], color="tab:red", ls="--", label="RSS bound")
+        audio = [
+            (s[x_key], v / MIB)
+            for s in samples
+            if (v := s["gauges"].get("cache_bytes_audio_memory")) is not None
+        ]
+        if audio:
+            ax.plot(*zip(*audio, strict=True), color="tab:cyan", lw=1, label="audio cache MiB")
+            ax.axhline(audio_bound_mib, color="tab:cyan", ls=":", lw=1)
         ax.set_xlabel(x_label)
         ax.set_ylabel("daemon RSS (MiB)", color="tab:blue")
         ax.set_ylim(0, rss_top * 1.15)
@@ -512,9 +598,7 @@ def plot(result: dict[str, Any], path: Path) -> bool:
         gauges = ax.twinx()
         highest = 10.0
         for name, color in colors.items():
-            points = [
-                (s[x_key], s["gauges"][name]) for s in samples if s["gauges"][name] is not None
-            ]
+            points = [(s[x_key], v) for s in samples if (v := s["gauges"].get(name)) is not None]
             if points:
                 gx, gy = zip(*points, strict=True)
                 gauges.plot(gx, gy, color=color, lw=1, label=name.removeprefix("wa_agentd_"))
@@ -522,6 +606,9 @@ def plot(result: dict[str, Any], path: Path) -> bool:
         for bound, color in (
             (bounds["inbox"]["dedupe_max_ids"], "tab:purple"),
             (bounds["agentforce"]["max_sessions"], "tab:orange"),
+            (cache["response_entries"], "tab:brown"),
+            (cache["transcripts"], "tab:pink"),
+            (cache["media_ids"], "tab:olive"),
         ):
             gauges.axhline(bound, color=color, ls=":", lw=1)
             highest = max(highest, bound)

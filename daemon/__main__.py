@@ -1,4 +1,4 @@
-"""Command line: ``wa-agentd serve | check-config | cache flush | demo``."""
+"""Command line: ``wa-agentd serve | check-config | hash-user | cache flush | demo``."""
 
 from __future__ import annotations
 
@@ -54,6 +54,27 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         f"config ok ({where}): provider={settings.channel.provider} "
         f"bind={settings.server.bind} webhook={settings.server.webhook_path}"
     )
+    return 0
+
+
+def cmd_hash_user(args: argparse.Namespace) -> int:
+    """Print the tag a user has in the logs (``user=u:...``), keyed with the daemon's salt."""
+    try:
+        settings = _load(args, ready=False)
+    except config.ConfigError as exc:
+        print(f"wa-agentd: config error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        # Never create the salt here: a file made by root would not be the daemon's.
+        salt = logs.load_salt(
+            settings.state_dir(), settings.secrets.get("WA_AGENTD_LOG_SALT"), create=False
+        )
+    except (logs.SaltMissing, OSError) as exc:
+        print(f"wa-agentd: no log salt: {exc}", file=sys.stderr)
+        return 1
+    key = logs.salt_key(salt)
+    for user in args.users:
+        print(logs.hashed(user.strip().lstrip("+"), key=key))
     return 0
 
 
@@ -114,6 +135,13 @@ def main(argv: list[str] | None = None) -> int:
     check = sub.add_parser("check-config", help="validate config and secrets, then exit")
     check.add_argument("--config", help="config file (default: $WA_AGENTD_CONFIG)")
     check.set_defaults(func=cmd_check_config)
+
+    hash_user = sub.add_parser(
+        "hash-user", help="print the hash a phone number or user id has in the logs"
+    )
+    hash_user.add_argument("users", nargs="+", help="digits as WhatsApp sends them, or a user id")
+    hash_user.add_argument("--config", help="config file (default: $WA_AGENTD_CONFIG)")
+    hash_user.set_defaults(func=cmd_hash_user)
 
     cache = sub.add_parser("cache", help="manage the running daemon's caches")
     cache_sub = cache.add_subparsers(dest="cache_command", required=True)

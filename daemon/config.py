@@ -31,6 +31,9 @@ SECRET_NAMES = (
     "ELEVENLABS_API_KEY",
     "WA_AGENTD_ADMIN_TOKEN",
     "TWILIO_AUTH_TOKEN",
+    # Keys the hashes of phone numbers in the logs (daemon/observe/logs.py). Optional: unset,
+    # the daemon keeps a random one in its state directory.
+    "WA_AGENTD_LOG_SALT",
 )
 
 
@@ -91,6 +94,10 @@ class TwilioConfig:
     max_media_bytes: int = 16 * 1024 * 1024
     # Seconds the voice notes we generate stay fetchable at {public_url}/media/<token>.
     media_ttl: float = 600.0
+    # Bytes of those voice notes held in memory at most (the oldest go first). Twilio fetches
+    # a note within seconds of the send; 32 MiB is ~800 spoken answers, and keeps the daemon's
+    # total under the unit's MemoryHigh (README "Memory").
+    media_memory_bytes: int = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)

@@ -16,14 +16,12 @@ closed -> return.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 
 import httpx
 import trio
@@ -48,9 +46,10 @@ from daemon.config import Settings
 from daemon.http import ResponseHook, make_client
 from daemon.lanes import Lanes
 from daemon.model import Inbound
-from daemon.observe.health import UpstreamHealth
+from daemon.observe import logs
+from daemon.observe.health import Readiness, StoreProbe, UpstreamHealth
 from daemon.observe.metrics import Metrics
-from daemon.observe.notify import notify, watchdog_interval
+from daemon.observe.notify import StatusLine, notify, watchdog, watchdog_interval
 from daemon.resilience.breaker import CircuitBreaker, State
 from daemon.resilience.guard import Guard
 from daemon.resilience.retry import RetryBudget
@@ -245,7 +244,7 @@ def _build_channel(
     s = settings.secrets
     if settings.channel.provider == "twilio":
         tw = settings.twilio
-        media = PublicMedia(ttl=tw.media_ttl)
+        media = PublicMedia(ttl=tw.media_ttl, max_bytes=tw.media_memory_bytes)
         client = TwilioClient(
             http,
             api_url=tw.api_url,
@@ -316,21 +315,6 @@ async def _reap_sessions(agent: AgentforceClient, every: float) -> None:
             continue
         if ended:
             log.info("ended %d idle agent sessions", ended)
-
-
-def _readiness(
-    lanes: Lanes, health: UpstreamHealth, guard: Guard, state_dir: Path
-) -> tuple[bool, str]:
-    """(ready?, why): config is loaded (we run), state is writable, no circuit is open and
-    the upstreams answer."""
-    problems: list[str] = []
-    if lanes.closed:
-        problems.append("draining")
-    if not os.access(state_dir, os.W_OK):
-        problems.append(f"state directory {state_dir} not writable")
-    problems += guard.open_circuits()
-    problems += health.down()
-    return (not problems, "; ".join(problems) or "ready")
 
 
 _CIRCUIT_VALUES = {State.CLOSED: 0, State.HALF_OPEN: 1, State.OPEN: 2}
@@ -537,24 +521,12 @@ async def _maintain_store(settings: Settings, store: Store, counts: dict[str, in
         await trio.sleep(300)
 
 
-async def _report_status(url: str, lanes: Lanes) -> None:
-    """A STATUS= line for `systemctl status`, refreshed while the daemon runs."""
-    last = ""
-    while True:
-        status = (
-            f"listening on {url}; {lanes.running} turns in flight, {lanes.queued} queued, "
-            f"{lanes.active} users active"
-        )
-        if status != last:
-            notify(f"STATUS={status}")
-            last = status
-        await trio.sleep(5)
-
-
-async def _watchdog(interval: float) -> None:
-    while True:
-        notify("WATCHDOG=1")
-        await trio.sleep(interval)
+def _status(url: str, lanes: Lanes, ctx: WebContext) -> str:
+    """The STATUS= line: what an operator wants from `systemctl status` at a glance."""
+    work = f"{lanes.running} turns in flight, {lanes.queued} queued"
+    if ctx.draining:
+        return f"draining: {work}"
+    return f"listening on {url}; {work}, {lanes.active} users active"
 
 
 async def run(
@@ -576,6 +548,8 @@ async def run(
         ups = upstreams(settings, stack, obs)
         guard = build_guard(settings, obs.metrics)
         state_dir = settings.state_dir()
+        # Before the first message is seen: every hash of a user is keyed with this salt.
+        logs.use_salt(logs.load_salt(state_dir, settings.secrets.get("WA_AGENTD_LOG_SALT")))
         store = await Store.open(
             state_dir / "wa-agentd.sqlite3",
             dedupe_ttl=settings.inbox.dedupe_ttl,
@@ -587,9 +561,6 @@ async def run(
         async with _serving(settings, ups, obs, guard, store, stop, on_report, top) as running:
             task_status.started(running)
             await stop.wait()
-            notify("STOPPING=1")
-            running.web.draining = True
-            log.info("draining: webhooks answered 503, finishing turns in flight")
         top.cancel_scope.cancel()
     log.info("stopped")
 
@@ -610,7 +581,6 @@ async def _serving(
         if on_report is not None:
             on_report(r)
 
-    state_dir = settings.state_dir()
     store_counts: dict[str, int] = {}  # refreshed by _maintain_store, read by /metrics
 
     turn = Turn(
@@ -642,18 +612,25 @@ async def _serving(
         idle_seconds=lanes_cfg.idle_seconds,
         max_concurrent_turns=lanes_cfg.max_concurrent_turns,
     ) as lanes:
+        probe = StoreProbe(store.probe)
         ctx = WebContext(
             channel=ups.channel,
             inbox=store,
             lanes=lanes,
             webhook_path=settings.server.webhook_path,
             max_body_bytes=settings.server.max_body_bytes,
-            ready=partial(_readiness, lanes, obs.health, guard, state_dir),
+            ready=Readiness(
+                draining=lambda: lanes.closed,
+                store=probe,
+                circuits=guard.open_circuits,
+                upstreams=obs.health,
+            ),
             metrics=obs.metrics,
             public_media=ups.public_media,
             admin_token=settings.secrets.get("WA_AGENTD_ADMIN_TOKEN"),
             flush_caches=ups.caches.flush,
         )
+        top.start_soon(probe.run)
         _export_state(obs.metrics, ctx, ups.agent, store_counts)
         inbox = settings.inbox
         await resume_unfinished(store, lanes, window=inbox.retry_window)
@@ -695,11 +672,13 @@ async def _serving(
                 )
             url = urls[0]
             log.info("listening on %s (webhook %s)", url, settings.server.webhook_path)
-            notify(f"READY=1\nSTATUS=listening on {url}")
-            top.start_soon(_report_status, url, lanes)
+            status = StatusLine()
+            status.text = f"listening on {url}"  # sent with READY=1, in the same datagram
+            notify(f"READY=1\nSTATUS={status.text}")
+            top.start_soon(status.keep_current, partial(_status, url, lanes, ctx))
             interval = watchdog_interval()
             if interval:  # pings from the event loop itself: a blocked loop misses them
-                top.start_soon(_watchdog, interval)
+                top.start_soon(watchdog, interval)
             try:
                 yield Running(
                     url=url,
@@ -711,13 +690,20 @@ async def _serving(
                     agent=ups.agent,
                 )
             finally:
+                # No checkpoint from here to the status: systemd gets STOPPING=1 and at once
+                # the line saying what the stop waits for (turns in flight, queued).
                 ctx.draining = True
+                notify("STOPPING=1")
+                status.set(_status(url, lanes, ctx))
+                log.info("draining: webhooks answered 503, finishing turns in flight")
                 lanes.close()
                 with trio.move_on_after(settings.server.drain_timeout) as drain:
                     await lanes.drained()
                 if drain.cancelled_caught:
+                    # They stay unfinished in the durable inbox and resume after the restart.
                     log.warning(
-                        "drain timeout (%.0fs): %d turns still running were cancelled",
+                        "drain timeout (%gs): %d turns still running were cancelled; "
+                        "they resume when the daemon starts again",
                         settings.server.drain_timeout,
                         lanes.running,
                     )

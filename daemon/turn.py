@@ -743,7 +743,7 @@ class Turn:
             report.stages[stage] = report.stages.get(stage, 0.0) + self._clock() - started
 
     def _emit(self, report: TurnReport) -> None:
-        quiet = ("answered", "unsupported", "no_speech")
+        quiet = ("answered", "escalated", "unsupported", "no_speech")  # business outcomes
         log.log(logging.INFO if report.outcome in quiet else logging.WARNING, report.summary())
         if self._on_report is not None:
             self._on_report(report)

@@ -28,6 +28,7 @@ import httpx
 import trio
 
 from daemon import config, runtime
+from daemon.observe import logs
 from daemon.sim import twilio as twilio_sim
 from daemon.sim import webhooks
 from daemon.sim.agentforce import AgentforceSim
@@ -534,6 +535,7 @@ class DaemonProcess:
     log: bytearray  # everything it wrote to stderr so far
     provider: str = "meta"
     signed_url: str = ""  # the webhook URL as Twilio calls it
+    state_dir: Path = Path("state")
 
     def whatsapp(self, sims: Sims, client: httpx.AsyncClient) -> WhatsAppSide:
         """Users of ``sims``' WhatsApp provider writing to this daemon."""
@@ -545,6 +547,11 @@ class DaemonProcess:
             webhook_url=self.webhook_url,
             signed_url=self.signed_url or self.webhook_url,
         )
+
+    def user_hash(self, user: str) -> str:
+        """``user`` as this daemon's log lines show it (keyed with the salt in its state
+        directory, which it creates at start)."""
+        return logs.hashed(user, key=logs.salt_key(logs.load_salt(self.state_dir, create=False)))
 
     async def read_log_until(self, pattern: str) -> str:
         """Read stderr until ``pattern`` (a regex with one group) matches; return the group."""
@@ -602,7 +609,10 @@ async def spawn_daemon(
         stderr=subprocess.PIPE,
         cwd=workdir,
     )
-    daemon = DaemonProcess(process, "", "", bytearray(), provider=provider)
+    state_dir = Path(overrides.get("state", {}).get("dir") or "state")
+    daemon = DaemonProcess(
+        process, "", "", bytearray(), provider=provider, state_dir=workdir / state_dir
+    )
     try:
         with trio.fail_after(30):
             daemon.url = await daemon.read_log_until(r"listening on (http://\S+)")

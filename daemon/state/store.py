@@ -275,14 +275,16 @@ class Store:
         dedupe_ttl: float = 7 * 86400,
         max_ids: int = 1_000_000,
         wall_clock: Callable[[], float] = time.time,
+        busy_timeout: float = _BUSY_TIMEOUT_MS / 1000,
     ) -> Store:
         """Open (creating it and its directories if need be) the store at ``path``.
 
+        ``busy_timeout``: seconds a write waits for another process's lock on the file.
         Raises ``StoreError`` when the file was written by a newer schema than this code's.
         """
         if dedupe_ttl <= 0 or max_ids < 1:
             raise ValueError("dedupe_ttl must be > 0 and max_ids >= 1")
-        connection = await trio.to_thread.run_sync(_connect, path)
+        connection = await trio.to_thread.run_sync(_connect, path, busy_timeout)
         log.info("state store open: %s (schema v%d, WAL)", path, SCHEMA_VERSION)
         return cls(connection, dedupe_ttl=dedupe_ttl, max_ids=max_ids, wall_clock=wall_clock)
 
@@ -306,6 +308,13 @@ class Store:
             return fn(connection)
 
         return await trio.to_thread.run_sync(call, limiter=self._limiter)
+
+    async def probe(self) -> None:
+        """Commit one tiny write, the way accepting a webhook would; raises when the store
+        can't take writes now (disk full, read-only, locked past ``busy_timeout``). For
+        /readyz (daemon/observe/health.py)."""
+        now = self._wall_clock()
+        await self._run(lambda connection: _probe(connection, now))
 
     # -- inbox ---------------------------------------------------------------------------------
 
@@ -430,14 +439,14 @@ class Store:
 # The SQL, synchronous: each function runs whole in one worker thread.
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def _connect(path: Path, busy_timeout: float = _BUSY_TIMEOUT_MS / 1000) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     # Create the file ourselves so that it (and the WAL, which takes its mode) is private
     # whatever the umask: it holds phone numbers.
     os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
     # isolation_level=None: no implicit transactions; _transaction() says where they are.
     connection = sqlite3.connect(
-        path, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_MS / 1000
+        path, isolation_level=None, check_same_thread=False, timeout=busy_timeout
     )
     try:
         mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -445,9 +454,16 @@ def _connect(path: Path) -> sqlite3.Connection:
             # e.g. a filesystem without shared memory: still correct, only slower.
             log.warning("state store: journal_mode is %s, not wal", mode)
         connection.execute("PRAGMA synchronous = NORMAL")  # why: see the module docstring
-        connection.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        connection.execute(f"PRAGMA busy_timeout = {round(busy_timeout * 1000)}")
         connection.execute(f"PRAGMA journal_size_limit = {_JOURNAL_SIZE_LIMIT}")
         _migrate(connection)
+        # The readiness probe's one row. Outside the versioned schema on purpose: nothing
+        # reads it, and a new schema version would stop an older daemon from opening the
+        # file after a rollback (_migrate refuses newer versions) for a health check's sake.
+        connection.execute(
+            "CREATE TABLE IF NOT EXISTS health_probe"
+            " (id INTEGER PRIMARY KEY CHECK (id = 1), written_at REAL NOT NULL)"
+        )
     except BaseException:
         connection.close()
         raise
@@ -471,6 +487,17 @@ def _migrate(connection: sqlite3.Connection) -> None:
                 connection.execute("ROLLBACK")
             raise
         log.info("state store: schema migrated to v%d", target)
+
+
+def _probe(connection: sqlite3.Connection, now: float) -> None:
+    # IMMEDIATE meets another process's lock; the commit appends a page to the WAL, which
+    # meets a full disk or a read-only file system.
+    with _transaction(connection):
+        connection.execute(
+            "INSERT INTO health_probe (id, written_at) VALUES (1, ?)"
+            " ON CONFLICT (id) DO UPDATE SET written_at = excluded.written_at",
+            (now,),
+        )
 
 
 @contextmanager

@@ -847,13 +847,18 @@ def outcomes_in_reports(reports: Sequence[TurnReport]) -> dict[str, list[str]]:
     return outcomes
 
 
-def send_unknown(ledger: Ledger, outcomes: Mapping[str, list[str]]) -> set[str]:
+def send_unknown(
+    ledger: Ledger,
+    outcomes: Mapping[str, list[str]],
+    user_hash: Callable[[str], str] = hashed,
+) -> set[str]:
     """Tags of the messages whose turn ended ``send_unknown``. One user's turns run one at a
     time in the order the messages came, one turn per distinct message, so the n-th outcome
-    of a user is the n-th message's."""
+    of a user is the n-th message's. ``user_hash``: how the daemon that logged ``outcomes``
+    hashes a user (a daemon in another process keys it with the salt in its state dir)."""
     tags: set[str] = set()
     for user, msgs in ledger.by_user.items():
-        for message, outcome in zip(msgs, outcomes.get(hashed(user), []), strict=False):
+        for message, outcome in zip(msgs, outcomes.get(user_hash(user), []), strict=False):
             if outcome == "send_unknown":
                 tags.add(message.tag)
     return tags

@@ -341,7 +341,7 @@ async def test_after_kill_9_mid_load_and_a_restart_every_message_still_gets_one_
     # Left spawn_daemon: SIGTERM, a graceful drain, the exit code.
     log_first, log_second = first.log.decode(errors="replace"), second.log.decode(errors="replace")
     resumed = re.search(r"resuming (\d+) unfinished turns", log_second)
-    unknown = send_unknown(ledger, outcomes_in_logs(log_first, log_second))
+    unknown = send_unknown(ledger, outcomes_in_logs(log_first, log_second), second.user_hash)
     verdict = check(ledger, sims.graph.sent, unknown)
     figures = {
         "seed": seed,

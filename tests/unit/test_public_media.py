@@ -93,3 +93,32 @@ def test_bounds_must_be_positive() -> None:
         PublicMedia(ttl=0, clock=lambda: 0.0)
     with pytest.raises(ValueError):
         PublicMedia(max_bytes=0, clock=lambda: 0.0)
+
+
+async def test_the_memory_bound_comes_from_twilio_media_memory_bytes() -> None:
+    import httpx
+
+    from daemon import config
+    from daemon.cache.media_ids import MediaIds
+    from daemon.runtime import _build_channel
+
+    settings = config.replace(
+        config.Settings(), channel={"provider": "twilio"}, twilio={"media_memory_bytes": 10}
+    )
+    async with httpx.AsyncClient() as http:
+        _, media = _build_channel(settings, http, MediaIds(max_entries=1, ttl=1.0))
+    assert media is not None
+    media.put(b"12345", "audio/ogg")
+    media.put(b"67890", "audio/ogg")
+    assert media.total_bytes == 10
+    media.put(b"abc", "audio/ogg")  # over the bound: the oldest goes
+    assert media.total_bytes == 8 and len(media) == 2
+    with pytest.raises(ValueError, match="exceed the public media bound 10"):
+        media.put(b"x" * 11, "audio/ogg")
+
+
+def test_media_memory_bytes_must_be_positive() -> None:
+    from daemon import config
+
+    with pytest.raises(config.ConfigError, match=r"\[twilio\] media_memory_bytes"):
+        config.parse({"twilio": {"media_memory_bytes": 0}}, env={})
