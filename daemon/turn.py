@@ -150,6 +150,7 @@ class TurnReport:
         default_factory=list
     )  # "holding", "echo": messages besides the answer
     error: str = ""
+    voice_error: str = ""  # why the voice note failed, when the text answer stood alone
     # Upstream calls that got no HTTP answer at all (the HTTP ones are counted by the
     # clients' response hooks): (upstream, "timeout" | "error").
     failures: list[tuple[str, str]] = field(default_factory=list)
@@ -157,6 +158,7 @@ class TurnReport:
     def summary(self) -> str:
         stages = " ".join(f"{k}={v:.3f}" for k, v in self.stages.items())
         err = f" error={self.error!r}" if self.error else ""
+        err += f" voice_error={self.voice_error!r}" if self.voice_error else ""
         extras = f" extras={','.join(self.extras)}" if self.extras else ""
         lang = f" lang={self.language}" if self.language else ""
         extras += f" cached={','.join(self.cached)}" if self.cached else ""
@@ -240,7 +242,8 @@ class Turn:
         context = current_turn.set(report.turn_id)
         try:
             flow = _Flow(message, report)
-            flow.remembered_language = self._languages.get(message.user.key)
+            if message.kind is not Kind.TEXT:  # a text carries its own evidence: its script
+                flow.remembered_language = self._languages.get(message.user.key)
             try:
                 if await self._behind_deferred(message):
                     flow.deferred = True
@@ -619,6 +622,7 @@ class Turn:
         except UpstreamError as exc:
             # The text answer stands; nothing more is sent (one answer, never two).
             report.voice = "failed"
+            report.voice_error = str(exc)
             log.warning("turn %s voice note failed: %s", report.turn_id, exc)
 
     async def _say(self, flow: _Flow, text: str) -> None:

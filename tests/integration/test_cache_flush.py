@@ -86,7 +86,7 @@ async def test_cache_flush_refused_leaves_the_caches_alone(tmp_path: Path) -> No
     assert unset.returncode == 2 and "WA_AGENTD_ADMIN_TOKEN is not set" in unset.stderr.decode()
     assert unreachable.returncode == 1 and "cannot reach" in unreachable.stderr.decode()
     assert wrong.stdout == unset.stdout == unreachable.stdout == b""
-    assert stack.reports[1].cached == ["transcript", "answer"]  # nothing was flushed
+    assert stack.reports[1].cached == ["transcript", "answer", "voice"]  # nothing was flushed
     assert len(stack.graph.uploads) == 1
 
 

@@ -34,17 +34,46 @@ async def test_whatsapp_throughput_error_is_retried_and_answered_once(stack: Sta
     assert len(stack.graph.sent) == 1 and len(stack.graph.rejected) == 1
 
 
-async def test_a_refused_send_is_not_repeated(stack: Stack) -> None:
-    # 131047: outside the 24 h window. Repeating cannot help; the answer is not re-sent.
+async def test_a_send_to_a_user_outside_the_window_is_not_repeated_nor_apologised_for(
+    stack: Stack,
+) -> None:
+    # 131047: outside the 24 h window. Repeating cannot help, and an apology would meet the
+    # same refusal: the turn ends there.
     stack.graph.fail_sends(131047, count=1)
     with trio.fail_after(20):
         await stack.send_text(ALICE, "What are your opening hours?")
         [report] = await stack.wait_reports(1)
-    assert report.outcome == "send_failed"
+    assert report.outcome == "unreachable"
     answers = [m for m in stack.graph.rejected if m.code == 131047]
     assert len(answers) == 1  # tried once
+    assert stack.graph.sent == []
+
+
+async def test_an_answer_refused_for_its_content_is_replaced_by_one_apology(
+    stack: Stack,
+) -> None:
+    stack.graph.fail_sends(100, count=1)  # invalid parameter: this message only
+    with trio.fail_after(20):
+        await stack.send_text(ALICE, "What are your opening hours?")
+        [report] = await stack.wait_reports(1)
+    assert report.outcome == "send_failed"
+    assert len([m for m in stack.graph.rejected if m.code == 100]) == 1  # not repeated
     apology = stack.settings.texts.for_language("en").agent_down
     assert [m.text for m in stack.graph.sent] == [apology]  # one clear message instead
+
+
+async def test_a_send_refused_while_whatsapp_says_slow_down_is_deferred_and_delivered() -> None:
+    # Three 130429s outlast the guard's retries: the turn is deferred, tried again by the
+    # retry loop, and the user gets the answer once, never an apology.
+    async with open_stack(inbox={"retry_every": 0.2}) as stack:
+        stack.graph.fail_sends(130429, count=3)
+        with trio.fail_after(20):
+            await stack.send_text(ALICE, "What are your opening hours?")
+            [report] = await stack.wait_reports(1)
+    assert report.outcome == "answered" and report.resumed == "answered"
+    assert [d.outcome for d in stack.deferred] == ["deferred"]
+    assert len(stack.graph.sent) == 1
+    assert len(stack.agentforce.received) == 1  # the answer came from the journal
 
 
 async def test_agent_503_is_retried_because_it_was_not_processed() -> None:

@@ -103,12 +103,6 @@ async def test_tts_timeout_leaves_the_text_answer_alone(provider: str) -> None:
     assert ("elevenlabs-tts", "timeout") in report.failures
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="daemon: a turn whose text went out and whose voice note timed out logs a summary "
-    "with voice=failed but not which upstream timed out (TurnReport.failures is not in "
-    "summary(), and report.error stays empty); the reason is only on a separate warning line",
-)
 async def test_tts_timeout_is_named_in_the_turn_summary() -> None:
     async with open_stack(
         timeouts=timeouts(tts=HUNG),
@@ -119,7 +113,7 @@ async def test_tts_timeout_is_named_in_the_turn_summary() -> None:
             await stack.send_voice(ALICE, "What are your opening hours?")
             [report] = await stack.wait_reports(1)
     assert report.voice == "failed"
-    assert "elevenlabs-tts" in report.summary()
+    assert "voice_error='elevenlabs-tts: no answer within" in report.summary()
 
 
 @pytest.mark.parametrize(
