@@ -44,6 +44,7 @@ from daemon.config import TextsConfig, TextTable, TimeoutsConfig, UxConfig, Voic
 from daemon.errors import Reason, UpstreamError, UpstreamTimeout
 from daemon.model import AgentReply, Inbound, Kind, Media, Transcript
 from daemon.observe.logs import current_turn, hashed
+from daemon.observe.stages import current_stages
 from daemon.resilience.breaker import CircuitOpen
 from daemon.resilience.guard import Guard
 from daemon.resilience.retry import was_sent
@@ -240,6 +241,7 @@ class Turn:
             message_id=message.message_id,
         )
         context = current_turn.set(report.turn_id)
+        stage_context = current_stages.set(report.stages)  # for steps timed deeper down
         try:
             flow = _Flow(message, report)
             if message.kind is not Kind.TEXT:  # a text carries its own evidence: its script
@@ -264,6 +266,7 @@ class Turn:
                 if flow.counted:
                     await self._release(message.message_id)
         finally:
+            current_stages.reset(stage_context)
             current_turn.reset(context)
         self._emit(report)  # carries turn=<id> itself, like every line the turn logged
         return report
@@ -534,18 +537,8 @@ class Turn:
         if audio is None:
             return
         try:
-            await self._timed(
-                flow.report,
-                "voice_send",
-                "whatsapp",
-                self._timeouts.upload + self._timeouts.whatsapp,
-                lambda: self._channel.send_voice(
-                    flow.message.user,
-                    audio,
-                    audio_key=self._speech.audio_key(spoken, language=language),
-                ),
-                idempotent=False,
-            )
+            key = self._speech.audio_key(spoken, language=language)
+            await self._deliver_voice(flow, audio, key, None)  # the text went out already
             flow.report.voice = "sent"
         except UpstreamError as exc:  # the text said it already
             flow.report.voice = "failed"
@@ -602,21 +595,11 @@ class Turn:
                 )
             else:
                 report.cached.append("voice")
-            if not await gate.wait():
+            key = self._speech.audio_key(spoken, language=flow.language)
+            voice_id = await self._deliver_voice(flow, audio, key, gate)
+            if voice_id is None:
                 report.voice = "skipped"  # no text went out: a lone voice note would confuse
                 return
-            voice_id = await self._timed(
-                report,
-                "voice_send",
-                "whatsapp",
-                self._timeouts.upload + self._timeouts.whatsapp,  # upload, then the send
-                lambda: self._channel.send_voice(
-                    flow.message.user,
-                    audio,
-                    audio_key=self._speech.audio_key(spoken, language=flow.language),
-                ),
-                idempotent=False,
-            )
             report.voice = "sent"
             await self._note(flow, Stage.VOICE_SENT, voice_id=voice_id)
         except UpstreamError as exc:
@@ -624,6 +607,31 @@ class Turn:
             report.voice = "failed"
             report.voice_error = str(exc)
             log.warning("turn %s voice note failed: %s", report.turn_id, exc)
+
+    async def _deliver_voice(
+        self, flow: _Flow, audio: bytes, audio_key: str, gate: _TextGate | None
+    ) -> str | None:
+        """Upload (or otherwise prepare) the voice note while the text may still be on its
+        way, then send it once the text went out: the message id, or None when the text
+        did not go out (then nothing is sent). Each step has its own timeout."""
+        note = await self._timed(
+            flow.report,
+            "upload",
+            "whatsapp",
+            self._timeouts.upload,
+            lambda: self._channel.prepare_voice(audio, audio_key=audio_key),
+            idempotent=True,  # an upload nobody was sent is invisible
+        )
+        if gate is not None and not await gate.wait():
+            return None
+        return await self._timed(
+            flow.report,
+            "voice_send",
+            "whatsapp",
+            self._timeouts.whatsapp,
+            lambda: self._channel.send_voice(flow.message.user, note),
+            idempotent=False,
+        )
 
     async def _say(self, flow: _Flow, text: str) -> None:
         """Send a canned message in place of the answer, once, with its own time budget.

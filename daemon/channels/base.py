@@ -25,6 +25,15 @@ class WebhookRequest:
     body: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class VoiceNote:
+    """A voice note the provider can fetch (``Channel.prepare_voice``), ready to send."""
+
+    ref: str  # the provider's handle on it: Meta's media id, the token of our public URL
+    audio: bytes  # the Ogg/Opus itself, for a channel that must upload it again
+    audio_key: str = ""  # what the audio is (daemon/cache/audio.py), for upload reuse
+
+
 class BadWebhook(ValueError):
     """The body is not a webhook this channel understands (answered 400)."""
 
@@ -71,11 +80,17 @@ class Channel(Protocol):
         """Send an answer, split into messages of at most ``text_limit``. Returns their ids."""
         ...
 
-    async def send_voice(self, user: User, ogg_opus: bytes, *, audio_key: str = "") -> str:
-        """Send Ogg/Opus bytes as a voice note. Returns the message id.
+    async def prepare_voice(self, ogg_opus: bytes, *, audio_key: str = "") -> VoiceNote:
+        """Make Ogg/Opus bytes fetchable by the provider (an upload, a public URL), so that
+        sending them is one quick call. Nobody sees anything yet: safe to repeat, and done
+        while the text answer is still on its way.
 
         ``audio_key`` names the audio (daemon/cache/audio.py): a channel that uploads media may
         reuse an earlier upload of the same audio instead of uploading it again."""
+        ...
+
+    async def send_voice(self, user: User, note: VoiceNote) -> str:
+        """Send a prepared voice note. Returns the message id."""
         ...
 
     async def fetch_media(self, media: Media) -> bytes:

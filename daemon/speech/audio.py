@@ -24,6 +24,8 @@ import trio
 from av.audio.frame import AudioFrame
 from av.container import InputContainer
 
+from daemon.observe import stages
+
 log = logging.getLogger(__name__)
 
 OGG_MAGIC = b"OggS"
@@ -199,10 +201,12 @@ async def ensure_ogg_opus(
         lambda: to_ogg_opus(data, pcm_rate=pcm_rate),
         limiter=limiter or default_limiter(),
     )
+    elapsed = time.perf_counter() - started
+    stages.record("encode", elapsed)
     log.debug(
         "transcoded %d bytes to %d bytes of Ogg/Opus in %.0f ms",
         len(data),
         len(result),
-        (time.perf_counter() - started) * 1000,
+        elapsed * 1000,
     )
     return result

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from daemon.channels.base import VoiceNote
 from daemon.model import AgentMessage, AgentReply, Inbound, Kind, Media, User
 from daemon.observe import logs
 from daemon.observe.logs import JournalFormatter, current_turn, hashed, load_salt
@@ -124,9 +125,9 @@ class ChattyChannel(FakeChannel):
         logging.getLogger("daemon.channels.fake").info("read receipt sent")
         await super().acknowledge(message)
 
-    async def send_voice(self, user: User, ogg_opus: bytes, *, audio_key: str = "") -> str:
+    async def prepare_voice(self, ogg_opus: bytes, *, audio_key: str = "") -> VoiceNote:
         logging.getLogger("daemon.channels.fake").info("voice note uploaded")
-        return await super().send_voice(user, ogg_opus, audio_key=audio_key)
+        return await super().prepare_voice(ogg_opus, audio_key=audio_key)
 
 
 @dataclass

@@ -534,7 +534,7 @@ async def test_channel_send_text_splits_in_order() -> None:
     ]
 
 
-async def test_channel_send_voice_uploads_then_sends() -> None:
+async def test_channel_prepare_voice_uploads_then_send_voice_sends_the_media_id() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/media"):
             return httpx.Response(200, json={"id": "media-9"})
@@ -543,7 +543,9 @@ async def test_channel_send_voice_uploads_then_sends() -> None:
     channel, seen, http = make_channel(handler)
     async with http:
         with trio.fail_after(10):
-            assert await channel.send_voice(USER, b"OggS...") == "wamid.V"
+            note = await channel.prepare_voice(b"OggS...")
+            assert note.ref == "media-9" and len(seen) == 1  # uploaded, nothing sent yet
+            assert await channel.send_voice(USER, note) == "wamid.V"
     assert [r.url.path for r in seen] == [f"/v23.0/{PNID}/media", f"/v23.0/{PNID}/messages"]
     parts = form_parts(seen[0])
     assert payload(parts["type"]) == b"audio/ogg; codecs=opus"
@@ -578,7 +580,9 @@ async def test_channel_send_voice_uploads_again_when_the_cached_media_is_gone() 
     channel, ids, seen, http = channel_with_cached_media(handler)
     async with http:
         with trio.fail_after(10):
-            assert await channel.send_voice(USER, b"OggS", audio_key="audio-key") == "wamid.V"
+            note = await channel.prepare_voice(b"OggS", audio_key="audio-key")
+            assert note.ref == "old-media" and seen == []  # reused: no upload
+            assert await channel.send_voice(USER, note) == "wamid.V"
     assert [r.url.path.rsplit("/", 1)[1] for r in seen] == ["messages", "media", "messages"]
     assert sent_json(seen[2]) == voice_payload(USER.address, "new-media")
     assert ids.get("audio-key", PNID) == "new-media"
@@ -588,7 +592,8 @@ async def test_channel_send_voice_keeps_the_cached_media_when_the_user_is_the_pr
     channel, ids, seen, http = channel_with_cached_media(lambda r: graph_error(131047))
     async with http:
         with trio.fail_after(10), pytest.raises(UpstreamRejected) as caught:
-            await channel.send_voice(USER, b"OggS", audio_key="audio-key")
+            note = await channel.prepare_voice(b"OggS", audio_key="audio-key")
+            await channel.send_voice(USER, note)
     assert caught.value.reason == Reason.RECIPIENT
     assert len(seen) == 1  # no upload: a new media id would not reach the user either
     assert ids.get("audio-key", PNID) == "old-media"

@@ -396,7 +396,7 @@ async def test_channel_round_trip(
         inbound = sim.add_user_media(b"OggS-question", "audio/ogg")
         with trio.fail_after(10):
             sids = await channel.send_text(user, "a " * 1000)
-            await channel.send_voice(user, voice)
+            await channel.send_voice(user, await channel.prepare_voice(voice))
             got = await channel.fetch_media(Media(id=inbound, mime_type="audio/ogg"))
             sent = await sim.wait_sent(3, to=TO)
     assert len(sids) == 2

@@ -8,6 +8,7 @@ import av
 import pytest
 import trio
 
+from daemon.observe.stages import current_stages
 from daemon.sim.audio import speak
 from daemon.speech import audio
 from daemon.speech.audio import AudioError, ensure_ogg_opus, is_ogg, probe, to_ogg_opus
@@ -149,6 +150,22 @@ async def test_ensure_transcodes_pcm_even_if_it_looks_like_ogg() -> None:
         ogg = await ensure_ogg_opus(pcm, pcm_rate=16_000)
     assert ogg != pcm
     assert probe(ogg).codec == "opus"
+
+
+async def test_a_transcode_is_timed_as_the_turns_encode_stage() -> None:
+    turn_stages: dict[str, float] = {}
+    token = current_stages.set(turn_stages)
+    try:
+        with trio.fail_after(10):
+            await ensure_ogg_opus(tone_pcm(0.5, 16_000), pcm_rate=16_000)
+            encoded = turn_stages["encode"]
+            assert encoded > 0
+            await ensure_ogg_opus(speak("already ogg"))  # passed through: no encode
+    finally:
+        current_stages.reset(token)
+    assert turn_stages == {"encode": encoded}
+    with trio.fail_after(10):  # outside a turn: timed nowhere, no error
+        await ensure_ogg_opus(tone_pcm(0.2, 16_000), pcm_rate=16_000)
 
 
 async def test_ensure_raises_audio_error_on_garbage() -> None:

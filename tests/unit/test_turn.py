@@ -12,6 +12,7 @@ import trio
 import trio.testing
 
 from daemon.cache.stt import TranscriptCache
+from daemon.channels.base import VoiceNote
 from daemon.config import ARABIC, TextsConfig, TimeoutsConfig, UxConfig, VoiceConfig
 from daemon.errors import Reason, UpstreamError, UpstreamRejected, UpstreamUnavailable
 from daemon.model import AgentMessage, AgentReply, Inbound, Kind, Media, Transcript, User
@@ -58,8 +59,12 @@ class FakeChannel:
         self.events.append(("text", text))
         return ["wamid.1"]
 
-    async def send_voice(self, user: User, ogg_opus: bytes, *, audio_key: str = "") -> str:
-        self.events.append(("voice", ogg_opus.decode()))
+    async def prepare_voice(self, ogg_opus: bytes, *, audio_key: str = "") -> VoiceNote:
+        self.events.append(("upload", audio_key))
+        return VoiceNote(f"media-{len(self.events)}", ogg_opus, audio_key)
+
+    async def send_voice(self, user: User, note: VoiceNote) -> str:
+        self.events.append(("voice", note.audio.decode()))
         return "wamid.2"
 
     async def fetch_media(self, media: Media) -> bytes:
@@ -175,16 +180,19 @@ async def test_text_turn_sends_the_answer_in_whatsapp_format() -> None:
     assert {"agent", "send", "total"} <= set(report.stages)
 
 
-async def test_voice_turn_sends_text_first_then_the_voice_note() -> None:
+async def test_voice_turn_sends_text_first_then_the_voice_note(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     channel, speech = FakeChannel(text_delay=0.5), FakeSpeech()
-    # TTS is faster than the text send here, and the voice note must still come second.
+    # TTS is faster than the text send here, and the voice note must still come second;
+    # its upload does not wait for the text.
     report = await make_turn(channel, speech=speech).run(voice_msg())
-    kinds = [k for k, _ in channel.events if k in ("text", "voice")]
-    assert kinds == ["text", "voice"]
+    kinds = [k for k, _ in channel.events if k in ("upload", "text", "voice")]
+    assert kinds == ["upload", "text", "voice"]
     assert channel.sent("voice") == ["voice:We open at 9."]  # markdown stripped for speech
     assert speech.spoken == [("We open at 9.", "en")]
     assert report.outcome == "answered" and report.voice == "sent"
-    assert {"download", "stt", "agent", "send", "tts", "voice_send"} <= set(report.stages)
+    assert {"download", "stt", "agent", "send", "tts", "upload", "voice_send"} <= set(report.stages)
 
 
 @pytest.mark.parametrize(

@@ -498,7 +498,9 @@ async def test_channel_send_voice_serves_the_bytes_at_a_public_url() -> None:
     channel, seen, http, media = make_channel(lambda r: created("MM" + "b" * 32))
     async with http:
         with trio.fail_after(10):
-            sid = await channel.send_voice(USER, b"OggS-answer")
+            note = await channel.prepare_voice(b"OggS-answer")
+            assert seen == []  # served from our URL: nothing to call yet
+            sid = await channel.send_voice(USER, note)
     assert sid == "MM" + "b" * 32
     (request,) = seen
     form = form_of(request)
@@ -513,7 +515,7 @@ async def test_channel_send_voice_refused_forgets_the_media() -> None:
     channel, _, http, media = make_channel(lambda r: twilio_error(63016, 400))
     async with http:
         with trio.fail_after(10), pytest.raises(UpstreamRejected):
-            await channel.send_voice(USER, b"OggS-answer")
+            await channel.send_voice(USER, await channel.prepare_voice(b"OggS-answer"))
     assert len(media) == 0
 
 

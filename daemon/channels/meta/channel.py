@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 from daemon.cache.media_ids import MediaIds
 from daemon.cache.singleflight import SingleFlight
-from daemon.channels.base import WebhookRequest
+from daemon.channels.base import VoiceNote, WebhookRequest
 from daemon.channels.meta import wire
 from daemon.channels.meta.client import GraphClient
 from daemon.errors import Reason, UpstreamRejected
@@ -67,31 +67,33 @@ class MetaChannel:
             ids.append(await self._graph.post_message(wire.text_payload(user.address, part)))
         return ids
 
-    async def send_voice(self, user: User, ogg_opus: bytes, *, audio_key: str = "") -> str:
+    async def prepare_voice(self, ogg_opus: bytes, *, audio_key: str = "") -> VoiceNote:
         ids, number = self._media_ids, self._phone_number_id
         if ids is not None and audio_key:
             media_id = ids.get(audio_key, number)
-            if media_id is not None:
-                # Uploaded before (WhatsApp keeps uploads 30 days): send it again as it is.
-                try:
-                    return await self._graph.post_message(
-                        wire.voice_payload(user.address, media_id)
-                    )
-                except UpstreamRejected as exc:
-                    # Graph no longer has that upload (expired, deleted; wire.MEDIA_GONE_CODES).
-                    # Anything else is not about the media, and a new upload would not help.
-                    if exc.reason != Reason.MEDIA_GONE:
-                        raise
-                    log.info("cached media id refused (%s): uploading again", exc.code)
-                    ids.forget(audio_key, number)
-        if ids is not None and audio_key:
-            # Users asking the same thing at once share one upload of the same answer.
-            media_id = await self._uploads.run(
-                audio_key, lambda: self._upload_and_remember(ogg_opus, audio_key, ids)
-            )
+            if media_id is None:
+                # Users asking the same thing at once share one upload of the same answer.
+                media_id = await self._uploads.run(
+                    audio_key, lambda: self._upload_and_remember(ogg_opus, audio_key, ids)
+                )
         else:
             media_id = await self._graph.upload(ogg_opus, wire.VOICE_MIME, "voice.ogg")
-        return await self._graph.post_message(wire.voice_payload(user.address, media_id))
+        return VoiceNote(media_id, ogg_opus, audio_key)
+
+    async def send_voice(self, user: User, note: VoiceNote) -> str:
+        try:
+            return await self._graph.post_message(wire.voice_payload(user.address, note.ref))
+        except UpstreamRejected as exc:
+            # Graph no longer has that upload (an id reused from the cache expired or was
+            # deleted): upload again, once. Anything else is not about the media, and a new
+            # upload would not help.
+            if exc.reason != Reason.MEDIA_GONE:
+                raise
+            log.info("media id refused (%s): uploading again", exc.code)
+        if self._media_ids is not None and note.audio_key:
+            self._media_ids.forget(note.audio_key, self._phone_number_id)
+        fresh = await self.prepare_voice(note.audio, audio_key=note.audio_key)
+        return await self._graph.post_message(wire.voice_payload(user.address, fresh.ref))
 
     async def _upload_and_remember(self, ogg_opus: bytes, audio_key: str, ids: MediaIds) -> str:
         media_id = await self._graph.upload(ogg_opus, wire.VOICE_MIME, "voice.ogg")

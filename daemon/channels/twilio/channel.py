@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from daemon.channels.base import BadWebhook, WebhookRequest
+from daemon.channels.base import BadWebhook, VoiceNote, WebhookRequest
 from daemon.channels.twilio import wire
 from daemon.channels.twilio.client import TwilioClient
 from daemon.errors import UpstreamError
@@ -87,11 +87,13 @@ class TwilioChannel:
             sids.append(await self._client.send(form))
         return sids
 
-    async def send_voice(self, user: User, ogg_opus: bytes, *, audio_key: str = "") -> str:
-        # Twilio fetches media by URL; there is no upload to reuse (audio_key unused).
-        # Twilio takes media only by URL and fetches it itself, right after the send.
-        token = self._media.put(ogg_opus, VOICE_MIME)
-        form = wire.message_form(self._from, user.address, media_url=self.media_url_for(token))
+    async def prepare_voice(self, ogg_opus: bytes, *, audio_key: str = "") -> VoiceNote:
+        # Twilio takes media only by URL and fetches it itself, right after the send: serve
+        # the bytes from our own short-lived URL. No upload to reuse (audio_key unused).
+        return VoiceNote(self._media.put(ogg_opus, VOICE_MIME), ogg_opus, audio_key)
+
+    async def send_voice(self, user: User, note: VoiceNote) -> str:
+        form = wire.message_form(self._from, user.address, media_url=self.media_url_for(note.ref))
         try:
             return await self._client.send(form)
         except UpstreamError as exc:
@@ -99,7 +101,7 @@ class TwilioChannel:
             # transport error or a cancellation it may have queued the message all the same,
             # so the entry stays and expires with its TTL.
             if exc.status is not None:
-                self._media.discard(token)
+                self._media.discard(note.ref)
             raise
 
     async def fetch_media(self, media: Media) -> bytes:
