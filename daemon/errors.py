@@ -30,11 +30,13 @@ class Reason:
     """The provider-neutral meanings an upstream error can carry (``UpstreamError.reason``)."""
 
     # Not processed; the upstream asks us to slow down. Safe to repeat even for a send:
-    # HTTP 429 / 503, Graph 4, 80007, 130429, Twilio 20429, Agentforce 423, ElevenLabs busy.
+    # HTTP 429 / 503, Graph 4, 80007, 130429, Twilio 20429 / 63018, ElevenLabs busy.
     SLOW_DOWN = "slow_down"
-    # Not processed: too many messages to this one user (Graph 131056, Twilio 63018). Wait
-    # longer than for SLOW_DOWN; other users are not affected.
-    PAIR_RATE = "pair_rate"
+    # Not processed: this one user's conversation must wait — too many messages to them
+    # (Graph 131056, the pair rate limit) or their agent session is busy with an earlier
+    # request (Agentforce 423). Waited out longer than SLOW_DOWN, and no sign of the
+    # upstream's health: other users are not affected, so it opens no circuit.
+    USER_BUSY = "user_busy"
     # The user cannot be messaged now (24-hour window closed, not on WhatsApp, invalid or
     # blocked number): an apology would fail the same way, so none is tried.
     RECIPIENT = "recipient"

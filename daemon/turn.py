@@ -776,7 +776,7 @@ def _verdict(exc: UpstreamError) -> str:
     """
     if exc.reason == Reason.RECIPIENT:
         return "unreachable"
-    if exc.reason in (Reason.SLOW_DOWN, Reason.PAIR_RATE) or isinstance(exc, CircuitOpen):
+    if exc.reason in (Reason.SLOW_DOWN, Reason.USER_BUSY) or isinstance(exc, CircuitOpen):
         return "later"
     if isinstance(exc, UpstreamTimeout):
         return "unknown"

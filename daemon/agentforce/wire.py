@@ -28,10 +28,10 @@ TOKEN_SAFETY_MARGIN = 60.0
 # Scopes the connected app needs (§1.1); POZIL checks the same three (§1.3).
 REQUIRED_SCOPES = ("api", "chatbot_api", "sfap_api")
 
-# Answers that say the request was not processed: 423 the session is busy with another
-# request (§10), 429 too many requests, 503 unavailable (§7.1). Repeating them is safe even for
-# a message send, so they carry Reason.SLOW_DOWN for the retry policy.
-_NOT_PROCESSED_STATUSES = frozenset({423, 429, 503})
+# Answers that say the request was not processed, so repeating them is safe even for a message
+# send: 429 too many requests and 503 unavailable (§7.1) slow the whole API down; 423 (§10)
+# says only this user's session is busy with an earlier request (often one we gave up on).
+_NOT_PROCESSED_STATUSES = {423: Reason.USER_BUSY, 429: Reason.SLOW_DOWN, 503: Reason.SLOW_DOWN}
 
 # x-session-end-reason values (§5).
 END_REASONS = ("UserRequest", "Transfer", "Expiration", "Error", "Other")
@@ -300,7 +300,7 @@ def _is_transient(status: int) -> bool:
 def _reason(status: int) -> str | None:
     # Other 5xx (a 500 is also what the 120 s server timeout answers, §7.1) may have been
     # processed: no reason, so a send that got one is an unknown outcome, not repeated.
-    return Reason.SLOW_DOWN if status in _NOT_PROCESSED_STATUSES else None
+    return _NOT_PROCESSED_STATUSES.get(status)
 
 
 # -- streaming (§4) ------------------------------------------------------------------------

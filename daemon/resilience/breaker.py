@@ -26,7 +26,7 @@ Semantics (reference/anchors.md §C.1; resilience4j's count-based window):
   with an empty window; one bad trial (failed, timed out, or slow) → OPEN again.
 
 What counts as a failure: ``UpstreamUnavailable`` and ``UpstreamTimeout`` by default, except a
-``Reason.PAIR_RATE`` (one user's limit, not the upstream's health). An ``UpstreamRejected`` (a
+``Reason.USER_BUSY`` (one user's limit, not the upstream's health). An ``UpstreamRejected`` (a
 400, a bad parameter) is our fault, not a sign of the upstream's health, so it counts as a
 success — the upstream answered (resilience4j does the same with exceptions it does not
 record). A ``trio.Cancelled`` from an outer scope (the turn's deadline, shutdown)
@@ -98,7 +98,7 @@ def default_is_failure(exc: BaseException) -> bool:
 
 
 def _is_failure(exc: BaseException) -> bool:
-    if isinstance(exc, UpstreamUnavailable) and exc.reason == Reason.PAIR_RATE:
+    if isinstance(exc, UpstreamUnavailable) and exc.reason == Reason.USER_BUSY:
         return False
     return isinstance(exc, UpstreamUnavailable | UpstreamTimeout)
 

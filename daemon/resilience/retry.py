@@ -66,7 +66,7 @@ MAX_RETRY_AFTER = 300.0
 # "Not processed": the upstream refused to start on it, so repeating it cannot do anything
 # twice, even for a send (Graph 130429 / 131056, HTTP 429 / 503, Agentforce 423, ElevenLabs
 # busy: the clients map those to these reasons).
-NOT_PROCESSED = frozenset({Reason.SLOW_DOWN, Reason.PAIR_RATE})
+NOT_PROCESSED = frozenset({Reason.SLOW_DOWN, Reason.USER_BUSY})
 # Repeating it fails the same way: the user cannot be messaged, or the media id is gone (the
 # channel uploads again itself; a blind repeat of the same request would not).
 NEVER_RETRIED = frozenset({Reason.RECIPIENT, Reason.MEDIA_GONE})
@@ -224,8 +224,9 @@ def retry_policy(
     """The ``policy`` for ``with_retries``: ``retryable`` plus how long to wait.
 
     The wait is the error's ``retry_after`` when it has one (Retry-After, already capped at
-    ``MAX_RETRY_AFTER`` when parsed), ``4**attempt`` seconds for ``Reason.PAIR_RATE`` (Meta's
-    advice for the pair rate limit, whatsapp.md §5.2: 1, 4, 16 s), full-jitter ``backoff``
+    ``MAX_RETRY_AFTER`` when parsed), ``4**attempt`` seconds for ``Reason.USER_BUSY`` (Meta's
+    advice for the pair rate limit, whatsapp.md §5.2: 1, 4, 16 s; it also gives a session
+    busy with a request we gave up on the time to finish it), full-jitter ``backoff``
     otherwise. A wait above ``max_delay`` gives up at once: retrying sooner than asked would
     be refused again, and sleeping longer would eat the user's turn.
     """
@@ -237,7 +238,7 @@ def retry_policy(
         # Checked, not trusted: anyone may set it, and a NaN would slip past ``max_delay``.
         if isinstance(asked, int | float) and not isinstance(asked, bool) and math.isfinite(asked):
             delay = max(0.0, float(asked))
-        elif exc.reason == Reason.PAIR_RATE:
+        elif exc.reason == Reason.USER_BUSY:
             delay = 4.0 ** min(attempt, 16)
         else:
             delay = backoff(attempt, base=base, cap=cap, rng=rng)

@@ -363,7 +363,7 @@ async def test_escalate_with_session_ended_is_returned_not_resent(
     assert len(fake.sent) == 1
 
 
-async def test_423_is_not_retried_here_but_marked_slow_down(
+async def test_423_is_not_retried_here_but_marked_user_busy(
     fake: FakeAgentforce, http: httpx.AsyncClient, autojump_clock: trio.testing.MockClock
 ) -> None:
     # The Guard is the one retry layer: a 423 retried here as well made up to 12 POSTs per
@@ -376,7 +376,7 @@ async def test_423_is_not_retried_here_but_marked_slow_down(
     with trio.fail_after(10), pytest.raises(UpstreamUnavailable) as info:
         await client.ask("u1", "hello")
     assert info.value.status == 423
-    assert info.value.reason == Reason.SLOW_DOWN
+    assert info.value.reason == Reason.USER_BUSY  # one session, not Agentforce's health
     assert info.value.retry_after == 2.0
     assert len(fake.sent) == 1  # one POST, no waiting
     assert trio.current_time() == start

@@ -135,7 +135,7 @@ async def test_is_failure_can_be_overridden(autojump_clock: trio.testing.MockClo
 async def test_pair_rate_is_not_a_failure(autojump_clock: trio.testing.MockClock) -> None:
     # One user writing too fast says nothing about the upstream, which serves everyone else.
     async def pair_rate() -> NoReturn:
-        raise UpstreamUnavailable("up", "HTTP 400", status=400, reason=Reason.PAIR_RATE)
+        raise UpstreamUnavailable("up", "HTTP 400", status=400, reason=Reason.USER_BUSY)
 
     breaker = make()
     for _ in range(8):

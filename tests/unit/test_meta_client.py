@@ -151,7 +151,7 @@ async def test_graph_errors_are_mapped_by_code(
         (text_payload("+1", "x"), 100, None),
         (text_payload("+1", "x"), 131053, None),
         (voice_payload("+1", "media-1"), 131047, Reason.RECIPIENT),
-        (text_payload("+1", "x"), 131056, Reason.PAIR_RATE),
+        (text_payload("+1", "x"), 131056, Reason.USER_BUSY),
     ],
 )
 async def test_send_errors_carry_their_reason(

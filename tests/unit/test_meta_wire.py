@@ -708,8 +708,8 @@ def test_error_bodies_without_a_code(status: int, body: bytes, cls: type[Excepti
         (130429, 429, Reason.SLOW_DOWN),
         (131057, 400, Reason.SLOW_DOWN),  # maintenance while the throughput is raised
         # This one user, for a while.
-        (131056, 400, Reason.PAIR_RATE),
-        (131056, 429, Reason.PAIR_RATE),  # the code decides, not the status
+        (131056, 400, Reason.USER_BUSY),
+        (131056, 429, Reason.USER_BUSY),  # the code decides, not the status
         # The user cannot be messaged now.
         (131047, 400, Reason.RECIPIENT),
         (131026, 400, Reason.RECIPIENT),

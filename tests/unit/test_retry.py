@@ -126,7 +126,7 @@ def _sent_timeout() -> UpstreamError:
     return UpstreamTimeout("agentforce", 30.0)
 
 
-SLOW, PAIR = Reason.SLOW_DOWN, Reason.PAIR_RATE
+SLOW, PAIR = Reason.SLOW_DOWN, Reason.USER_BUSY
 
 
 @pytest.mark.parametrize(
@@ -244,7 +244,7 @@ def test_was_sent_reads_the_cause_chain_and_the_explicit_flag() -> None:
 
 def test_policy_pair_rate_waits_four_to_the_x() -> None:
     policy = retry_policy(idempotent=False, rng=random.Random(0), max_delay=100.0)
-    exc = UpstreamUnavailable("twilio", "pair rate", status=429, reason=Reason.PAIR_RATE)
+    exc = UpstreamUnavailable("twilio", "pair rate", status=429, reason=Reason.USER_BUSY)
     assert [policy(exc, x) for x in range(4)] == [1.0, 4.0, 16.0, 64.0]
     # Beyond max_delay (30 s by default): give up rather than sleep through the turn.
     assert retry_policy(idempotent=False, rng=random.Random(0))(exc, 3) is None
@@ -252,7 +252,7 @@ def test_policy_pair_rate_waits_four_to_the_x() -> None:
 
 def test_policy_retry_after_beats_the_pair_rate_schedule() -> None:
     policy = retry_policy(idempotent=False, rng=random.Random(0))
-    exc = UpstreamUnavailable("whatsapp", "pair rate", status=400, reason=Reason.PAIR_RATE)
+    exc = UpstreamUnavailable("whatsapp", "pair rate", status=400, reason=Reason.USER_BUSY)
     exc.retry_after = 6.0  # the upstream knows its own window better than the 4**x rule
     assert [policy(exc, x) for x in range(3)] == [6.0, 6.0, 6.0]
 
@@ -341,7 +341,7 @@ async def test_with_retries_sleeps_the_policys_delays() -> None:
     policy = retry_policy(idempotent=False, rng=random.Random(0), max_delay=100.0)
 
     async def call(attempt: int) -> NoReturn:
-        raise UpstreamUnavailable("whatsapp", "pair rate", status=400, reason=Reason.PAIR_RATE)
+        raise UpstreamUnavailable("whatsapp", "pair rate", status=400, reason=Reason.USER_BUSY)
 
     with pytest.raises(UpstreamUnavailable):
         await with_retries(call, policy=policy, budget=None, max_attempts=4, sleep=rec.sleep)

@@ -451,11 +451,11 @@ async def accepted(store: Store, *messages: Inbound) -> None:
     "error",
     [
         UpstreamRejected("whatsapp", "(#130429) throughput", status=400, reason=Reason.SLOW_DOWN),
-        UpstreamRejected("whatsapp", "(#131056) pair rate", status=400, reason=Reason.PAIR_RATE),
+        UpstreamRejected("whatsapp", "(#131056) pair rate", status=400, reason=Reason.USER_BUSY),
         CircuitOpen("whatsapp", retry_after=30),
         UpstreamUnavailable("whatsapp", "HTTP 503", status=503),
     ],
-    ids=["slow_down", "pair_rate", "circuit_open", "503"],
+    ids=["slow_down", "user_busy", "circuit_open", "503"],
 )
 async def test_a_send_refused_for_now_defers_the_turn_without_an_apology(
     store: Store, error: UpstreamError

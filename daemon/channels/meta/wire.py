@@ -57,7 +57,7 @@ _REASONS: dict[int, str] = {
     130429: Reason.SLOW_DOWN,
     131057: Reason.SLOW_DOWN,
     # Too many messages to this one user; others are not affected (§5.2).
-    131056: Reason.PAIR_RATE,
+    131056: Reason.USER_BUSY,
     # The user cannot be messaged now; an apology would fail the same way.
     131047: Reason.RECIPIENT,  # more than 24 h since the user last wrote
     131026: Reason.RECIPIENT,  # undeliverable: not on WhatsApp, old client, terms

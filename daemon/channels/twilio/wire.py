@@ -66,7 +66,7 @@ _FATAL_CODES = frozenset(
 # - 20429 Too Many Requests; 63017 / 63018 "Rate limit exceeded (for Channel)": the account
 #   or the WhatsApp sender is over its rate (twilio.com/docs/api/errors/63018: "combined
 #   rate", "the messaging limit imposed by WhatsApp"; it maps WhatsApp's 429 / 471 / 1015).
-#   That is the whole sender slowing down, not one user: SLOW_DOWN, not PAIR_RATE. Twilio
+#   That is the whole sender slowing down, not one user: SLOW_DOWN, not USER_BUSY. Twilio
 #   has no documented code for Meta's per-user pair rate limit (131056).
 # - The user cannot be messaged now, and an apology would fail the same way: RECIPIENT.
 _REASONS: dict[int, str] = {
