@@ -43,6 +43,7 @@ from daemon.channels.meta.client import GraphClient
 from daemon.channels.twilio.channel import TwilioChannel
 from daemon.channels.twilio.client import TwilioClient
 from daemon.config import Settings
+from daemon.errors import UpstreamError
 from daemon.http import ResponseHook, make_client
 from daemon.lanes import Lanes
 from daemon.model import Inbound
@@ -470,6 +471,15 @@ def _export_caches(metrics: Metrics, caches: Caches) -> None:
     )
 
 
+async def _warm_agent(agent: AgentforceClient, seconds: float) -> None:
+    """The OAuth token before the first user needs it: one agent round trip less for them."""
+    try:
+        with trio.move_on_after(seconds):
+            await agent.warm_up()
+    except UpstreamError as exc:  # the first question meets the same problem, and says so
+        log.warning("could not fetch an Agentforce token at start-up: %s", exc)
+
+
 async def _warm_caches(settings: Settings, ups: Upstreams) -> None:
     """Read the audio cache's disk index and speak the configured phrases, off the hot path."""
     try:
@@ -603,6 +613,7 @@ async def _serving(
     lanes_cfg = settings.lanes
     top.start_soon(_reap_sessions, ups.agent, min(60.0, settings.agentforce.session_idle / 4))
     top.start_soon(_warm_caches, settings, ups)
+    top.start_soon(_warm_agent, ups.agent, settings.timeouts.agent)
 
     async with Lanes.open(
         handle,

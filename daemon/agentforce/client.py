@@ -368,6 +368,11 @@ class AgentforceClient:
             return response
         raise AssertionError("unreachable: the second attempt returns")
 
+    async def warm_up(self) -> None:
+        """Fetch the OAuth token ahead of the first question (at start-up), so the first
+        user after a restart does not wait for it. Errors are the first ask's to report."""
+        await self._access_token()
+
     async def _access_token(self) -> str:
         token = self._token
         if token is not None and token.expires_at > self._clock():

@@ -191,3 +191,12 @@ async def test_expired_token_is_fetched_anew(either: Stack) -> None:
     assert "second" in (sent[1].text or "")
     assert [r.outcome for r in reports] == ["answered", "answered"]
     assert len(either.delivered()) == 2
+
+
+async def test_the_agent_token_is_fetched_at_start_up_not_by_the_first_user(stack: Stack) -> None:
+    with trio.fail_after(10):
+        [request] = await stack.agentforce.wait_requests(1)  # before anyone wrote
+        assert request.path.endswith("/services/oauth2/token") and request.status == 200
+        await stack.send_text(ALICE, "hello")
+        await stack.wait_reports(1)
+    assert stack.agentforce.token_requests == 1  # the first turn used it
