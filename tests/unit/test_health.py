@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -216,7 +217,7 @@ async def test_the_probe_row_is_outside_the_versioned_schema(tmp_path: Path) -> 
         await store.probe()
         await store.probe()
         await store.close()
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db:  # sqlite3's own `with` does not close
         assert db.execute("SELECT count(*) FROM health_probe").fetchone() == (1,)
         assert db.execute("PRAGMA user_version").fetchone() == (1,)
 
