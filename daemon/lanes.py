@@ -103,9 +103,10 @@ class Lanes:
     def submit(self, message: Inbound) -> None:
         """Queue ``message`` on its user's lane, without blocking.
 
-        Raises Overloaded when a bound is reached and Closed while draining. Synchronous on
-        purpose: the web layer checks dedupe, submits and marks the id with no checkpoint in
-        between, so two deliveries of one id can never both get through.
+        Raises Overloaded when a bound is reached and Closed while draining. Synchronous, so
+        the caller learns at once whether the message was taken (the web layer then answers
+        503 and forgets the id, so Meta's redelivery is turned). Dedupe is not done here:
+        the durable inbox records ids before the webhook is answered (daemon/state/store.py).
         """
         if self._closed:
             raise Closed()

@@ -306,11 +306,15 @@ async def _watch_signals(
             stop.set()
 
 
-async def _reap_sessions(agent: AgentforceClient, every: float) -> None:
+async def _reap_sessions(agent: AgentforceClient, every: float, seconds: float) -> None:
+    """End idle agent sessions every ``every`` seconds; a round gets ``seconds`` at most
+    (what it could not end then is kept for the next round)."""
     while True:
         await trio.sleep(every)
+        ended = 0
         try:
-            ended = await agent.end_idle_sessions()
+            with trio.move_on_after(seconds):
+                ended = await agent.end_idle_sessions()
         except Exception:  # the reaper must outlive any single bad round
             log.exception("ending idle sessions failed")
             continue
@@ -611,7 +615,12 @@ async def _serving(
         await turn.run(message)
 
     lanes_cfg = settings.lanes
-    top.start_soon(_reap_sessions, ups.agent, min(60.0, settings.agentforce.session_idle / 4))
+    top.start_soon(
+        _reap_sessions,
+        ups.agent,
+        min(60.0, settings.agentforce.session_idle / 4),
+        settings.timeouts.agent,
+    )
     top.start_soon(_warm_caches, settings, ups)
     top.start_soon(_warm_agent, ups.agent, settings.timeouts.agent)
 

@@ -617,6 +617,23 @@ async def test_channel_fetch_media_refetches_an_expired_url_once() -> None:
     assert [r.url.path for r in seen] == ["/v23.0/m1", "/old", "/v23.0/m1", "/new"]
 
 
+@pytest.mark.parametrize("own_only", [True, False])
+async def test_the_media_lookup_names_our_number_only_when_we_answer_only_our_number(
+    own_only: bool,
+) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "graph.test":
+            return httpx.Response(200, json={"url": MEDIA_URL, "mime_type": "audio/ogg"})
+        return httpx.Response(200, content=b"audio")
+
+    channel, seen, http = make_channel(handler, only_own_number=own_only)
+    async with http:
+        with trio.fail_after(10):
+            await channel.fetch_media(Media(id="m1", mime_type="audio/ogg"))
+    # With the number named, Graph refuses media that came to another number of the account.
+    assert dict(seen[0].url.params) == ({"phone_number_id": PNID} if own_only else {})
+
+
 async def test_channel_fetch_media_gives_up_after_the_second_404() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.host == "graph.test":

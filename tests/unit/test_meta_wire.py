@@ -239,6 +239,12 @@ def test_other_fields_are_counted_not_parsed() -> None:
     assert batch.ignored == {"field:account_update": 1, "field:message_template_status_update": 1}
 
 
+def test_an_unknown_field_is_counted_as_other_so_metric_labels_stay_bounded() -> None:
+    body = envelope({"x": 1}, field="made_up_" + "x" * 500)
+    body["entry"][0]["changes"].append({"field": "another_invention"})
+    assert parse(body).ignored == {"field:other": 2}
+
+
 def test_other_number_is_ignored_when_asked() -> None:
     v = value(text_message("wamid.1"), text_message("wamid.2"), number="999")
     v["statuses"] = [{"id": "wamid.x", "status": "sent", "timestamp": "1"}]

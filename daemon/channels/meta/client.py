@@ -70,13 +70,14 @@ class GraphClient:
             return ""
         raise UpstreamRejected(UPSTREAM, "send answered without a message id", status=200)
 
-    async def media_url(self, media_id: str) -> tuple[str, str]:
-        """GET /{media_id}: a download URL (valid about 5 minutes) and its MIME type (§4)."""
+    async def media_url(self, media_id: str, *, own_only: bool = True) -> tuple[str, str]:
+        """GET /{media_id}: a download URL (valid about 5 minutes) and its MIME type (§4).
+
+        ``own_only``: pass ``phone_number_id``, which makes Graph refuse media that did not
+        come to our number; off when the daemon answers every number of the account."""
+        params = {"phone_number_id": self._phone_number_id} if own_only else None
         doc = await self._call(
-            "GET",
-            f"/{quote(media_id, safe='')}",
-            media_call=True,
-            params={"phone_number_id": self._phone_number_id},
+            "GET", f"/{quote(media_id, safe='')}", media_call=True, params=params
         )
         url, mime_type = doc.get("url"), doc.get("mime_type")
         if not isinstance(url, str) or not url:

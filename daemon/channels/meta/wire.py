@@ -32,6 +32,32 @@ _HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 # Message types that owe no answer, and the reason counted in Batch.ignored. A reaction is not
 # a question; system messages (number or identity changed, §2.5) and request_welcome come
 # from WhatsApp itself; edits and deletions refer to a message already answered.
+# The webhook fields a WhatsApp Business Account can subscribe to besides "messages".
+_OTHER_FIELDS = frozenset(
+    {
+        "account_alerts",
+        "account_review_update",
+        "account_update",
+        "business_capability_update",
+        "business_status_update",
+        "calls",
+        "flows",
+        "history",
+        "message_echoes",
+        "message_template_components_update",
+        "message_template_quality_update",
+        "message_template_status_update",
+        "partner_solutions",
+        "payment_configuration_update",
+        "phone_number_name_update",
+        "phone_number_quality_update",
+        "security",
+        "smb_app_state_sync",
+        "smb_message_echoes",
+        "template_category_update",
+        "user_preferences",
+    }
+)
 _NO_ANSWER_TYPES = frozenset({"reaction", "system", "request_welcome", "edit", "revoke"})
 # Older deliveries report edits as ``unsupported`` with the real type inside (§2.5 example).
 _NO_ANSWER_UNSUPPORTED = frozenset({"edit", "revoke"})
@@ -166,7 +192,9 @@ def _parse_change(change: Mapping[str, Any], batch: Batch, own_number: str | Non
         raise BadWebhook("change: field missing")
     if field != "messages":
         # account_update, message_template_status_update, calls, ...: not ours to answer.
-        _count(batch.ignored, f"field:{field}")
+        # Counted by name when Meta documents it, else as "other": the names become metric
+        # labels, and a signed payload may carry any string there.
+        _count(batch.ignored, f"field:{field if field in _OTHER_FIELDS else 'other'}")
         return
     value = change.get("value")
     if not isinstance(value, dict):
