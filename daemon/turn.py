@@ -553,14 +553,7 @@ class Turn:
         # writing TEXT_SENT) for a far longer window for a lost answer (the whole request).
         async with flow.send_lock:
             try:
-                ids = await self._timed(
-                    flow.report,
-                    "send",
-                    "whatsapp",
-                    self._timeouts.whatsapp,
-                    lambda: self._channel.send_text(flow.message.user, text),
-                    idempotent=False,
-                )
+                ids = await self._send(flow, text)
             except UpstreamError as exc:
                 flow.report.error = str(exc)
                 verdict = _verdict(exc)
@@ -573,6 +566,17 @@ class Turn:
                 raise _Silent() from None
         flow.delivery.done()
         await self._note(flow, Stage.TEXT_SENT, text_ids=ids)
+
+    async def _send(self, flow: _Flow, text: str) -> list[str]:
+        """The answer (or the message in its place) to the user: one guarded send."""
+        return await self._timed(
+            flow.report,
+            "send",
+            "whatsapp",
+            self._timeouts.whatsapp,
+            lambda: self._channel.send_text(flow.message.user, text),
+            idempotent=False,
+        )
 
     async def _send_voice(self, flow: _Flow, answer: str, gate: _TextGate) -> None:
         report = flow.report
@@ -647,14 +651,7 @@ class Turn:
         with trio.CancelScope(shield=True), trio.move_on_after(2 * self._timeouts.whatsapp):
             async with flow.send_lock:
                 try:
-                    ids = await self._timed(
-                        flow.report,
-                        "send",
-                        "whatsapp",
-                        self._timeouts.whatsapp,
-                        lambda: self._channel.send_text(flow.message.user, text),
-                        idempotent=False,
-                    )
+                    ids = await self._send(flow, text)
                 except UpstreamError as exc:
                     verdict = _verdict(exc)
                     if verdict == "unknown":
