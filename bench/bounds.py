@@ -25,6 +25,7 @@ from typing import Any
 
 import trio
 import trio.testing
+from cachetools import LRUCache, TTLCache
 
 from daemon import config
 from daemon.agentforce.sessions import AgentSession, SessionStore
@@ -141,6 +142,19 @@ def public_media(s: Settings) -> object:
     return media
 
 
+def remembered_users(s: Settings) -> object:
+    # The turn's two per-user maps, both full: each user's last language, and one deferred
+    # message id each (the worst case: WhatsApp refusing sends to every one of them).
+    n_users, ttl = s.lanes.remembered_users, s.lanes.remembered_ttl
+    languages: TTLCache[str, str] = TTLCache(maxsize=n_users, ttl=ttl, timer=lambda: 0.0)
+    deferred: LRUCache[str, list[str]] = LRUCache(maxsize=n_users)
+    for n in range(n_users):
+        user = f"1555{n:07d}"
+        languages[user] = "ar"
+        deferred[user] = [f"wamid.{n:032x}"]
+    return languages, deferred
+
+
 def lanes(s: Settings) -> object:
     """max_lanes lanes (idle, within idle_seconds of their last message), then queue_size
     messages waiting behind max_concurrent_turns turns that hang: the lanes' worst case.
@@ -220,6 +234,10 @@ MAPS: dict[str, tuple[Callable[[Settings], object], Callable[[Settings], str]]] 
     "audio cache (disk index)": (
         audio_disk_index,
         lambda s: f"{s.cache.audio_disk_bytes // MIB} MiB on disk / {VOICE_NOTE_BYTES // 1000} kB",
+    ),
+    "remembered users": (
+        remembered_users,
+        lambda s: f"{s.lanes.remembered_users} users: a language, a deferred message id",
     ),
     "lanes": (
         lanes,

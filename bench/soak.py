@@ -57,11 +57,11 @@ MIB = 1024 * 1024
 # The daemon's bounds for the soak: realistic, but small enough that every map fills up
 # well within 100 000 users (config.toml has the production defaults, 2-10x larger).
 BOUNDS: dict[str, dict[str, Any]] = {
-    "lanes": {"idle_seconds": 5.0},
+    "lanes": {"idle_seconds": 5.0, "remembered_users": 2000},
     "agentforce": {"max_sessions": 5000, "session_idle": 60.0},
     "inbox": {"dedupe_max_ids": 50_000},
     "cache": {
-        "response_entries": 5000,
+        "response_entries": 300,
         # A spoken answer here is ~40 KB: ~50 in memory, ~200 on disk, of VOICE_PHRASES.
         "audio_memory_bytes": 2 * MIB,
         "audio_disk_bytes": 8 * MIB,

@@ -192,6 +192,11 @@ class LanesConfig:
     idle_seconds: float = 60.0
     # Turns running at once across all users (bounds memory and upstream concurrency).
     max_concurrent_turns: int = 64
+    # Users whose last language (for canned texts before speech-to-text has spoken) and
+    # deferred messages (to keep their answers in order) are remembered, least recently
+    # seen forgotten first; a remembered language is forgotten after remembered_ttl.
+    remembered_users: int = 10_000
+    remembered_ttl: float = 86400.0
 
 
 @dataclass(frozen=True)

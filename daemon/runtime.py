@@ -609,6 +609,8 @@ async def _serving(
         texts=settings.texts,
         ux=settings.ux,
         on_report=report,
+        remembered_users=settings.lanes.remembered_users,
+        remembered_ttl=settings.lanes.remembered_ttl,
     )
 
     async def handle(message: Inbound) -> None:

@@ -214,6 +214,7 @@ class Turn:
         on_report: Callable[[TurnReport], None] | None = None,
         clock: Callable[[], float] = trio.current_time,
         remembered_users: int = 10_000,
+        remembered_ttl: float = 86400.0,
     ) -> None:
         self._channel = channel
         self._agent = agent
@@ -227,8 +228,10 @@ class Turn:
         self._journal = journal
         self._on_report = on_report
         self._clock = clock
-        # user key -> the language of their last turn; bounded, forgotten after a day.
-        self._languages: TTLCache[str, str] = TTLCache(maxsize=remembered_users, ttl=86400)
+        # user key -> the language of their last turn ([lanes] remembered_users / _ttl).
+        self._languages: TTLCache[str, str] = TTLCache(
+            maxsize=remembered_users, ttl=remembered_ttl
+        )
         # user key -> ids of their deferred messages, oldest first: a later message of the
         # same user waits behind them, so answers keep the order of the questions.
         self._deferred: LRUCache[str, list[str]] = LRUCache(maxsize=remembered_users)
