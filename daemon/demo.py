@@ -130,6 +130,9 @@ async def main(bind: str = "127.0.0.1:8080", once: bool = False, provider: str =
         )
         sends = 0
         with trio.fail_after(60):
+            # The daemon fetches its Agentforce token at start-up; a user writes later than
+            # the moment it starts, so the script does too.
+            await stack.agentforce.wait_requests(1)
             for step in SCRIPT:
                 sends = await _play(stack, step, sends)
         print("\nturn summaries (the daemon's own log lines):")

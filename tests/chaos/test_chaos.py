@@ -224,6 +224,8 @@ async def test_under_random_faults_every_message_gets_exactly_one_final_answer(s
         },
         "upstream_calls": upstream_calls(metrics),
         "turn_outcomes": dict(sorted(outcomes.items())),
+        # Runs that delivered nothing because WhatsApp said "not now", and ran again later.
+        "deferred_runs": len(stack.deferred),
         **verdict.figures(),
     }
     record(f"random_faults[seed={seed}]", figures)
