@@ -229,9 +229,7 @@ class Turn:
         self._on_report = on_report
         self._clock = clock
         # user key -> the language of their last turn ([lanes] remembered_users / _ttl).
-        self._languages: TTLCache[str, str] = TTLCache(
-            maxsize=remembered_users, ttl=remembered_ttl
-        )
+        self._languages: TTLCache[str, str] = TTLCache(maxsize=remembered_users, ttl=remembered_ttl)
         # user key -> ids of their deferred messages, oldest first: a later message of the
         # same user waits behind them, so answers keep the order of the questions.
         self._deferred: LRUCache[str, list[str]] = LRUCache(maxsize=remembered_users)
