@@ -766,8 +766,8 @@ def _verdict(exc: UpstreamError) -> str:
       request went out, an unreadable 2xx, a 5xx: Graph's 500 / 131000 may have been
       processed). Nothing more is sent: a second message is worse than none.
     - ``later``: certainly not delivered, and trying again later will likely work (the
-      provider said slow down, its circuit is open, the request never left, the token was
-      refused and may be renewed). The turn is deferred.
+      provider said slow down or the user is busy, its circuit is open, the request never
+      left, the token was refused and may be renewed). The turn is deferred.
     - ``unreachable``: this user cannot be messaged now (24-hour window closed, not on
       WhatsApp, invalid number). No apology: it would fail the same way.
     - ``refused``: certainly not delivered, for this message only (a 4xx on its content).
@@ -780,8 +780,10 @@ def _verdict(exc: UpstreamError) -> str:
         return "unknown"
     if exc.status is None:
         return "unknown" if was_sent(exc) else "later"
-    if exc.status in (401, 429, 503):
+    if exc.status == 401:  # the token was refused: nothing sent, and it may be renewed
         return "later"
+    # 429 / 503 are "not processed" only when the client says so (Reason.SLOW_DOWN): a Graph
+    # 503 carrying 131000, an unknown error, may have been processed all the same.
     if 400 <= exc.status < 500:
         return "refused"
     return "unknown"

@@ -453,9 +453,10 @@ async def accepted(store: Store, *messages: Inbound) -> None:
         UpstreamRejected("whatsapp", "(#130429) throughput", status=400, reason=Reason.SLOW_DOWN),
         UpstreamRejected("whatsapp", "(#131056) pair rate", status=400, reason=Reason.USER_BUSY),
         CircuitOpen("whatsapp", retry_after=30),
-        UpstreamUnavailable("whatsapp", "HTTP 503", status=503),
+        UpstreamUnavailable("whatsapp", "HTTP 503", status=503, reason=Reason.SLOW_DOWN),
+        UpstreamRejected("whatsapp", "(#190) token expired", status=401, code="190"),
     ],
-    ids=["slow_down", "user_busy", "circuit_open", "503"],
+    ids=["slow_down", "user_busy", "circuit_open", "503", "token"],
 )
 async def test_a_send_refused_for_now_defers_the_turn_without_an_apology(
     store: Store, error: UpstreamError
@@ -492,9 +493,12 @@ async def test_a_user_who_cannot_be_messaged_gets_no_apology_attempt(store: Stor
     assert record is not None and record.finished  # nothing to try again
 
 
-async def test_a_5xx_on_the_answer_is_an_unknown_outcome_and_nothing_follows() -> None:
-    # Graph's 500 / 131000 may have been processed: an apology could be a second message.
-    channel = FakeChannel(fail_sends=[UpstreamUnavailable("whatsapp", "131000", status=500)])
+@pytest.mark.parametrize("status", [500, 503])
+async def test_a_5xx_on_the_answer_is_an_unknown_outcome_and_nothing_follows(status: int) -> None:
+    # Graph's 500 (or 503) with 131000 may have been processed: the client gives no reason,
+    # and an apology or a retry could be a second message.
+    error = UpstreamUnavailable("whatsapp", "(#131000) Something went wrong", status=status)
+    channel = FakeChannel(fail_sends=[error])
     report = await make_turn(channel).run(text_msg())
     assert report.outcome == "send_unknown"
     assert channel.sent("text") == []
