@@ -26,8 +26,13 @@ class NoInbox:
 
 
 @asynccontextmanager
-async def web_client(public_media: PublicMedia | None) -> AsyncIterator[Any]:
-    """The app's test client over a context with no turns and no webhooks."""
+async def web_app(
+    *,
+    channel: object | None = None,
+    inbox: object | None = None,
+    public_media: PublicMedia | None = None,
+) -> AsyncIterator[tuple[Any, WebContext]]:
+    """The app's test client and its context, with no turns (and, by default, no webhooks)."""
 
     async def handler(message: object) -> None:
         raise AssertionError("no turns here")
@@ -41,8 +46,8 @@ async def web_client(public_media: PublicMedia | None) -> AsyncIterator[Any]:
         max_concurrent_turns=1,
     ) as lanes:
         ctx = WebContext(
-            channel=FakeChannel(),  # type: ignore[arg-type]
-            inbox=NoInbox(),
+            channel=channel or FakeChannel(),  # type: ignore[arg-type]
+            inbox=inbox or NoInbox(),  # type: ignore[arg-type]
             lanes=lanes,
             webhook_path="/webhook",
             max_body_bytes=1024,
@@ -50,7 +55,7 @@ async def web_client(public_media: PublicMedia | None) -> AsyncIterator[Any]:
             public_media=public_media,
         )
         async with create_app(ctx).test_app() as test_app:
-            yield test_app.test_client()
+            yield test_app.test_client(), ctx
 
 
 async def test_public_media_route_refuses_unknown_and_expired_tokens(
@@ -58,7 +63,7 @@ async def test_public_media_route_refuses_unknown_and_expired_tokens(
 ) -> None:
     media = PublicMedia(ttl=600)
     token = media.put(b"OggS-voice", "audio/ogg")
-    async with web_client(media) as client:
+    async with web_app(public_media=media) as (client, _):
         ok = await client.get(f"/media/{token}")
         assert ok.status_code == 200
         assert await ok.get_data() == b"OggS-voice"
@@ -69,5 +74,5 @@ async def test_public_media_route_refuses_unknown_and_expired_tokens(
 
 
 async def test_no_media_route_when_the_provider_takes_uploads() -> None:
-    async with web_client(None) as client:
+    async with web_app() as (client, _):
         assert (await client.get("/media/x")).status_code == 404

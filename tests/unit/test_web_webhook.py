@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
-from typing import Any
+from collections.abc import Mapping, Sequence
 
 import pytest
 
 from daemon.channels.base import WebhookRequest
-from daemon.lanes import Lanes
 from daemon.model import Batch, Inbound
-from daemon.web import KNOWN_STATUSES, WebContext, create_app, status_label
+from daemon.web import KNOWN_STATUSES, status_label
+from tests.unit.test_web import web_app
 
 
 class StatusChannel:
@@ -45,35 +43,10 @@ class EmptyInbox:
         return 0
 
 
-@asynccontextmanager
-async def app_for(channel: StatusChannel) -> AsyncIterator[tuple[Any, WebContext]]:
-    async def handler(message: object) -> None:
-        raise AssertionError("no turns here")
-
-    async with Lanes.open(
-        handler,  # type: ignore[arg-type]
-        max_lanes=1,
-        max_pending=1,
-        queue_size=1,
-        idle_seconds=1,
-        max_concurrent_turns=1,
-    ) as lanes:
-        ctx = WebContext(
-            channel=channel,  # type: ignore[arg-type]
-            inbox=EmptyInbox(),
-            lanes=lanes,
-            webhook_path="/webhook",
-            max_body_bytes=1024,
-            ready=lambda: (True, "ready"),
-        )
-        async with create_app(ctx).test_app() as test_app:
-            yield test_app.test_client(), ctx
-
-
 async def test_undocumented_statuses_are_counted_as_other() -> None:
     # The status string comes from the payload and becomes a metric label: bounded.
     channel = StatusChannel({"delivered": 2, "exploded": 1, "x" * 200: 3, "": 1, "READ": 1})
-    async with app_for(channel) as (client, ctx):
+    async with web_app(channel=channel, inbox=EmptyInbox()) as (client, ctx):
         for _ in range(2):
             response = await client.post("/webhook", data=b"{}")
             assert response.status_code == 200
