@@ -29,6 +29,7 @@ from daemon.sim.audio import speak
 from daemon.sim.base import Faults, start_app
 from daemon.sim.twilio import TwilioSim, TwilioWebhookSender, webhook_params
 from daemon.state.public_media import PublicMedia
+from tests.unit.test_twilio_wire import REPEATED, REPEATED_SIGNED, REPEATED_URL
 
 ACCOUNT = "AC" + "2" * 32
 TOKEN = "sim-auth-token"
@@ -499,30 +500,12 @@ async def test_webhook_sender_signs_raw_bytes_as_parsed(origin: Origin) -> None:
 
 
 def test_signer_treats_repeated_names_and_values_like_twilio_python() -> None:
-    # The simulator's own HMAC (written apart from channels.twilio.wire) against a vector
-    # computed by hand: names sorted, every value of a name (duplicates kept) sorted by code
-    # point, name + value appended after the URL (twilio-python compute_signature).
-    params = [
-        ("Tag", "z"),
-        ("NumMedia", "9"),
-        ("MediaUrl0", "https://a/1"),
-        ("Tag", "é"),
-        ("MediaUrl", "x"),
-        ("NumMedia", "10"),
-        ("MediaUrl0", "https://a/1"),
-        ("Tag", "Z"),
-    ]
-    url = "https://bot.example.com/webhook?k=a%2Fb"
-    signed = (
-        url
-        + "MediaUrlx"
-        + "MediaUrl0https://a/1MediaUrl0https://a/1"
-        + "NumMedia10NumMedia9"
-        + "TagZTagzTagé"
-    )
-    by_hand = base64.b64encode(hmac.new(b"12345", signed.encode(), hashlib.sha1).digest())
+    # The simulator's own HMAC (written apart from channels.twilio.wire) against the vector
+    # the wire tests computed by hand: names sorted, every value of a name (duplicates kept)
+    # sorted by code point, name + value appended after the URL (twilio-python).
+    by_hand = base64.b64encode(hmac.new(b"12345", REPEATED_SIGNED.encode(), hashlib.sha1).digest())
     assert by_hand.decode() == "m1pzXAVMxKWQlidML1byV+94gmE="
-    assert twilio_sim.sign("12345", url, params) == by_hand.decode()
+    assert twilio_sim.sign("12345", REPEATED_URL, REPEATED) == by_hand.decode()
 
 
 def test_user_media_needs_a_started_simulator() -> None:
