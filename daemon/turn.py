@@ -520,7 +520,11 @@ class Turn:
         raise _Done("agent_failure", texts.agent_down)
 
     def _wants_voice(self, message: Inbound, outcome: str) -> bool:
-        if outcome != "answered" or self._voice.reply == "never":
+        return outcome == "answered" and self._voice_reply_for(message)
+
+    def _voice_reply_for(self, message: Inbound) -> bool:
+        """Whether ``[voice] reply`` gives this message's sender a voice note."""
+        if self._voice.reply == "never":
             return False
         return self._voice.reply == "always" or message.kind is Kind.VOICE
 
@@ -528,11 +532,9 @@ class Turn:
         """A canned reply to someone who wants voice, as a voice note too — only when it is
         pre-rendered ([cache] prerender_canned): a TTS call while something is failing
         could only delay or break the apology."""
-        if self._voice.reply == "never" or (
-            self._voice.reply == "mirror" and flow.message.kind is not Kind.VOICE
-        ):
+        if not self._voice_reply_for(flow.message):
             return
-        language = self._texts.code_for(flow.language or flow.remembered_language)
+        language = flow.canned_language(self._texts)
         spoken = textfmt.for_speech(text)
         audio = await self._speech.cached(spoken, language=language)
         if audio is None:
@@ -809,8 +811,12 @@ class _Flow:
         # knows better (a voice note's holding message comes before speech-to-text).
         self.remembered_language: str | None = None
 
+    def canned_language(self, texts: TextsConfig) -> str:
+        """The language of the canned texts this user gets (a ``[texts]`` table's code)."""
+        return texts.code_for(self.language or self.remembered_language)
+
     def texts(self, texts: TextsConfig) -> TextTable:
-        return texts.for_language(self.language or self.remembered_language)
+        return texts.tables[self.canned_language(texts)]
 
 
 class _Silent(Exception):
