@@ -25,6 +25,7 @@ from collections.abc import Callable
 import trio
 
 from daemon.lanes import Closed, Lanes, Overloaded
+from daemon.observe.logs import message_tag
 from daemon.state.store import Stage, Store
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ async def resume_unfinished(
         if now - record.received_at > window:
             log.error(
                 "message %s given up unanswered: nothing could be delivered for %.0f s",
-                message_id,
+                message_tag(message_id),
                 now - record.received_at,
             )
             await store.progress(message_id, Stage.FAILED, outcome="expired")

@@ -43,7 +43,7 @@ from daemon.channels.base import Channel
 from daemon.config import TextsConfig, TextTable, TimeoutsConfig, UxConfig, VoiceConfig
 from daemon.errors import Reason, UpstreamError, UpstreamTimeout
 from daemon.model import AgentReply, Inbound, Kind, Media, Transcript
-from daemon.observe.logs import current_turn, hashed
+from daemon.observe.logs import current_turn, hashed, message_tag
 from daemon.observe.stages import current_stages
 from daemon.resilience.breaker import CircuitOpen
 from daemon.resilience.guard import Guard
@@ -316,7 +316,11 @@ class Turn:
         if attempts > MAX_ATTEMPTS:
             # Runs that ended normally are released, so these are crashes: the turn itself
             # takes the daemon down. Give up, but still tell the user once.
-            log.error("turn of message %s given up after %d attempts", message_id, attempts - 1)
+            log.error(
+                "turn of message %s given up after %d attempts",
+                message_tag(message_id),
+                attempts - 1,
+            )
             flow.report.outcome = "gave_up"
             if flow.record is not None and flow.record.reached(Stage.TEXT_SENT):
                 flow.delivery.begin()  # the answer went out before: nothing more

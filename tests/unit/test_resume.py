@@ -12,6 +12,7 @@ import trio.testing
 
 from daemon.lanes import Lanes
 from daemon.model import Inbound, Kind, User
+from daemon.observe.logs import message_tag
 from daemon.resume import keep_resuming, resume_unfinished
 from daemon.state.store import Stage, Store, TurnRecord
 
@@ -59,7 +60,9 @@ async def test_open_turns_are_queued_oldest_first_and_finished_ones_are_not(stor
     assert seen == ["wamid.1", "wamid.3"]
 
 
-async def test_a_turn_older_than_the_window_is_given_up(store: Store) -> None:
+async def test_a_turn_older_than_the_window_is_given_up(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
     await store.accept([message(1)])
 
     async def handle(m: Inbound) -> None:
@@ -70,6 +73,9 @@ async def test_a_turn_older_than_the_window_is_given_up(store: Store) -> None:
         assert await resume_unfinished(store, lanes, window=86400, wall_clock=lambda: later) == 0
     record = await store.get("wamid.1")
     assert record is not None and record.stage is Stage.FAILED and record.outcome == "expired"
+    # Logged, with the id hashed: a Meta wamid is base64 of the sender's phone number.
+    (line,) = [r.getMessage() for r in caplog.records if "given up" in r.getMessage()]
+    assert "wamid.1" not in line and message_tag("wamid.1") in line
 
 
 async def test_a_full_queue_stops_the_round_and_the_rest_wait(store: Store) -> None:

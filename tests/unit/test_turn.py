@@ -559,7 +559,7 @@ async def test_later_messages_wait_behind_a_deferred_one_to_keep_the_order(
 
 
 async def test_a_turn_that_keeps_crashing_the_daemon_is_given_up_with_one_apology(
-    store: Store,
+    store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
     message = text_msg()
     await accepted(store, message)
@@ -571,6 +571,8 @@ async def test_a_turn_that_keeps_crashing_the_daemon_is_given_up_with_one_apolog
     assert agent.asked == [] and channel.sent("text") == [TEXTS.agent_down]
     record = await store.get(message.message_id)
     assert record is not None and record.stage is Stage.FAILED
+    (line,) = [r.getMessage() for r in caplog.records if "given up" in r.getMessage()]
+    assert message.message_id not in line  # hashed: a wamid is base64 of the phone number
 
 
 async def test_runs_that_end_or_are_cancelled_do_not_count_towards_giving_up(
