@@ -76,6 +76,7 @@ def one_byte_opus(size: int = 300_000, *, lie_granule: int | None = None) -> byt
 
 
 def one_byte_opus_seconds(data: bytes) -> float:
-    """What ``one_byte_opus`` data decodes to, from its packet count (for reports)."""
-    packets = (len(data) - 100) // (27 + 255 + 255) * 255
+    """What ``one_byte_opus`` data decodes to, from its page count (for reports): every page
+    after the two header pages carries 255 packets, and "OggS" occurs only at page starts."""
+    packets = (data.count(b"OggS") - 2) * 255
     return packets * _SAMPLES_60MS / 48_000

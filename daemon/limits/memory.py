@@ -1,0 +1,155 @@
+"""Limits and budgets kept in this process's memory (one host; tests on trio's MockClock).
+
+Per user: one small record (a token bucket, today's counts, the notices already given) in an
+LRU of ``users`` entries. A user pushed out by ``users`` others starts afresh: under that many
+active users a limit errs towards serving, never towards refusing someone who did nothing.
+The bucket runs on the monotonic clock (``clock``), the days on the wall clock (``wall``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import trio
+from cachetools import LRUCache
+
+from daemon.config import LimitsConfig
+from daemon.limits.base import ALLOWED, Limit, Upstream, Verdict, utc_day
+from daemon.limits.bucket import TokenBucket
+
+
+@dataclass(slots=True)
+class _User:
+    bucket: TokenBucket
+    day: int
+    turns: int = 0
+    spent: dict[Limit, float] = field(default_factory=dict)  # daily allowances used today
+    noticed: set[str] = field(default_factory=set)  # daily notices given today
+    rate_noticed_at: float = -math.inf
+
+    def roll(self, day: int) -> None:
+        """A new UTC day: today's counts and notices start from nothing."""
+        if day != self.day:
+            self.day, self.turns = day, 0
+            self.spent.clear()
+            self.noticed.clear()
+
+
+class MemoryUserLimits:
+    """``UserLimits`` (daemon/limits/base.py) for one host."""
+
+    def __init__(
+        self,
+        config: LimitsConfig,
+        *,
+        clock: Callable[[], float] = trio.current_time,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self._config = config
+        self._rate = config.per_minute / 60.0
+        self._daily: dict[Limit, float] = {
+            Limit.DAILY_STT_SECONDS: config.daily_stt_seconds,
+            Limit.DAILY_TTS_CHARACTERS: float(config.daily_tts_characters),
+        }
+        self._clock = clock
+        self._wall = wall
+        self._users: LRUCache[str, _User] = LRUCache(maxsize=config.users)
+        self._refusals: Counter[str] = Counter()
+
+    def _user(self, key: str) -> _User:
+        day = utc_day(self._wall())
+        user = self._users.get(key)
+        if user is None:
+            user = self._users[key] = _User(
+                TokenBucket.full(self._config.burst, self._clock()), day
+            )
+        user.roll(day)
+        return user
+
+    def _refuse(self, limit: Limit, notify: bool) -> Verdict:
+        self._refusals[limit.value] += 1
+        return Verdict(False, limit, notify)
+
+    async def admit(self, user: str) -> Verdict:
+        record, config = self._user(user), self._config
+        if config.daily_turns and record.turns >= config.daily_turns:
+            return self._refuse(Limit.DAILY_TURNS, self._daily_notice(record, Limit.DAILY_TURNS))
+        now = self._clock()
+        if config.burst and not record.bucket.take(now, burst=config.burst, rate=self._rate):
+            notify = now - record.rate_noticed_at >= config.notice_every
+            if notify:
+                record.rate_noticed_at = now
+            return self._refuse(Limit.RATE, notify)
+        record.turns += 1
+        return ALLOWED
+
+    async def spend(self, user: str, limit: Limit, amount: float) -> Verdict:
+        cap = self._daily.get(limit)
+        if cap is None:
+            raise ValueError(f"{limit} is not a daily allowance")
+        record = self._user(user)
+        used = record.spent.get(limit, 0.0)
+        if cap and used + amount > cap:
+            return self._refuse(limit, self._daily_notice(record, limit))
+        record.spent[limit] = used + amount
+        return ALLOWED
+
+    async def first_notice(self, user: str, reason: str) -> bool:
+        record = self._user(user)
+        if reason in record.noticed:
+            return False
+        record.noticed.add(reason)
+        return True
+
+    def refusals(self) -> Mapping[str, int]:
+        return self._refusals
+
+    @staticmethod
+    def _daily_notice(record: _User, limit: Limit) -> bool:
+        if limit.value in record.noticed:
+            return False
+        record.noticed.add(limit.value)
+        return True
+
+    def __len__(self) -> int:
+        return len(self._users)
+
+
+class MemoryBudget:
+    """``Budget`` (daemon/limits/base.py) for one host: today's spend per upstream."""
+
+    def __init__(self, config: LimitsConfig, *, wall: Callable[[], float] = time.time) -> None:
+        self._limits: dict[Upstream, float] = {
+            Upstream.AGENT: float(config.budget_agent_calls),
+            Upstream.STT: config.budget_stt_seconds,
+            Upstream.TTS: float(config.budget_tts_characters),
+            Upstream.WHATSAPP: float(config.budget_whatsapp_messages),
+        }
+        self._wall = wall
+        self._day = utc_day(wall())
+        self._used: dict[Upstream, float] = dict.fromkeys(Upstream, 0.0)
+
+    def _today(self) -> dict[Upstream, float]:
+        day = utc_day(self._wall())
+        if day != self._day:
+            self._day = day
+            self._used = dict.fromkeys(Upstream, 0.0)
+        return self._used
+
+    def exhausted(self, upstream: Upstream) -> bool:
+        limit = self._limits[upstream]
+        return limit > 0 and self._today()[upstream] >= limit
+
+    def charge(self, upstream: Upstream, amount: float) -> None:
+        self._today()[upstream] += amount
+
+    def used_ratios(self) -> Mapping[str, float]:
+        used = self._today()
+        return {
+            upstream.value: (used[upstream] / limit if limit > 0 else 0.0)
+            for upstream, limit in self._limits.items()
+        }
