@@ -190,8 +190,11 @@ class RetriesConfig:
 class LanesConfig:
     # Most users with a lane at once; a new user beyond it is answered 503 (Meta retries).
     max_lanes: int = 10_000
-    # Messages one user may have waiting behind the turn in flight; more are answered 503.
+    # Messages one user may have waiting behind the turn in flight. More wait in the durable
+    # inbox (answered 200; the resume loop hands them over in order as the lane drains), up to
+    # max_waiting per user; beyond that they are dropped and counted. Never a 503 for others.
     max_pending: int = 20
+    max_waiting: int = 100
     # A lane with nothing to do goes away after this many seconds.
     idle_seconds: float = 60.0
     # Turns running at once across all users (bounds memory and upstream concurrency).
