@@ -367,7 +367,8 @@ def _inbound(
     if (
         kind_name == "unsupported"
         and isinstance(unsupported, dict)
-        and unsupported.get("type") in _NO_ANSWER_UNSUPPORTED
+        # A string first: a list there is unhashable, and the set lookup would raise.
+        and _text(unsupported.get("type")) in _NO_ANSWER_UNSUPPORTED
     ):
         return str(unsupported["type"])
     user = _user(message, contacts)
