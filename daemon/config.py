@@ -225,7 +225,7 @@ class LimitsConfig:
     daily_stt_seconds: float = 1800.0
     daily_tts_characters: int = 30_000
     # Users whose counts are kept, least recently seen forgotten first.
-    users: int = 50_000
+    users: int = 10_000
     # The whole daemon, per UTC day (0 = no budget): agent calls, seconds of audio sent to
     # speech-to-text, characters sent to text-to-speech, WhatsApp messages sent. When one is
     # spent: agent -> a polite "busy" reply (cached answers still served); stt -> voice

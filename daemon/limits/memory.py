@@ -12,7 +12,6 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 
 import trio
 from cachetools import LRUCache
@@ -21,22 +20,44 @@ from daemon.config import LimitsConfig
 from daemon.limits.base import ALLOWED, Limit, Upstream, Verdict, utc_day
 from daemon.limits.bucket import TokenBucket
 
+# Notices given today, as bits of one int: a set per user would cost ~200 bytes each.
+_NOTICE_BITS: dict[str, int] = {}
 
-@dataclass(slots=True)
+
+def _notice_bit(reason: str) -> int:
+    """The bit of a notice reason (a handful, fixed by the code: Limit values, budget names)."""
+    bit = _NOTICE_BITS.get(reason)
+    if bit is None:
+        bit = _NOTICE_BITS[reason] = 1 << len(_NOTICE_BITS)
+    return bit
+
+
 class _User:
-    bucket: TokenBucket
-    day: int
-    turns: int = 0
-    spent: dict[Limit, float] = field(default_factory=dict)  # daily allowances used today
-    noticed: set[str] = field(default_factory=set)  # daily notices given today
-    rate_noticed_at: float = -math.inf
+    """One user's counts: ~200 bytes (bench/bounds.py measures the whole map)."""
+
+    __slots__ = ("bucket", "day", "noticed", "rate_noticed_at", "stt", "tts", "turns")
+
+    def __init__(self, bucket: TokenBucket, day: int) -> None:
+        self.bucket = bucket
+        self.day = day
+        self.turns = 0
+        self.stt = 0.0  # daily allowances used today
+        self.tts = 0.0
+        self.noticed = 0  # _notice_bit()s of the daily notices given today
+        self.rate_noticed_at = -math.inf
 
     def roll(self, day: int) -> None:
         """A new UTC day: today's counts and notices start from nothing."""
         if day != self.day:
-            self.day, self.turns = day, 0
-            self.spent.clear()
-            self.noticed.clear()
+            self.day, self.turns, self.stt, self.tts, self.noticed = day, 0, 0.0, 0.0, 0
+
+    def notice(self, reason: str) -> bool:
+        """True the first time today ``reason`` is noticed."""
+        bit = _notice_bit(reason)
+        if self.noticed & bit:
+            return False
+        self.noticed |= bit
+        return True
 
 
 class MemoryUserLimits:
@@ -77,7 +98,7 @@ class MemoryUserLimits:
     async def admit(self, user: str) -> Verdict:
         record, config = self._user(user), self._config
         if config.daily_turns and record.turns >= config.daily_turns:
-            return self._refuse(Limit.DAILY_TURNS, self._daily_notice(record, Limit.DAILY_TURNS))
+            return self._refuse(Limit.DAILY_TURNS, record.notice(Limit.DAILY_TURNS.value))
         now = self._clock()
         if config.burst and not record.bucket.take(now, burst=config.burst, rate=self._rate):
             notify = now - record.rate_noticed_at >= config.notice_every
@@ -92,28 +113,21 @@ class MemoryUserLimits:
         if cap is None:
             raise ValueError(f"{limit} is not a daily allowance")
         record = self._user(user)
-        used = record.spent.get(limit, 0.0)
+        stt = limit is Limit.DAILY_STT_SECONDS
+        used = record.stt if stt else record.tts
         if cap and used + amount > cap:
-            return self._refuse(limit, self._daily_notice(record, limit))
-        record.spent[limit] = used + amount
+            return self._refuse(limit, record.notice(limit.value))
+        if stt:
+            record.stt = used + amount
+        else:
+            record.tts = used + amount
         return ALLOWED
 
     async def first_notice(self, user: str, reason: str) -> bool:
-        record = self._user(user)
-        if reason in record.noticed:
-            return False
-        record.noticed.add(reason)
-        return True
+        return self._user(user).notice(reason)
 
     def refusals(self) -> Mapping[str, int]:
         return self._refusals
-
-    @staticmethod
-    def _daily_notice(record: _User, limit: Limit) -> bool:
-        if limit.value in record.noticed:
-            return False
-        record.noticed.add(limit.value)
-        return True
 
     def __len__(self) -> int:
         return len(self._users)
