@@ -19,11 +19,13 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import trio
 
+from daemon import config
 from daemon.sim import twilio as twilio_sim
 from daemon.sim import webhooks
 from daemon.sim.agentforce import remembering_brain
@@ -141,12 +143,17 @@ async def flood(provider: str) -> Result:
         }
 
 
-async def full_lane(provider: str) -> Result:
-    """One user's lane full (a slow agent), and another user's message beside it."""
+async def full_lane(provider: str, *, unlimited: bool = False) -> Result:
+    """One user's lane full (a slow agent), and another user's message beside it.
+    ``unlimited``: with the per-user limits off (where the daemon has them), so the lane
+    really fills: the flood is within what the limits allow."""
     flooder, victim = "15550100004", "15550100005"
     statuses: list[int] = []
     faults = Faults(latency=(0.5, 0.5))
-    async with open_stack(provider=provider, agentforce_faults=faults) as stack:
+    extra: dict[str, Any] = {}
+    if unlimited and hasattr(config.Settings(), "limits"):
+        extra["limits"] = {"burst": 0, "per_minute": 0}
+    async with open_stack(provider=provider, agentforce_faults=faults, **extra) as stack:
         if provider == "meta":
             # Meta batches: 25 messages of the flooder and the victim's in one delivery, then
             # Meta's redeliveries of the same body.
@@ -172,7 +179,8 @@ async def full_lane(provider: str) -> Result:
         victim_in_5s = bool(stack.delivered(victim))
         await _settle(stack, quiet=1.0, limit=180)
         return {
-            "attack": "one user's lane full beside another user",
+            "attack": "one user's lane full beside another user"
+            + (" (no per-user limits)" if unlimited else ""),
             "provider": provider,
             "webhooks": dict(Counter(statuses)),
             "victim_answered_within_5s": victim_in_5s,
@@ -340,6 +348,7 @@ ATTACKS: dict[str, tuple[Callable[[str], Awaitable[Result]], tuple[str, ...]]] =
     "voice_bomb": (voice_bomb, ("meta", "twilio")),
     "flood": (flood, ("meta", "twilio")),
     "full_lane": (full_lane, ("meta", "twilio")),
+    "full_lane_unlimited": (partial(full_lane, unlimited=True), ("meta", "twilio")),
     "poison": (poison, ("meta", "twilio")),
     "faq_leak": (faq_leak, ("meta", "twilio")),
     "transcript_poison": (transcript_poison, ("meta",)),
