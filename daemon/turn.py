@@ -551,12 +551,7 @@ class Turn:
             report.cached.append("transcript")  # the same file under another claimed digest
             return known
         seconds = await self._listenable(flow, audio)
-        attempts = 0
-
-        def attempt() -> None:
-            nonlocal attempts
-            attempts += 1
-
+        attempts = _Attempts()
         try:
             # Billed per second of audio, so never repeated when it may have been done (a
             # timeout, a 5xx): only what the upstream certainly refused (429, not sent).
@@ -567,14 +562,14 @@ class Turn:
                 self._timeouts.stt,
                 lambda: self._speech.transcribe(audio, media.mime_type),
                 idempotent=False,
-                on_attempt=attempt,
+                on_attempt=attempts,
             )
         except UpstreamError as exc:
             report.error = str(exc)
             raise _Done("not_understood", flow.texts(self._texts).not_understood) from None
         finally:
-            report.stt_seconds += seconds * attempts
-            self._budget.charge(Upstream.STT, seconds * attempts)
+            report.stt_seconds += seconds * attempts.count
+            self._budget.charge(Upstream.STT, seconds * attempts.count)
         if cache is not None:
             cache.put(digest, transcript)  # ignores an empty transcript
         await self._note(flow, Stage.TRANSCRIBED, transcript=transcript)
@@ -637,12 +632,7 @@ class Turn:
         if self._budget.exhausted(Upstream.AGENT):
             told = await self._limits.first_notice(user_key, "budget_agent")
             raise _Done("over_budget", flow.texts(self._texts).over_capacity if told else "")
-        attempts, reply = 0, None
-
-        def attempt() -> None:
-            nonlocal attempts
-            attempts += 1
-
+        attempts, reply = _Attempts(), None
         try:
             reply = await self._timed(
                 report,
@@ -651,11 +641,11 @@ class Turn:
                 self._timeouts.agent,
                 lambda: self._agent.ask(user_key, question, language=flow.language),
                 idempotent=False,
-                on_attempt=attempt,
+                on_attempt=attempts,
             )
             return reply
         finally:
-            calls = attempts - (1 if reply is not None and reply.origin != "agent" else 0)
+            calls = attempts.count - (1 if reply is not None and reply.origin != "agent" else 0)
             report.agent_calls += calls
             self._budget.charge(Upstream.AGENT, calls)
 
@@ -751,12 +741,7 @@ class Turn:
 
     async def _send_voice(self, flow: _Flow, voice: _Voice, gate: _TextGate) -> None:
         report, spoken = flow.report, voice.spoken
-        attempts = 0
-
-        def attempt() -> None:
-            nonlocal attempts
-            attempts += 1
-
+        attempts = _Attempts()
         try:
             audio = voice.cached
             if audio is None:
@@ -768,11 +753,11 @@ class Turn:
                         self._timeouts.tts,
                         lambda: self._speech.synthesize(spoken, language=flow.language),
                         idempotent=True,
-                        on_attempt=attempt,
+                        on_attempt=attempts,
                     )
                 finally:
-                    report.tts_characters += len(spoken) * attempts
-                    self._budget.charge(Upstream.TTS, len(spoken) * attempts)
+                    report.tts_characters += len(spoken) * attempts.count
+                    self._budget.charge(Upstream.TTS, len(spoken) * attempts.count)
             else:
                 report.cached.append("voice")
             key = self._speech.audio_key(spoken, language=flow.language)
@@ -1003,6 +988,16 @@ class _Flow:
 
     def texts(self, texts: TextsConfig) -> TextTable:
         return texts.tables[self.canned_language(texts)]
+
+
+class _Attempts:
+    """Counts the attempts of one guarded call (``on_attempt``): what a billed call cost."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self) -> None:
+        self.count += 1
 
 
 @dataclass(frozen=True, slots=True)
