@@ -101,7 +101,8 @@ def create_app(ctx: WebContext, *, admin_routes: bool = True) -> QuartTrio:
         except RequestTimeout:
             return answer("body_timeout", 408, "body too slow")
         hook = WebhookRequest(
-            url=_raw_url(),
+            origin=f"{request.scheme}://{request.host}",
+            target=_raw_target(),
             headers={k.lower(): v for k, v in request.headers.items()},
             query=dict(request.args),
             body=body,
@@ -198,15 +199,17 @@ def status_label(status: str) -> str:
     return status if status in KNOWN_STATUSES else "other"
 
 
-def _raw_url() -> str:
-    """The URL of the current request as the client sent it: scheme, Host, and the path and
-    query exactly as they came on the request line.
+def _raw_target() -> str:
+    """The request target as the client sent it: the path and the query exactly as they came
+    on the request line, never rebuilt from a string that includes the Host header.
 
     Werkzeug's ``request.url`` is rebuilt from the percent-decoded path and query, so
     ``?k=a%2Fb`` comes back as ``?k=a/b``; a signature over the URL the sender really called
     (Twilio signs it byte for byte, whatsapp.md §6) would then never match. The ASGI scope
     keeps the raw bytes: ``raw_path`` (hypercorn: the path alone; split at "?" all the same)
-    and ``query_string``.
+    and ``query_string``. The origin (scheme and Host) is kept apart in WebhookRequest; the
+    Host value is Werkzeug's ``request.host``, which from 3.1.8 is "" when the header has
+    characters no host can have (the floor pinned in pyproject.toml).
     """
     raw_path = request.scope.get("raw_path")
     if isinstance(raw_path, bytes) and raw_path:
@@ -214,7 +217,7 @@ def _raw_url() -> str:
     else:  # a server without raw_path: the decoded path, quoted back as best we can
         path = quote(request.path, safe="/:@!$&'()*+,;=-._~%")
     query = request.query_string.decode("ascii", "replace")
-    return f"{request.scheme}://{request.host}{path}" + (f"?{query}" if query else "")
+    return path + (f"?{query}" if query else "")
 
 
 async def _read_body(limit: int) -> bytes:

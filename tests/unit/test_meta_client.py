@@ -496,15 +496,18 @@ def test_channel_verify_and_parse(own_only: bool, expected: int) -> None:
     body = _webhook("someone-else")
     signature = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
     request = WebhookRequest(
-        url="https://bot.test/webhook",
+        origin="https://bot.test",
+        target="/webhook",
         headers={"x-hub-signature-256": signature, "content-type": "application/json"},
         query={},
         body=body,
     )
+    unsigned = WebhookRequest(request.origin, request.target, {}, {}, body)
+    ours = WebhookRequest(request.origin, request.target, {}, {}, _webhook(PNID))
     assert channel.verify(request)
-    assert not channel.verify(WebhookRequest(request.url, {}, {}, body))
+    assert not channel.verify(unsigned)
     assert len(channel.parse(request).messages) == expected
-    assert len(channel.parse(WebhookRequest(request.url, {}, {}, _webhook(PNID))).messages) == 1
+    assert len(channel.parse(ours).messages) == 1
 
 
 async def test_channel_acknowledge_is_one_read_and_typing_call() -> None:
