@@ -215,6 +215,7 @@ def build_upstreams(settings: Settings, stack: AsyncExitStack, obs: Observabilit
         sessions=SessionStore(max_sessions=af.max_sessions, idle_seconds=af.session_idle),
         token_ttl=af.token_ttl,
         forward_greeting=af.forward_greeting,
+        bypass_user=af.bypass_user,
     )
     el = settings.elevenlabs
     speech = ElevenLabs(

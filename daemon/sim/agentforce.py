@@ -89,6 +89,7 @@ class LoggedRequest:
     path: str
     status: int
     time: float
+    headers: dict[str, str] = field(default_factory=dict)  # lower-case names, as received
 
 
 @dataclass
@@ -422,6 +423,7 @@ class AgentforceSim:
         responder: Responder | None = None,
         idle_timeout: float | None = None,
         strict_sequence: bool = False,
+        employee_agent: bool = False,
     ) -> None:
         self.client_id = client_id
         self.client_secret = client_secret
@@ -433,6 +435,10 @@ class AgentforceSim:
         self.responder = responder
         self.idle_timeout = idle_timeout
         self.strict_sequence = strict_sequence
+        # An Agentforce Employee Agent runs as the token's user: a session start with
+        # bypassUser true is refused "400 Invalid user ID" (what @salesforce/agents' comments
+        # report, and why it sends false for AgentforceEmployeeAgent).
+        self.employee_agent = employee_agent
         # Close every stream after this many events, without END_OF_TURN (§11.8 "dropped
         # stream mid-turn"). None: streams complete.
         self.stream_drop_after: int | None = None
@@ -653,8 +659,9 @@ class AgentforceSim:
         return app
 
     async def _log_request(self, response: Response) -> Response:
+        headers = {name.lower(): value for name, value in request.headers.items()}
         self.requests.append(
-            LoggedRequest(request.method, request.path, response.status_code, self.clock())
+            LoggedRequest(request.method, request.path, response.status_code, self.clock(), headers)
         )
         self._changes.bump()
         return response
@@ -755,6 +762,8 @@ class AgentforceSim:
             return problem
         if reason := check_start_body(body):
             return self._error(400, "BadRequestException", reason)
+        if self.employee_agent and body["bypassUser"]:
+            return self._error(400, "BadRequestException", "Invalid user ID")
         endpoint = body["instanceConfig"]["endpoint"]
         if _endpoint(endpoint) != _endpoint(self.instance_endpoint):
             return self._error(
