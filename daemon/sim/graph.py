@@ -363,11 +363,12 @@ class GraphSim:
         """The next ``count`` valid sends fail with Graph error ``code`` (e.g. 131056)."""
         self._failures.extend(_Failure(code, http_status) for _ in range(count))
 
-    def add_user_media(self, data: bytes, mime_type: str) -> str:
-        """Store media a user "sent" (it then arrives by webhook); returns its media id."""
+    def add_user_media(self, data: bytes, mime_type: str, *, media_id: str = "") -> str:
+        """Store media a user "sent" (it then arrives by webhook); returns its media id
+        (``media_id`` when given: the id a recorded webhook already names)."""
         now = self.clock()
         media = StoredMedia(
-            self._new_id(), data, mime_type, now, now + USER_MEDIA_TTL, from_user=True
+            media_id or self._new_id(), data, mime_type, now, now + USER_MEDIA_TTL, from_user=True
         )
         self.media[media.id] = media
         return media.id
