@@ -71,6 +71,7 @@ class ReceivedMessage:
     text: str
     time: float  # sim clock
     stream: bool = False
+    body: JsonDict = field(default_factory=dict)  # the request body as received
 
 
 @dataclass(frozen=True)
@@ -599,12 +600,15 @@ class AgentforceSim:
 
     # -- turns --------------------------------------------------------------------------
 
-    def _begin_turn(self, session: SimSession, sequence_id: int, text: str, stream: bool) -> _Turn:
+    def _begin_turn(
+        self, session: SimSession, sequence_id: int, body: JsonDict, stream: bool
+    ) -> _Turn:
         assert self._nursery is not None, "call start() first"
+        text: str = body["message"]["text"]
         session.busy = True
         session.last_sequence_id = max(session.last_sequence_id, sequence_id)
         self.received.append(
-            ReceivedMessage(session.session_id, sequence_id, text, self.clock(), stream)
+            ReceivedMessage(session.session_id, sequence_id, text, self.clock(), stream, body)
         )
         self._changes.bump()
         turn = _Turn(text)
@@ -831,7 +835,7 @@ class AgentforceSim:
                 f"Invalid sequenceId {sequence_id}: must be greater than "
                 f"{session.last_sequence_id}",
             )
-        return self._begin_turn(session, sequence_id, body["message"]["text"], stream), None
+        return self._begin_turn(session, sequence_id, body, stream), None
 
     async def _send(self, session_id: str) -> Response:
         turn, problem = await self._accept_turn(session_id, "application/json", stream=False)
