@@ -71,17 +71,22 @@ def node() -> str:
     return found
 
 
-@pytest.fixture
-async def sim(nursery: trio.Nursery) -> AgentforceSim:
+async def started_sim(nursery: trio.Nursery, **options: Any) -> AgentforceSim:
     simulator = AgentforceSim(
         client_id=CLIENT_ID,
         client_secret=CLIENT_SECRET,
         agent_id=AGENT_ID,
         instance_endpoint=INSTANCE,
+        **options,
     )
     with trio.fail_after(10):
         await simulator.start(nursery)
     return simulator
+
+
+@pytest.fixture
+async def sim(nursery: trio.Nursery) -> AgentforceSim:
+    return await started_sim(nursery)
 
 
 async def drive(node: str, sim: AgentforceSim, home: Path, text: str) -> dict[str, Any]:
@@ -164,15 +169,7 @@ async def test_the_official_client_reads_the_simulators_refusal(
     # An employee agent refuses bypassUser true; @salesforce/agents 1.11.7 sends true for
     # every agent (2.x asks the org for the agent type first). The error it raises carries
     # the message of our §7.2 envelope.
-    sim = AgentforceSim(
-        client_id=CLIENT_ID,
-        client_secret=CLIENT_SECRET,
-        agent_id=AGENT_ID,
-        instance_endpoint=INSTANCE,
-        employee_agent=True,
-    )
-    with trio.fail_after(10):
-        await sim.start(nursery)
+    sim = await started_sim(nursery, employee_agent=True)
     result = await drive(node, sim, tmp_path, "hello")
     assert "Invalid user ID" in result["error"]["message"]
     assert sim.started == []

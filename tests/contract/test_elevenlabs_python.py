@@ -20,6 +20,7 @@ from elevenlabs.errors import UnprocessableEntityError
 
 from daemon.sim.audio import describe, listen, speak
 from daemon.sim.elevenlabs import STT_MODELS, TTS_MODELS, ElevenLabsSim
+from tests.contract.threads import in_thread, raised
 
 KEY = "sk-contract-key"
 VOICE = "contract-voice"
@@ -43,24 +44,8 @@ def sdk(sim: ElevenLabsSim) -> Iterator[ElevenLabs]:
         yield _sdk(sim, http)
 
 
-async def in_thread(fn: Callable[[], Any]) -> Any:
-    with trio.fail_after(30):
-        return await trio.to_thread.run_sync(fn)
-
-
 async def api_error(fn: Callable[[], Any]) -> ApiError:
-    def call() -> ApiError | None:
-        try:
-            result = fn()
-            if not isinstance(result, bytes | str) and hasattr(result, "__iter__"):
-                b"".join(result)  # text-to-speech streams: the error comes with the body
-        except ApiError as exc:
-            return exc
-        return None
-
-    error = await in_thread(call)
-    assert error is not None, "the SDK raised nothing"
-    return error
+    return await raised(ApiError, fn)
 
 
 async def test_speech_to_text_through_the_sdk(sdk: ElevenLabs, sim: ElevenLabsSim) -> None:

@@ -34,6 +34,7 @@ from daemon.sim import webhooks
 from daemon.sim.audio import listen, speak
 from daemon.sim.graph import GraphSim
 from daemon.sim.stack import PHONE_NUMBER_ID, SECRETS, Stack, open_stack
+from tests.contract.threads import in_thread, raised
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "whatsapp-updates"
 TOKEN = SECRETS["WHATSAPP_ACCESS_TOKEN"]
@@ -73,25 +74,8 @@ def wa(graph: GraphSim) -> Iterator[WhatsApp]:
         yield WhatsApp(phone_id=PHONE_NUMBER_ID, token=TOKEN, session=session, api_version="23.0")
 
 
-async def in_thread(fn: Callable[[], Any]) -> Any:
-    with trio.fail_after(20):
-        return await trio.to_thread.run_sync(fn)
-
-
 async def error_of(fn: Callable[[], Any]) -> pywa_errors.WhatsAppError:
-    """The pywa error ``fn`` raises. Caught in the worker thread: pywa's errors are frozen
-    dataclasses, which trio cannot re-raise across threads (it sets __traceback__)."""
-
-    def call() -> pywa_errors.WhatsAppError | None:
-        try:
-            fn()
-        except pywa_errors.WhatsAppError as exc:
-            return exc
-        return None
-
-    error = await in_thread(call)
-    assert error is not None, "pywa raised nothing"
-    return error
+    return await raised(pywa_errors.WhatsAppError, fn)
 
 
 # --------------------------------------------------------------------------- pywa's client

@@ -27,6 +27,7 @@ from werkzeug.datastructures import MultiDict
 from daemon.sim import twilio as twilio_sim
 from daemon.sim.stack import SECRETS, TWILIO_ACCOUNT_SID, TWILIO_FROM, Stack, open_stack
 from daemon.sim.twilio import TwilioSim, TwilioWebhookSender, webhook_params
+from tests.contract.threads import in_thread, raised
 
 TOKEN = SECRETS["TWILIO_AUTH_TOKEN"]
 USER = "16505551234"
@@ -135,22 +136,8 @@ def rest(twilio: TwilioSim) -> Iterator[Client]:
         session.close()
 
 
-async def in_thread(fn: Callable[[], Any]) -> Any:
-    with trio.fail_after(20):
-        return await trio.to_thread.run_sync(fn)
-
-
 async def rest_error(fn: Callable[[], Any]) -> TwilioRestException:
-    def call() -> TwilioRestException | None:
-        try:
-            fn()
-        except TwilioRestException as exc:
-            return exc
-        return None
-
-    error = await in_thread(call)
-    assert error is not None, "twilio-python raised nothing"
-    return error
+    return await raised(TwilioRestException, fn)
 
 
 async def test_twilio_python_sends_a_message_and_parses_the_resource(
