@@ -47,14 +47,14 @@ from daemon.errors import UpstreamError
 from daemon.http import ResponseHook, make_client
 from daemon.lanes import Lanes
 from daemon.model import Inbound
-from daemon.observe import logs
+from daemon.observe import cgroup, logs
 from daemon.observe.health import Readiness, StoreProbe, UpstreamHealth
 from daemon.observe.metrics import Metrics
 from daemon.observe.notify import StatusLine, notify, watchdog, watchdog_interval
 from daemon.resilience.breaker import CircuitBreaker, State
 from daemon.resilience.guard import Guard
 from daemon.resilience.retry import RetryBudget
-from daemon.resume import keep_resuming, resume_unfinished
+from daemon.resume import count_deferred, keep_resuming, resume_unfinished
 from daemon.speech.cached import CachedSpeech
 from daemon.speech.elevenlabs import ElevenLabs
 from daemon.state.public_media import PublicMedia
@@ -475,6 +475,44 @@ def _export_caches(metrics: Metrics, caches: Caches) -> None:
     )
 
 
+def _export_bounds(metrics: Metrics, settings: Settings) -> None:
+    """The bounds the queue, lanes and memory are held to, so alerts compare against them
+    instead of copies of the config and the unit."""
+    bounds = {
+        "queue_size": settings.server.queue_size,
+        "max_lanes": settings.lanes.max_lanes,
+        "max_concurrent_turns": settings.lanes.max_concurrent_turns,
+    }
+    metrics.sources.labelled_gauges["wa_agentd_capacity"] = (
+        "Configured bounds: queue_size (for wa_agentd_queue_depth), max_lanes (for "
+        "wa_agentd_lanes), max_concurrent_turns (for wa_agentd_turns_in_flight).",
+        "bound",
+        lambda: bounds,
+    )
+    metrics.sources.labelled_gauges["wa_agentd_memory_limit_bytes"] = (
+        "The service cgroup's memory limits (systemd MemoryHigh=: high, MemoryMax=: max); "
+        "absent when unlimited or not under cgroup v2.",
+        "limit",
+        cgroup.memory_limits,
+    )
+
+
+@dataclass
+class Backlog:
+    """Deferred turns as last counted, for /metrics (a scrape must not wait on the store)."""
+
+    deferred: int = 0
+
+
+async def _count_deferred(store: Store, lanes: Lanes, backlog: Backlog, every: float) -> None:
+    while True:
+        try:
+            backlog.deferred = await count_deferred(store, lanes)
+        except Exception:  # the next round may do better; the gauge keeps its last value
+            log.exception("counting deferred turns failed")
+        await trio.sleep(every)
+
+
 async def _warm_agent(agent: AgentforceClient, seconds: float) -> None:
     """The OAuth token before the first user needs it: one agent round trip less for them."""
     try:
@@ -661,6 +699,15 @@ async def _serving(
         )
         top.start_soon(_maintain_store, settings, store, store_counts)
         _export_caches(obs.metrics, ups.caches)
+        _export_bounds(obs.metrics, settings)
+        backlog = Backlog()
+        top.start_soon(_count_deferred, store, lanes, backlog, inbox.retry_every)
+        obs.metrics.sources.gauges["wa_agentd_turns_deferred"] = (
+            "Turns accepted and not finished that no lane holds: deferred because nothing "
+            "could be delivered (tried again every [inbox] retry_every), or left by the last "
+            "run. Counted every [inbox] retry_every.",
+            lambda: backlog.deferred,
+        )
         obs.metrics.sources.labelled_gauges["wa_agentd_circuit_state"] = (
             "Circuit breaker state per upstream: 0 closed, 1 half-open, 2 open.",
             "upstream",
