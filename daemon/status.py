@@ -69,7 +69,7 @@ def run(settings: config.Settings, *, url: str | None, as_json: bool, out: TextI
     if not token:
         print(
             "wa-agentd: WA_AGENTD_ADMIN_TOKEN is not set (on a systemd host: "
-            "CREDENTIALS_DIRECTORY=/etc/credstore/wa-agentd wa-agentd status)",
+            "CREDENTIALS_DIRECTORY=/etc/credstore/wa-agentd wa-agentd status ...)",
             file=sys.stderr,
         )
         return LOCAL_ERROR
