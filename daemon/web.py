@@ -16,7 +16,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import trio
@@ -67,6 +67,8 @@ class WebContext:
     # POST /admin/* needs "Authorization: Bearer <admin_token>"; "" turns them off.
     admin_token: str = ""
     flush_caches: Callable[[], Awaitable[dict[str, int]]] | None = None
+    # GET /admin/status: the JSON document of daemon/observe/snapshot.py.
+    status: Callable[[], Awaitable[dict[str, Any]]] | None = None
     stats: WebStats = field(default_factory=WebStats)
     draining: bool = False
 
@@ -265,6 +267,16 @@ def add_admin_routes(app: QuartTrio, ctx: WebContext) -> None:
         flushed = await ctx.flush_caches()
         log.warning("caches flushed by an admin request: %s", flushed)
         return Response(json.dumps({"flushed": flushed}), content_type="application/json")
+
+    @app.get("/admin/status")
+    async def status() -> Response:
+        # Behind the token like every /admin/* route: it carries upstream error texts.
+        refused = _check_admin(ctx)
+        if refused is not None:
+            return refused
+        if ctx.status is None:
+            return Response("no status\n", status=404, content_type="text/plain")
+        return Response(json.dumps(await ctx.status()), content_type="application/json")
 
     @app.get("/readyz")
     async def readyz() -> Response:

@@ -12,7 +12,7 @@ import trio.testing
 
 from daemon.lanes import Lanes
 from daemon.model import Inbound, Kind, User
-from daemon.resume import keep_resuming, resume_unfinished
+from daemon.resume import count_deferred, keep_resuming, resume_unfinished
 from daemon.state.store import Stage, Store, TurnRecord
 
 NOW = 1_800_000_000.0
@@ -122,3 +122,18 @@ async def test_keep_resuming_picks_up_a_deferred_turn_on_its_next_round(
         await trio.sleep(100)  # finished: no further rounds pick it up
         nursery.cancel_scope.cancel()
     assert runs == [pytest.approx(30), pytest.approx(60)]
+
+
+async def test_count_deferred_counts_open_turns_that_no_lane_holds(store: Store) -> None:
+    await store.accept([message(1), message(2), message(3, user="u2")])
+    await store.progress("wamid.2", Stage.DONE, outcome="answered")
+    release = trio.Event()
+
+    async def handle(m: Inbound) -> None:
+        await release.wait()
+
+    async with open_lanes(handle) as lanes:
+        assert await count_deferred(store, lanes) == 2  # 1 and 3: open, nobody runs them
+        lanes.submit(message(3, user="u2"))  # running (or queued) now: not waiting
+        assert await count_deferred(store, lanes) == 1
+        release.set()
