@@ -116,6 +116,11 @@ class AgentforceConfig:
     # Forward the greeting the agent sends when a session starts. Off: the user asked a
     # question and wants its answer, not a "How can I help?" first.
     forward_greeting: bool = False
+    # bypassUser of the session start (§2.1): true runs the agent as its assigned agent user,
+    # what a service agent behind client credentials needs. Employee agents run as the
+    # token's user and refuse true ("Invalid user ID"): Salesforce's own client
+    # (@salesforce/agents) sends false exactly for AgentType AgentforceEmployeeAgent.
+    bypass_user: bool = True
 
 
 @dataclass(frozen=True)

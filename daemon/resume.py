@@ -91,3 +91,15 @@ async def keep_resuming(store: Store, lanes: Lanes, *, every: float, window: flo
             await resume_unfinished(store, lanes, window=window)
         except Exception:  # the next round may do better; the daemon serves regardless
             log.exception("resuming unfinished turns failed")
+
+
+async def count_deferred(store: Store, lanes: Lanes) -> int:
+    """Open turns no lane holds: deferred (nothing could be delivered now; ``keep_resuming``
+    tries them again each round) or left unfinished by the last run, waiting for a round.
+    Not the messages of users whose lane is full (parked): they are a queue, not trouble,
+    and ``wa_agentd_users_waiting`` counts them."""
+    parked = set(lanes.parked())
+    return sum(
+        not lanes.holds(r.inbound.message_id) and r.inbound.user.key not in parked
+        for r in await store.unfinished()
+    )

@@ -379,7 +379,7 @@ class Turn:
             log.debug("turn reached %s", stage.value)
 
     async def _run_turn(self, flow: _Flow) -> None:
-        started = self._clock()
+        started = flow.started = self._clock()
         report = flow.report
         if flow.message.kind is Kind.TEXT:
             flow.language = languages.from_script(flow.message.text)
@@ -699,6 +699,7 @@ class Turn:
                 raise _Silent() from None
         self._sent(flow, "text", len(ids))
         flow.delivery.done()
+        flow.report.stages["to_text"] = self._clock() - flow.started  # what the user waited
         await self._note(flow, Stage.TEXT_SENT, text_ids=ids)
 
     def _sent(self, flow: _Flow, kind: str, messages: int) -> None:
@@ -766,6 +767,7 @@ class Turn:
                 report.voice = "skipped"  # no text went out: a lone voice note would confuse
                 return
             report.voice = "sent"
+            report.stages["to_voice"] = self._clock() - flow.started
             await self._note(flow, Stage.VOICE_SENT, voice_id=voice_id)
         except UpstreamError as exc:
             # The text answer stands; nothing more is sent (one answer, never two).
@@ -967,6 +969,7 @@ class _Flow:
     def __init__(self, message: Inbound, report: TurnReport) -> None:
         self.message = message
         self.report = report
+        self.started = 0.0  # when the turn's work began (its clock): to_text, to_voice
         self.delivery = _Delivery()
         self.language: str | None = None
         self.send_lock = trio.Lock()  # one message at a time, in the order they were meant

@@ -17,6 +17,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import quote
 
 import trio
@@ -62,6 +63,8 @@ class WebContext:
     # POST /admin/* needs "Authorization: Bearer <admin_token>"; "" turns them off.
     admin_token: str = ""
     flush_caches: Callable[[], Awaitable[dict[str, int]]] | None = None
+    # GET /admin/status: the JSON document of daemon/observe/snapshot.py.
+    status: Callable[[], Awaitable[dict[str, Any]]] | None = None
     stats: WebStats = field(default_factory=WebStats)
     draining: bool = False
     # Per-user limits decided as messages come in (None: none); messages of one user that may
@@ -100,7 +103,8 @@ def create_app(ctx: WebContext, *, admin_routes: bool = True) -> QuartTrio:
         except RequestTimeout:
             return answer("body_timeout", 408, "body too slow")
         hook = WebhookRequest(
-            url=_raw_url(),
+            origin=f"{request.scheme}://{request.host}",
+            target=_raw_target(),
             headers={k.lower(): v for k, v in request.headers.items()},
             query=dict(request.args),
             body=body,
@@ -197,15 +201,17 @@ def status_label(status: str) -> str:
     return status if status in KNOWN_STATUSES else "other"
 
 
-def _raw_url() -> str:
-    """The URL of the current request as the client sent it: scheme, Host, and the path and
-    query exactly as they came on the request line.
+def _raw_target() -> str:
+    """The request target as the client sent it: the path and the query exactly as they came
+    on the request line, never rebuilt from a string that includes the Host header.
 
     Werkzeug's ``request.url`` is rebuilt from the percent-decoded path and query, so
     ``?k=a%2Fb`` comes back as ``?k=a/b``; a signature over the URL the sender really called
     (Twilio signs it byte for byte, whatsapp.md §6) would then never match. The ASGI scope
     keeps the raw bytes: ``raw_path`` (hypercorn: the path alone; split at "?" all the same)
-    and ``query_string``.
+    and ``query_string``. The origin (scheme and Host) is kept apart in WebhookRequest; the
+    Host value is Werkzeug's ``request.host``, which from 3.1.8 is "" when the header has
+    characters no host can have (the floor pinned in pyproject.toml).
     """
     raw_path = request.scope.get("raw_path")
     if isinstance(raw_path, bytes) and raw_path:
@@ -213,7 +219,7 @@ def _raw_url() -> str:
     else:  # a server without raw_path: the decoded path, quoted back as best we can
         path = quote(request.path, safe="/:@!$&'()*+,;=-._~%")
     query = request.query_string.decode("ascii", "replace")
-    return f"{request.scheme}://{request.host}{path}" + (f"?{query}" if query else "")
+    return path + (f"?{query}" if query else "")
 
 
 async def _read_body(limit: int) -> bytes:
@@ -261,6 +267,16 @@ def add_admin_routes(app: QuartTrio, ctx: WebContext) -> None:
         flushed = await ctx.flush_caches()
         log.warning("caches flushed by an admin request: %s", flushed)
         return Response(json.dumps({"flushed": flushed}), content_type="application/json")
+
+    @app.get("/admin/status")
+    async def status() -> Response:
+        # Behind the token like every /admin/* route: it carries upstream error texts.
+        refused = _check_admin(ctx)
+        if refused is not None:
+            return refused
+        if ctx.status is None:
+            return Response("no status\n", status=404, content_type="text/plain")
+        return Response(json.dumps(await ctx.status()), content_type="application/json")
 
     @app.get("/readyz")
     async def readyz() -> Response:

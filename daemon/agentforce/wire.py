@@ -182,13 +182,20 @@ def start_session_body(
     external_session_key: str,
     instance_endpoint: str,
     variables: list[dict[str, Any]] | None = None,
+    *,
+    bypass_user: bool = True,
 ) -> dict[str, Any]:
-    """The documented minimum start-session body (§2.1), plus ``variables`` when given."""
+    """The documented minimum start-session body (§2.1), plus ``variables`` when given.
+
+    ``bypass_user``: true (the documented default) runs the agent as its agent user; false
+    runs it as the token's user, which employee agents require (``[agentforce] bypass_user``;
+    @salesforce/agents sends false for AgentforceEmployeeAgent, true otherwise).
+    """
     body: dict[str, Any] = {
         "externalSessionKey": external_session_key,
         "instanceConfig": {"endpoint": instance_endpoint},
         "streamingCapabilities": {"chunkTypes": ["Text"]},
-        "bypassUser": True,
+        "bypassUser": bypass_user,
     }
     if variables is not None:
         body["variables"] = variables

@@ -17,12 +17,23 @@ from daemon.model import Batch, Inbound, Media, User
 
 @dataclass(frozen=True, slots=True)
 class WebhookRequest:
-    """What the web layer hands a channel: the raw request, nothing parsed yet."""
+    """What the web layer hands a channel: the raw request, nothing parsed yet.
 
-    url: str  # the URL as the daemon saw it (scheme://host[:port]/path?query)
+    The URL comes in two parts that are never glued and split again: a Host header is the
+    client's to write, and re-parsing ``scheme://<Host><path>`` would let a "/" or "?" in it
+    move the path or the query a signature covers (Twilio signs the URL byte for byte).
+    """
+
+    origin: str  # scheme://host[:port] as the daemon saw it (Host validated by Werkzeug)
+    target: str  # the request target as sent: the raw path, and "?" + the raw query if any
     headers: Mapping[str, str]  # lower-case names
     query: Mapping[str, str]
     body: bytes
+
+    @property
+    def url(self) -> str:
+        """The whole URL as the daemon saw it (for logs and providers that sign no URL)."""
+        return self.origin + self.target
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,6 +71,7 @@ class ReceivedMessage:
     text: str
     time: float  # sim clock
     stream: bool = False
+    body: JsonDict = field(default_factory=dict)  # the request body as received
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ class LoggedRequest:
     path: str
     status: int
     time: float
+    headers: dict[str, str] = field(default_factory=dict)  # lower-case names, as received
 
 
 @dataclass
@@ -444,6 +446,7 @@ class AgentforceSim:
         responder: Responder | None = None,
         idle_timeout: float | None = None,
         strict_sequence: bool = False,
+        employee_agent: bool = False,
     ) -> None:
         self.client_id = client_id
         self.client_secret = client_secret
@@ -455,6 +458,10 @@ class AgentforceSim:
         self.responder = responder
         self.idle_timeout = idle_timeout
         self.strict_sequence = strict_sequence
+        # An Agentforce Employee Agent runs as the token's user: a session start with
+        # bypassUser true is refused "400 Invalid user ID" (what @salesforce/agents' comments
+        # report, and why it sends false for AgentforceEmployeeAgent).
+        self.employee_agent = employee_agent
         # Close every stream after this many events, without END_OF_TURN (§11.8 "dropped
         # stream mid-turn"). None: streams complete.
         self.stream_drop_after: int | None = None
@@ -615,12 +622,15 @@ class AgentforceSim:
 
     # -- turns --------------------------------------------------------------------------
 
-    def _begin_turn(self, session: SimSession, sequence_id: int, text: str, stream: bool) -> _Turn:
+    def _begin_turn(
+        self, session: SimSession, sequence_id: int, body: JsonDict, stream: bool
+    ) -> _Turn:
         assert self._nursery is not None, "call start() first"
+        text: str = body["message"]["text"]
         session.busy = True
         session.last_sequence_id = max(session.last_sequence_id, sequence_id)
         self.received.append(
-            ReceivedMessage(session.session_id, sequence_id, text, self.clock(), stream)
+            ReceivedMessage(session.session_id, sequence_id, text, self.clock(), stream, body)
         )
         self._changes.bump()
         turn = _Turn(text)
@@ -675,8 +685,9 @@ class AgentforceSim:
         return app
 
     async def _log_request(self, response: Response) -> Response:
+        headers = {name.lower(): value for name, value in request.headers.items()}
         self.requests.append(
-            LoggedRequest(request.method, request.path, response.status_code, self.clock())
+            LoggedRequest(request.method, request.path, response.status_code, self.clock(), headers)
         )
         self._changes.bump()
         return response
@@ -777,6 +788,8 @@ class AgentforceSim:
             return problem
         if reason := check_start_body(body):
             return self._error(400, "BadRequestException", reason)
+        if self.employee_agent and body["bypassUser"]:
+            return self._error(400, "BadRequestException", "Invalid user ID")
         endpoint = body["instanceConfig"]["endpoint"]
         if _endpoint(endpoint) != _endpoint(self.instance_endpoint):
             return self._error(
@@ -844,7 +857,7 @@ class AgentforceSim:
                 f"Invalid sequenceId {sequence_id}: must be greater than "
                 f"{session.last_sequence_id}",
             )
-        return self._begin_turn(session, sequence_id, body["message"]["text"], stream), None
+        return self._begin_turn(session, sequence_id, body, stream), None
 
     async def _send(self, session_id: str) -> Response:
         turn, problem = await self._accept_turn(session_id, "application/json", stream=False)

@@ -193,14 +193,19 @@ def parse_error(status: int, body: bytes, upstream: str) -> UpstreamError:
 
 
 def parse_transcript(body: bytes) -> Transcript:
-    """``{"text": ..., "language_code": ...}`` -> Transcript; UpstreamRejected if malformed."""
+    """``{"text": ..., "language_code": ...}`` -> Transcript; UpstreamRejected if malformed.
+
+    Scribe reports ISO 639-3 ("eng", "ara"; §2.1, the SDK's "e.g. 'eng' for English"), the
+    rest of the daemon (canned texts, TTS ``language_code``) speaks ISO 639-1: mapped here,
+    once, so a code never reaches them in the other form.
+    """
     doc = _json(body)
     if not isinstance(doc, dict) or not isinstance(doc.get("text"), str):
         raise UpstreamRejected(STT, "reply has no text", code="malformed_reply")
-    language = doc.get("language_code")
+    reported = doc.get("language_code")
     return Transcript(
         text=doc["text"].strip(),
-        language=language if isinstance(language, str) and language else None,
+        language=language.normalize(reported if isinstance(reported, str) else None),
     )
 
 

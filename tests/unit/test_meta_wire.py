@@ -274,11 +274,6 @@ def test_empty_delivery_is_an_empty_batch() -> None:
     ("message", "kind", "text"),
     [
         (
-            {"type": "interactive", "interactive": {"type": "nfm_reply", "nfm_reply": {}}},
-            Kind.UNSUPPORTED,
-            "",
-        ),
-        (
             {
                 "type": "interactive",
                 "interactive": {"type": "button_reply", "button_reply": {"id": "x"}},
@@ -308,6 +303,31 @@ def test_message_kinds(message: dict[str, Any], kind: Kind, text: str) -> None:
 def test_no_answer_types(kind: str) -> None:
     full = {"from": "16505551234", "id": "wamid.1", "timestamp": "1", "type": kind, kind: {}}
     assert parse(envelope(value(full))).ignored == {kind: 1}
+
+
+@pytest.mark.parametrize(
+    ("reply_type", "reply"),
+    [
+        # The user allowed (or declined) the business's calls: pywa's CallPermissionUpdate.
+        ("call_permission_reply", {"response": "accept", "response_source": "user_action"}),
+        # The user submitted a WhatsApp Flow form: pywa's FlowCompletion.
+        ("nfm_reply", {"name": "flow", "body": "Sent", "response_json": '{"flow_token":"t"}'}),
+    ],
+)
+def test_interactive_replies_that_are_no_question_are_ignored_and_counted(
+    reply_type: str, reply: dict[str, Any]
+) -> None:
+    interactive = {"type": reply_type, reply_type: reply}
+    full = {
+        "from": "16505551234",
+        "id": "wamid.1",
+        "timestamp": "1",
+        "type": "interactive",
+        "interactive": interactive,
+    }
+    batch = parse(envelope(value(full)))
+    assert batch.messages == []  # no "unsupported" reply
+    assert batch.ignored == {reply_type: 1}
 
 
 def test_edit_reported_as_unsupported_is_ignored() -> None:

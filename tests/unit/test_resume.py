@@ -13,7 +13,7 @@ import trio.testing
 from daemon.lanes import Lanes, Waiting
 from daemon.model import Inbound, Kind, User
 from daemon.observe.logs import message_tag
-from daemon.resume import keep_resuming, resume_unfinished
+from daemon.resume import count_deferred, keep_resuming, resume_unfinished
 from daemon.state.store import Stage, Store, TurnRecord
 
 NOW = 1_800_000_000.0
@@ -200,3 +200,38 @@ async def test_a_user_parked_after_the_inbox_was_read_stays_parked(store: Store)
             await resume_unfinished(Racing(), lanes, window=3600, wall_clock=lambda: NOW)  # type: ignore[arg-type]
             assert lanes.parked() == ["a"]
             block.set()
+
+
+async def test_count_deferred_counts_open_turns_that_no_lane_holds(store: Store) -> None:
+    await store.accept([message(1), message(2), message(3, user="u2")])
+    await store.progress("wamid.2", Stage.DONE, outcome="answered")
+    release = trio.Event()
+
+    async def handle(m: Inbound) -> None:
+        await release.wait()
+
+    async with open_lanes(handle) as lanes:
+        assert await count_deferred(store, lanes) == 2  # 1 and 3: open, nobody runs them
+        lanes.submit(message(3, user="u2"))  # running (or queued) now: not waiting
+        assert await count_deferred(store, lanes) == 1
+        release.set()
+
+
+async def test_messages_waiting_for_a_full_lane_are_not_counted_as_deferred(
+    store: Store,
+) -> None:
+    await store.accept([message(n, user="a") for n in range(3)])
+    release = trio.Event()
+
+    async def handle(m: Inbound) -> None:
+        await release.wait()
+
+    lanes_cm = Lanes.open(
+        handle, max_lanes=10, max_pending=1, queue_size=10, idle_seconds=5, max_concurrent_turns=10
+    )
+    with trio.fail_after(5):
+        async with lanes_cm as lanes:
+            await resume_unfinished(store, lanes, window=3600, wall_clock=lambda: NOW)
+            assert lanes.parked() == ["a"]
+            assert await count_deferred(store, lanes) == 0  # waiting, not deferred
+            release.set()

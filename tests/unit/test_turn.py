@@ -208,6 +208,19 @@ async def test_voice_turn_sends_text_first_then_the_voice_note(
     assert speech.spoken == [("We open at 9.", "en")]
     assert report.outcome == "answered" and report.voice == "sent"
     assert {"download", "stt", "agent", "send", "tts", "upload", "voice_send"} <= set(report.stages)
+    # What the user waited, from the turn's start: the text at 0.5 s (its send's delay), the
+    # voice note right after it (the fakes take no time otherwise).
+    assert report.stages["to_text"] == pytest.approx(0.5)
+    assert report.stages["to_voice"] == pytest.approx(0.5)
+    assert report.stages["total"] >= report.stages["to_voice"]
+
+
+async def test_an_apology_is_not_timed_as_the_answer() -> None:
+    channel = FakeChannel()
+    agent = FakeAgent(error=UpstreamUnavailable("agentforce", "503"))
+    report = await make_turn(channel, agent).run(text_msg())
+    assert report.outcome == "agent_down" and channel.sent("text")  # the apology went out
+    assert "to_text" not in report.stages and "to_voice" not in report.stages
 
 
 @pytest.mark.parametrize(

@@ -66,6 +66,11 @@ _OTHER_FIELDS = frozenset(
     }
 )
 _NO_ANSWER_TYPES = frozenset({"reaction", "system", "request_welcome", "edit", "revoke"})
+# Interactive messages that answer something the business itself asked for, not a question
+# for the agent: a call permission granted or declined (pywa: CallPermissionUpdate), a Flow
+# form submitted (nfm_reply; pywa: FlowCompletion). The daemon sends neither prompt; replying
+# "unsupported" to a user who tapped "Allow calls" would be wrong. Counted by their type.
+_NO_ANSWER_INTERACTIVE = frozenset({"call_permission_reply", "nfm_reply"})
 # Older deliveries report edits as ``unsupported`` with the real type inside (§2.5 example).
 _NO_ANSWER_UNSUPPORTED = frozenset({"edit", "revoke"})
 
@@ -363,6 +368,11 @@ def _inbound(
     errors = message.get("errors")
     if kind_name in _NO_ANSWER_TYPES:
         return kind_name
+    interactive = message.get("interactive")
+    if kind_name == "interactive" and isinstance(interactive, dict):
+        reply_type = interactive.get("type")
+        if isinstance(reply_type, str) and reply_type in _NO_ANSWER_INTERACTIVE:
+            return reply_type
     unsupported = message.get("unsupported")
     if (
         kind_name == "unsupported"
