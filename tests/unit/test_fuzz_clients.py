@@ -63,6 +63,28 @@ def transport(answers: list[tuple[int, dict[str, str], bytes]]) -> httpx.MockTra
     return httpx.MockTransport(handler)
 
 
+def graph_client(http: httpx.AsyncClient, phone_number_id: str = "1") -> GraphClient:
+    return GraphClient(
+        http,
+        graph_url="https://graph.example/v23.0",
+        phone_number_id=phone_number_id,
+        access_token="t",
+        media_hosts=["graph.example"],
+        max_media_bytes=1000,
+    )
+
+
+def twilio_client(http: httpx.AsyncClient, auth_token: str = "t") -> TwilioClient:
+    return TwilioClient(
+        http,
+        api_url="https://api.twilio.example",
+        account_sid="AC1",
+        auth_token=auth_token,
+        media_hosts=["api.twilio.example", "*.twiliocdn.example"],
+        max_media_bytes=1000,
+    )
+
+
 @SETTINGS
 @given(ANSWER)
 @example((200, {}, b'{"messages": [[]]}'))
@@ -70,14 +92,7 @@ def transport(answers: list[tuple[int, dict[str, str], bytes]]) -> httpx.MockTra
 @example((429, {"retry-after": "9" * 400}, b"{}"))
 async def test_graph_answers(answer: tuple[int, dict[str, str], bytes]) -> None:
     async with httpx.AsyncClient(transport=transport([answer])) as http:
-        client = GraphClient(
-            http,
-            graph_url="https://graph.example/v23.0",
-            phone_number_id="1",
-            access_token="t",
-            media_hosts=["graph.example"],
-            max_media_bytes=1000,
-        )
+        client = graph_client(http)
         for call, kind in (
             (lambda: client.post_message({"type": "text", "text": {"body": "x"}}), str),
             (lambda: client.media_url("123"), tuple),
@@ -95,14 +110,7 @@ async def test_graph_answers(answer: tuple[int, dict[str, str], bytes]) -> None:
 @example([(302, {"location": "//\x00"}, b"")])
 async def test_twilio_answers(answers: list[tuple[int, dict[str, str], bytes]]) -> None:
     async with httpx.AsyncClient(transport=transport(answers)) as http:
-        client = TwilioClient(
-            http,
-            api_url="https://api.twilio.example",
-            account_sid="AC1",
-            auth_token="t",
-            media_hosts=["api.twilio.example", "*.twiliocdn.example"],
-            max_media_bytes=1000,
-        )
+        client = twilio_client(http)
         for call, kind in (
             (lambda: client.send([("To", "whatsapp:+1"), ("Body", "x")]), str),
             (lambda: client.download("https://api.twilio.example/media/1"), bytes),

@@ -19,9 +19,7 @@ import hypothesis.strategies as st
 from hypothesis import HealthCheck, example, given, settings
 
 from daemon.channels.meta.channel import MetaChannel
-from daemon.channels.meta.client import GraphClient
 from daemon.channels.twilio.channel import TwilioChannel
-from daemon.channels.twilio.client import TwilioClient
 from daemon.config import LimitsConfig
 from daemon.lanes import Lanes
 from daemon.limits import MemoryUserLimits
@@ -31,6 +29,7 @@ from daemon.sim import webhooks
 from daemon.state.public_media import PublicMedia
 from daemon.state.store import Store
 from daemon.web import WebContext, create_app
+from tests.unit.test_fuzz_clients import graph_client, twilio_client
 from tests.unit.test_fuzz_parsers import TEXT, meta_body
 
 SECRET = "fuzz-secret"
@@ -58,26 +57,12 @@ async def _app_for(provider: str, tmp: Path) -> AsyncIterator[Any]:
     http = httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(500)))
     channel: Any
     if provider == "meta":
-        graph = GraphClient(
-            http,
-            graph_url="https://graph.example/v23.0",
-            phone_number_id="106540352242922",
-            access_token="t",
-            media_hosts=["graph.example"],
-            max_media_bytes=1000,
-        )
+        graph = graph_client(http, "106540352242922")
         channel = MetaChannel(
             graph, app_secret=SECRET, verify_token="v", phone_number_id="106540352242922"
         )
     else:
-        client = TwilioClient(
-            http,
-            api_url="https://api.twilio.example",
-            account_sid="AC1",
-            auth_token=SECRET,
-            media_hosts=["api.twilio.example"],
-            max_media_bytes=1000,
-        )
+        client = twilio_client(http, SECRET)
         channel = TwilioChannel(
             client, PublicMedia(ttl=60), auth_token=SECRET, public_url=PUBLIC, from_="whatsapp:+1"
         )
