@@ -121,6 +121,11 @@ class AgentforceConfig:
     # token's user and refuse true ("Invalid user ID"): Salesforce's own client
     # (@salesforce/agents) sends false exactly for AgentType AgentforceEmployeeAgent.
     bypass_user: bool = True
+    # Ask for the answer as a stream of server-sent events (§4) instead of waiting for it
+    # whole, so text-to-speech can start on the first sentences. Off until the turn is
+    # wired to it and measured faster (issue 12); a session whose stream endpoint refuses
+    # answers synchronously anyway.
+    streaming: bool = False
 
 
 @dataclass(frozen=True)
@@ -164,6 +169,9 @@ class TimeoutsConfig:
     whatsapp: float = 10.0
     upload: float = 20.0
     turn: float = 120.0
+    # A streamed answer ([agentforce] streaming) with no event for this long is given up
+    # (an unknown outcome: one apology, never asked again); `agent` bounds it all.
+    agent_idle: float = 30.0
 
 
 @dataclass(frozen=True)

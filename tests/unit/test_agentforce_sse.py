@@ -68,7 +68,7 @@ def test_bad_retry_and_id_with_nul_are_ignored() -> None:
 
 def test_every_split_of_a_stream_gives_the_same_events() -> None:
     stream = (
-        b"event: PROGRESS_INDICATOR\r\ndata: {\"a\": 1}\r\n\r\n: ping\r\n"
+        b'event: PROGRESS_INDICATOR\r\ndata: {"a": 1}\r\n\r\n: ping\r\n'
         b"data: caf\xc3\xa9 \xd8\xb4\xd9\x83\xd8\xb1\xd8\xa7\r\ndata: two\r\n\r\n"
     )
     whole, _ = parse(stream)

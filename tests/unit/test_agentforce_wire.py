@@ -108,6 +108,7 @@ SERVER_ERROR_SAMPLE = b"""{
   "expected": false
 }"""
 
+
 def _jwt(claims: dict[str, Any]) -> str:
     def part(obj: dict[str, Any]) -> str:
         return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
@@ -364,4 +365,3 @@ def test_parse_error_oauth_envelope() -> None:
     assert isinstance(error, UpstreamRejected)
     assert error.code == "invalid_grant"
     assert "no client credentials user enabled" in error.message
-
