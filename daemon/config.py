@@ -156,8 +156,17 @@ class VoiceConfig:
     reply: str = "mirror"  # mirror | always | never
     # Longest text spoken as a voice note. At 32 kbit/s WhatsApp shows the play button up to
     # 512 KB, about 2 minutes of speech (reference/whatsapp.md §4.2); longer answers go as
-    # text only.
+    # text only (spoken sentence by sentence: cut after the last whole sentence that fits,
+    # with the voice_cut line at the end).
     max_tts_chars: int = 1500
+    # Speak a streamed answer sentence by sentence while the agent writes it, joined into
+    # one voice note ([agentforce] streaming). Off until the turn is wired to it and
+    # measured faster (issue 12).
+    sentence_tts: bool = False
+    # Text-to-speech requests at once for one answer spoken sentence by sentence. The
+    # plan's concurrency is per account (Flash/Turbo: free 4, starter 6, creator 10;
+    # reference/speech.md §1.8); beyond it requests queue or get 429, which is retried.
+    tts_concurrency: int = 3
 
 
 @dataclass(frozen=True)
@@ -235,6 +244,7 @@ class TextTable:
     escalated: str
     holding: str  # sent once when the answer takes longer than [ux] holding_after
     transcript_echo: str  # "{transcript}" is replaced by what speech-to-text heard
+    voice_cut: str  # said at the end of a voice note cut short ([voice] max_tts_chars)
 
     def spoken(self) -> tuple[str, ...]:
         """The replies that stand in place of an answer, which a voice note may hear."""
@@ -260,6 +270,7 @@ ENGLISH = TextTable(
     escalated="I'm passing your request on to a colleague, who will get back to you.",
     holding="One moment, I'm looking into it…",
     transcript_echo="I understood: “{transcript}”",
+    voice_cut="The rest of my answer is in the text message.",
 )
 
 ARABIC = TextTable(
@@ -273,6 +284,7 @@ ARABIC = TextTable(
     escalated="سأحوّل طلبك إلى أحد زملائي، وسيتواصل معك قريبًا.",
     holding="لحظة من فضلك، أبحث في الأمر…",
     transcript_echo="فهمت: «{transcript}»",
+    voice_cut="بقية إجابتي في الرسالة النصية.",
 )
 
 BUILT_IN_TEXTS = {"en": ENGLISH, "ar": ARABIC}
