@@ -46,6 +46,11 @@ log = logging.getLogger(__name__)
 OnEnd = Callable[[AgentReply, bool], Awaitable[None]]
 
 
+# After EndOfTurn: how long and how much to read, waiting for the server to close.
+_DRAIN_SECONDS = 0.5
+_DRAIN_BYTES = 64 * 1024
+
+
 class StreamBroken(UpstreamUnavailable):
     """The stream ended without EndOfTurn after the server accepted the message.
 
@@ -173,9 +178,28 @@ class AgentStream:
         if self._ended:
             return
         self._ended = True
+        if complete:
+            await self._drain()
         await self.aclose()
         if self._on_end is not None:
             await self._on_end(self._turn.reply(), complete)
+
+    async def _drain(self) -> None:
+        """Read to the end of the body after EndOfTurn: the server closes right after it
+        (§4.3), and a body read to its end leaves no half-read generators in httpcore's
+        stack to the garbage collector. Bounded: a server that keeps talking is cut off."""
+        chunks = self._chunks
+        if chunks is None:
+            return
+        left = _DRAIN_BYTES
+        with trio.move_on_after(_DRAIN_SECONDS):
+            try:
+                async for chunk in chunks:
+                    left -= len(chunk)
+                    if left < 0:
+                        break
+            except (httpx.TransportError, httpx.DecodingError):
+                pass  # the answer is whole already
 
     # -- closing ---------------------------------------------------------------------------
 
