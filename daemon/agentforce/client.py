@@ -329,18 +329,31 @@ class AgentforceClient:
             return session, ()
         return session, greeting.messages
 
-    async def _send(self, session: AgentSession, text: str) -> AgentReply:
+    async def _post_message(
+        self, session: AgentSession, text: str, *, stream: bool = False
+    ) -> httpx.Response:
+        """The user's text to the session's synchronous (§3) or stream (§4) endpoint, under
+        the session's next sequenceId."""
         sequence_id = session.next_sequence
         session.next_sequence += 1  # before the await: see the module docstring
         log.debug(
-            "agentforce send %s seq %d (%d chars)", session.session_id, sequence_id, len(text)
+            "agentforce %s %s seq %d (%d chars)",
+            "stream" if stream else "send",
+            session.session_id,
+            sequence_id,
+            len(text),
         )
-        response = await self._request(
+        return await self._request(
             "POST",
-            f"{self._api_url}/sessions/{session.session_id}/messages",
+            f"{self._api_url}/sessions/{session.session_id}/messages"
+            + ("/stream" if stream else ""),
             json=wire.message_body(sequence_id, text),
-            headers={"Accept": _JSON, "Content-Type": _JSON},
+            headers={"Accept": _EVENT_STREAM if stream else _JSON, "Content-Type": _JSON},
+            stream=stream,
         )
+
+    async def _send(self, session: AgentSession, text: str) -> AgentReply:
+        response = await self._post_message(session, text)
         if response.is_success:
             return wire.parse_messages(response.content)
         if response.status_code == 404:
@@ -361,18 +374,7 @@ class AgentforceClient:
         greeting: tuple[AgentMessage, ...],
         deadline: float | None,
     ) -> AgentStream:
-        sequence_id = session.next_sequence
-        session.next_sequence += 1  # before the await, as in _send
-        log.debug(
-            "agentforce stream %s seq %d (%d chars)", session.session_id, sequence_id, len(text)
-        )
-        response = await self._request(
-            "POST",
-            f"{self._api_url}/sessions/{session.session_id}/messages/stream",
-            json=wire.message_body(sequence_id, text),
-            headers={"Accept": _EVENT_STREAM, "Content-Type": _JSON},
-            stream=True,
-        )
+        response = await self._post_message(session, text, stream=True)
         ended = partial(self._stream_ended, user_key, session)
         if response.is_success and _media_type(response) == _EVENT_STREAM:
             return AgentStream(

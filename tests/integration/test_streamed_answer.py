@@ -18,13 +18,13 @@ import trio
 
 from daemon.agentforce.client import AgentforceClient
 from daemon.agentforce.sessions import SessionStore
-from daemon.agentforce.stream import EndOfTurn, ProgressIndicator
-from daemon.agentforce.streaming import StreamBroken
+from daemon.agentforce.stream import EndOfTurn
+from daemon.agentforce.streaming import AgentStream, StreamBroken
 from daemon.sim import agentforce
 from daemon.sim.agentforce import AgentforceSim, StreamPacing
 from daemon.sim.audio import describe
 from daemon.sim.elevenlabs import ElevenLabsSim
-from daemon.speech.composer import compose_voice
+from daemon.speech.composer import VoiceNote, compose_voice
 from daemon.speech.elevenlabs import ElevenLabs
 from daemon.speech.sentence_voice import SentenceVoice
 from daemon.text import for_speech
@@ -58,6 +58,31 @@ class AskedVoice:
     async def pcm(self, text: str, *, previous_text: str, next_text: str) -> bytes:
         self.asked.append(text)
         return await self._voice.pcm(text, previous_text=previous_text, next_text=next_text)
+
+
+@dataclass
+class Answered:
+    stream: AgentStream
+    voice_note: VoiceNote | None
+    events: list[str]  # the kinds of event, in order
+    asked_before_the_end: int  # sentences sent to speech before EndOfTurn
+
+
+async def answer_with_voice(ups: Upstreams, nursery: trio.Nursery, question: str) -> Answered:
+    """What the turn does with a streamed answer: speech ops to the composer as events
+    come; the reply (the text to send) once EndOfTurn came; then the voice note."""
+    voice = AskedVoice(SentenceVoice(ups.speech, language="en"))
+    events: list[str] = []
+    stream = await ups.agent.open_stream(USER, question)
+    async with (
+        stream,
+        compose_voice(nursery, voice, concurrency=3, max_chars=1500) as note,
+    ):
+        async for step in stream:
+            events.append(type(step.event).__name__)
+            note.apply(step.speech)
+        asked = len(voice.asked)
+        return Answered(stream, await note.finish(stream.reply.text), events, asked)
 
 
 @pytest.fixture
@@ -99,23 +124,13 @@ async def test_text_from_the_final_reply_and_one_voice_note_right_behind(
     ups: Upstreams, nursery: trio.Nursery
 ) -> None:
     ups.agent_sim.stream_pacing = StreamPacing(chunk_interval=0.01, words=3)
-    voice = AskedVoice(SentenceVoice(ups.speech, language="en"))
-    kinds: list[str] = []
     with trio.fail_after(30):
-        stream = await ups.agent.open_stream(USER, "What about returns?")
-        async with (
-            stream,
-            compose_voice(nursery, voice, concurrency=3, max_chars=1500) as note,
-        ):
-            async for step in stream:
-                kinds.append(type(step.event).__name__)
-                note.apply(step.speech)
-            reply = stream.reply  # the text the turn sends, from Inform / EndOfTurn
-            asked_before_the_end = len(voice.asked)
-            voice_note = await note.finish(reply.text)
-    assert kinds[0] == ProgressIndicator.__name__ and kinds[-1] == EndOfTurn.__name__
+        answered = await answer_with_voice(ups, nursery, "What about returns?")
+    reply = answered.stream.reply  # the text the turn sends, from Inform / EndOfTurn
+    voice_note = answered.voice_note
+    assert answered.events[0] == "ProgressIndicator" and answered.events[-1] == "EndOfTurn"
     assert reply.text == agentforce.FAQ_RETURNS
-    assert asked_before_the_end >= 3  # speech began while the agent was still writing
+    assert answered.asked_before_the_end >= 3  # speech began while the agent still wrote
     assert voice_note is not None
     assert describe(voice_note.ogg)["codec"] == "opus"
     assert voice_note.text == for_speech(agentforce.FAQ_RETURNS)  # one note, all of it
@@ -168,16 +183,10 @@ async def test_a_withdrawn_draft_is_not_in_the_voice_note(
     ups: Upstreams, nursery: trio.Nursery
 ) -> None:
     ups.agent_sim.stream_retract = True
-    voice = SentenceVoice(ups.speech, language="en")
     with trio.fail_after(30):
-        stream = await ups.agent.open_stream(USER, "What are your hours?")
-        async with (
-            stream,
-            compose_voice(nursery, voice, concurrency=2, max_chars=1500) as note,
-        ):
-            async for step in stream:
-                note.apply(step.speech)
-            voice_note = await note.finish(stream.reply.text)
+        answered = await answer_with_voice(ups, nursery, "What are your hours?")
+    voice_note = answered.voice_note
+    assert "ValidationFailure" in answered.events
     assert voice_note is not None
     assert "Draft" not in voice_note.text
     assert voice_note.text == for_speech(agentforce.FAQ_HOURS)
