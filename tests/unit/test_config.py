@@ -74,6 +74,11 @@ def test_shipped_config_toml_lists_every_key() -> None:
         ({"whatsapp": {"media_hosts": "lookaside.fbsbx.com"}}, "[whatsapp] media_hosts", "list"),
         ({"lanes": {"max_lanes": 1.5}}, "[lanes] max_lanes", "whole number"),
         ({"server": {"webhook_path": "webhook"}}, "[server] webhook_path", "start with /"),
+        ({"voice": {"tts_concurrency": 0}}, "[voice] tts_concurrency", "> 0"),
+        ({"voice": {"sentence_tts": "yes"}}, "[voice] sentence_tts", "true or false"),
+        ({"agentforce": {"streaming": 1}}, "[agentforce] streaming", "true or false"),
+        ({"timeouts": {"agent_idle": -1}}, "[timeouts] agent_idle", "> 0"),
+        ({"texts": {"ar": {"voice_cut": " "}}}, "[texts.ar] voice_cut", "non-empty"),
     ],
 )
 def test_bad_values_name_the_key(data: dict[str, object], key: str, why: str) -> None:
