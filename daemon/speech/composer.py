@@ -140,9 +140,11 @@ class VoiceComposer:
     def retract(self) -> None:
         """The agent withdrew what it wrote since the last ``commit``."""
         self._drop(self._committed)
-        self._chunker.reset()
-        self._chunker.feed(self._committed_pending)
         self._cut = False
+        self._chunker.reset()
+        # The committed message's unclosed last sentence is still to be said (it closes
+        # nothing when fed alone again, but whatever it closes is spoken).
+        self.feed(self._committed_pending)
 
     def commit(self) -> None:
         """What was fed so far is a complete message."""

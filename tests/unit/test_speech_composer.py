@@ -242,12 +242,25 @@ async def test_a_retraction_keeps_the_complete_messages_before_it() -> None:
     with trio.fail_after(10):
         async with composer(voice, encoder) as note:
             note.apply([Speak("Thanks for waiting on the line."), Commit()])
-            note.apply([Speak("\n\nA draft that fails validation. "), Retract()])
+            note.apply([Speak("\n\nA draft that fails validation.\n")])
+            await trio.testing.wait_all_tasks_blocked()  # both closed and went to speech
+            note.apply([Retract()])
             note.apply([Speak("\n\nYour order number is 12345."), Commit()])
             result = await note.finish(final)
     assert result is not None
     assert result.text == "Thanks for waiting on the line. Your order number is 12345."
-    assert [r.text for r in voice.requests].count("Thanks for waiting on the line.") == 1
+    assert said(encoder.calls[0][0]) == [
+        "Thanks for waiting on the line.",
+        "Your order number is 12345.",
+    ]
+    # The committed message's last sentence had closed only with the withdrawn text after
+    # it, so it went with it and was said again: the one repeat a retraction can cost.
+    assert [r.text for r in voice.requests] == [
+        "Thanks for waiting on the line.",
+        "A draft that fails validation.",
+        "Thanks for waiting on the line.",
+        "Your order number is 12345.",
+    ]
 
 
 async def test_the_final_answer_decides_and_only_the_differing_tail_is_spoken_again() -> None:
