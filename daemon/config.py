@@ -121,6 +121,11 @@ class AgentforceConfig:
     # token's user and refuse true ("Invalid user ID"): Salesforce's own client
     # (@salesforce/agents) sends false exactly for AgentType AgentforceEmployeeAgent.
     bypass_user: bool = True
+    # Ask for the answer as a stream of server-sent events (§4) instead of waiting for it
+    # whole, so text-to-speech can start on the first sentences. Off until the turn is
+    # wired to it and measured faster (issue 12); a session whose stream endpoint refuses
+    # answers synchronously anyway.
+    streaming: bool = False
 
 
 @dataclass(frozen=True)
@@ -151,12 +156,21 @@ class VoiceConfig:
     reply: str = "mirror"  # mirror | always | never
     # Longest text spoken as a voice note. At 32 kbit/s WhatsApp shows the play button up to
     # 512 KB, about 2 minutes of speech (reference/whatsapp.md §4.2); longer answers go as
-    # text only.
+    # text only (spoken sentence by sentence: cut after the last whole sentence that fits,
+    # with the voice_cut line at the end).
     max_tts_chars: int = 1500
     # Longest voice note (any audio a user sends) transcribed, in seconds, measured by decoding
     # it (never from its headers) before speech-to-text, which bills per second. Longer ones
     # get the voice_too_long reply and no speech-to-text call.
     max_seconds: float = 300.0
+    # Speak a streamed answer sentence by sentence while the agent writes it, joined into
+    # one voice note ([agentforce] streaming). Off until the turn is wired to it and
+    # measured faster (issue 12).
+    sentence_tts: bool = False
+    # Text-to-speech requests at once for one answer spoken sentence by sentence. The
+    # plan's concurrency is per account (Flash/Turbo: free 4, starter 6, creator 10;
+    # reference/speech.md §1.8); beyond it requests queue or get 429, which is retried.
+    tts_concurrency: int = 3
 
 
 @dataclass(frozen=True)
@@ -168,6 +182,9 @@ class TimeoutsConfig:
     whatsapp: float = 10.0
     upload: float = 20.0
     turn: float = 120.0
+    # A streamed answer ([agentforce] streaming) with no event for this long is given up
+    # (an unknown outcome: one apology, never asked again); `agent` bounds it all.
+    agent_idle: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -273,6 +290,7 @@ class TextTable:
     text_only_today: str  # over daily_tts_characters: appended once to a text-only answer
     over_capacity: str  # the daemon's agent budget for the day is spent
     voice_unavailable: str  # the daemon's speech-to-text budget for the day is spent
+    voice_cut: str  # said at the end of a voice note cut short ([voice] max_tts_chars)
 
     def spoken(self) -> tuple[str, ...]:
         """The replies that stand in place of an answer, which a voice note may hear. Not the
@@ -325,6 +343,7 @@ ENGLISH = TextTable(
         "We're receiving an unusually high number of messages right now. Please try again later."
     ),
     voice_unavailable="I can't listen to voice notes right now. Please type your question.",
+    voice_cut="The rest of my answer is in the text message.",
 )
 
 ARABIC = TextTable(
@@ -349,6 +368,7 @@ ARABIC = TextTable(
     text_only_today="(سأرد عليك كتابةً لبقية اليوم.)",
     over_capacity="نتلقى عددًا كبيرًا جدًا من الرسائل حاليًا. يُرجى المحاولة مرة أخرى لاحقًا.",
     voice_unavailable="لا أستطيع الاستماع إلى الرسائل الصوتية الآن. يُرجى كتابة سؤالك.",
+    voice_cut="بقية إجابتي في الرسالة النصية.",
 )
 
 BUILT_IN_TEXTS = {"en": ENGLISH, "ar": ARABIC}

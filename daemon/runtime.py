@@ -222,6 +222,7 @@ def build_upstreams(settings: Settings, stack: AsyncExitStack, obs: Observabilit
         token_ttl=af.token_ttl,
         forward_greeting=af.forward_greeting,
         bypass_user=af.bypass_user,
+        stream_idle=settings.timeouts.agent_idle,
     )
     el = settings.elevenlabs
     speech = ElevenLabs(

@@ -17,15 +17,25 @@ No retries here: a 423, 429 or 503 is raised as ``UpstreamUnavailable`` with
 one layer, one budget, anchors.md §C.2) decides whether to repeat the ask. What stays here is
 protocol, each at most once per ask: a new token after a 401, a new session when the old one
 is gone (404) or ended without answering (§8).
+
+Streaming (§4, ``open_stream``): the same message to ``.../messages/stream``, read as
+server-sent events by ``streaming.AgentStream``. The protocol steps above happen before the
+first event, while nothing was processed; after the 200 nothing is ever sent again (a
+broken stream is ``StreamBroken``, an unknown outcome). A stream endpoint that refuses the
+message before any event (``_refuses_streaming``: 404 other than a gone session, 405, 406,
+501, or a 400/403 that names streaming) is not tried again for that session: the message
+goes to the synchronous endpoint, once.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any, Protocol
 
 import httpx
@@ -33,6 +43,8 @@ import trio
 
 from daemon.agentforce import wire
 from daemon.agentforce.sessions import AgentSession, SessionStore
+from daemon.agentforce.stream import Message
+from daemon.agentforce.streaming import AgentStream
 from daemon.errors import UpstreamError, UpstreamRejected, UpstreamUnavailable
 from daemon.model import AgentMessage, AgentReply
 from daemon.observe.logs import hashed
@@ -50,10 +62,25 @@ _ENDED_STATUSES = frozenset({200, 204, 404})
 _END_CONCURRENCY = 4
 
 _JSON = "application/json"
+_EVENT_STREAM = "text/event-stream"
+
+# Answers of the stream endpoint that say "no streaming here" rather than "not now" or "bad
+# message" (§4; what the real API answers for an agent without streaming is not documented,
+# so every refusal that cannot mean anything else counts): no such route (404 that is not
+# the session's, 405 method, 501), the event-stream not offered (406).
+_NO_STREAM_STATUSES = frozenset({404, 405, 406, 501})
 
 
 class _SessionGone(Exception):
     """The session no longer exists upstream (404 on send, §8)."""
+
+    def __init__(self, error: UpstreamError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+class _NoStream(Exception):
+    """The stream endpoint refused the message before processing it (see the module doc)."""
 
     def __init__(self, error: UpstreamError) -> None:
         super().__init__(error.message)
@@ -85,6 +112,7 @@ class AgentforceClient:
         token_ttl: float = 1500.0,
         forward_greeting: bool = False,
         bypass_user: bool = True,
+        stream_idle: float = 30.0,
         clock: Callable[[], float] = trio.current_time,
     ) -> None:
         self._http = http
@@ -98,6 +126,8 @@ class AgentforceClient:
         self._token_ttl = token_ttl
         self._forward_greeting = forward_greeting
         self._bypass_user = bypass_user
+        # Seconds at most between two events of a streamed answer ([timeouts] agent_idle).
+        self._stream_idle = stream_idle
         self._clock = clock
         self._token: wire.Token | None = None
         # One fetch at a time; callers that waited find the fresh token (checked again).
@@ -166,18 +196,11 @@ class AgentforceClient:
         """
         retried = False
         while True:
-            session = self._sessions.get(user_key)
-            greeting: tuple[AgentMessage, ...] = self._greetings.pop(user_key, ())
-            if session is None:
-                session, greeting = await self._session_for(user_key)
-            else:
-                self._sessions.touch(user_key)
+            session, greeting = await self._use_session(user_key)
             try:
                 reply = await self._send(session, text)
             except _SessionGone as gone:
-                self._sessions.drop(user_key, session.session_id)
-                await self._forget(user_key, session.session_id)
-                log.info("agentforce session of %s is gone upstream", hashed(user_key))
+                await self._gone(user_key, session)
                 if retried:
                     raise gone.error from None
                 retried = True
@@ -198,6 +221,42 @@ class AgentforceClient:
             await self._save(user_key, session)
             return AgentReply(greeting + reply.messages) if greeting else reply
 
+    async def open_stream(
+        self, user_key: str, text: str, *, deadline: float | None = None
+    ) -> AgentStream:
+        """Send the user's text to the stream endpoint (§4); the answer, as it is written.
+
+        Returns once the server answered the POST, with the stream open: the caller reads it
+        (``async with stream: async for step in stream``). Sessions, tokens, 404 and 423 are
+        handled as in ``ask``. A session whose stream endpoint refused a message answers from
+        the synchronous endpoint from then on (``stream.fell_back``); the events are then a
+        replay of the whole reply. ``deadline`` (trio clock) bounds the reading.
+        """
+        current = self._sessions.get(user_key)
+        if current is not None and not current.streaming:
+            return AgentStream.replay(await self.ask(user_key, text), fell_back=True)
+        retried = False
+        while True:
+            session, greeting = await self._use_session(user_key)
+            try:
+                return await self._send_stream(user_key, session, text, greeting, deadline)
+            except _SessionGone as gone:
+                await self._gone(user_key, session)
+                if retried:
+                    raise gone.error from None
+                retried = True
+            except _NoStream as refused:
+                session.streaming = False
+                log.info(
+                    "agentforce stream endpoint refused session %s (%s): answering it "
+                    "synchronously from now on",
+                    session.session_id,
+                    refused.error,
+                )
+                if greeting:
+                    self._greetings[user_key] = greeting  # ask() forwards it
+                return AgentStream.replay(await self.ask(user_key, text), fell_back=True)
+
     async def prepare(self, user_key: str) -> None:
         """Open the user's session now, if there is none (a voice note is still being
         transcribed: the session start need not wait for it). Errors propagate; the turn
@@ -211,6 +270,23 @@ class AgentforceClient:
             self._greetings[user_key] = greeting
 
     # -- session lifecycle -------------------------------------------------------------------
+
+    async def _use_session(self, user_key: str) -> tuple[AgentSession, tuple[AgentMessage, ...]]:
+        """The session to send the user's next message in, with the greeting still owed to
+        the user (a session opened by ``prepare``, or just now)."""
+        session = self._sessions.get(user_key)
+        greeting: tuple[AgentMessage, ...] = self._greetings.pop(user_key, ())
+        if session is None:
+            session, greeting = await self._session_for(user_key)
+        else:
+            self._sessions.touch(user_key)
+        return session, greeting
+
+    async def _gone(self, user_key: str, session: AgentSession) -> None:
+        """Forget a session the server no longer knows (404 on send, §8)."""
+        self._sessions.drop(user_key, session.session_id)
+        await self._forget(user_key, session.session_id)
+        log.info("agentforce session of %s is gone upstream", hashed(user_key))
 
     async def _session_for(self, user_key: str) -> tuple[AgentSession, tuple[AgentMessage, ...]]:
         """The user's session, started if needed; one start at a time per user."""
@@ -253,18 +329,31 @@ class AgentforceClient:
             return session, ()
         return session, greeting.messages
 
-    async def _send(self, session: AgentSession, text: str) -> AgentReply:
+    async def _post_message(
+        self, session: AgentSession, text: str, *, stream: bool = False
+    ) -> httpx.Response:
+        """The user's text to the session's synchronous (§3) or stream (§4) endpoint, under
+        the session's next sequenceId."""
         sequence_id = session.next_sequence
         session.next_sequence += 1  # before the await: see the module docstring
         log.debug(
-            "agentforce send %s seq %d (%d chars)", session.session_id, sequence_id, len(text)
+            "agentforce %s %s seq %d (%d chars)",
+            "stream" if stream else "send",
+            session.session_id,
+            sequence_id,
+            len(text),
         )
-        response = await self._request(
+        return await self._request(
             "POST",
-            f"{self._api_url}/sessions/{session.session_id}/messages",
+            f"{self._api_url}/sessions/{session.session_id}/messages"
+            + ("/stream" if stream else ""),
             json=wire.message_body(sequence_id, text),
-            headers={"Accept": _JSON, "Content-Type": _JSON},
+            headers={"Accept": _EVENT_STREAM if stream else _JSON, "Content-Type": _JSON},
+            stream=stream,
         )
+
+    async def _send(self, session: AgentSession, text: str) -> AgentReply:
+        response = await self._post_message(session, text)
         if response.is_success:
             return wire.parse_messages(response.content)
         if response.status_code == 404:
@@ -276,6 +365,58 @@ class AgentforceClient:
         raise with_retry_after(
             wire.parse_error(response.status_code, response.content), response.headers
         )
+
+    async def _send_stream(
+        self,
+        user_key: str,
+        session: AgentSession,
+        text: str,
+        greeting: tuple[AgentMessage, ...],
+        deadline: float | None,
+    ) -> AgentStream:
+        response = await self._post_message(session, text, stream=True)
+        ended = partial(self._stream_ended, user_key, session)
+        if response.is_success and _media_type(response) == _EVENT_STREAM:
+            return AgentStream(
+                response,
+                idle=self._stream_idle,
+                deadline=deadline,
+                before=[Message(m) for m in greeting],
+                on_end=ended,
+                clock=self._clock,
+            )
+        body = await _read(response)
+        if response.is_success:
+            # Answered whole, as JSON: the body of a synchronous answer (the documented
+            # stream sample of Inform has that very shape, §4.1). Processed: not asked again.
+            reply = wire.parse_messages(body)
+            await ended(reply, True)
+            return AgentStream.replay(AgentReply(greeting + reply.messages), fell_back=False)
+        status = response.status_code
+        error = wire.parse_error(status, body)
+        if status == 404 and _names_session(body):
+            raise _SessionGone(error)
+        if _refuses_streaming(status, body):
+            raise _NoStream(error)
+        if status == 423:
+            log.info("agentforce session %s busy (423)", session.session_id)
+        raise with_retry_after(error, response.headers)
+
+    async def _stream_ended(
+        self, user_key: str, session: AgentSession, reply: AgentReply, complete: bool
+    ) -> None:
+        """Book a streamed turn that ended, whole (EndOfTurn) or not."""
+        self._sessions.touch(user_key)
+        if reply.has("SessionEnded"):
+            # The agent ended the session itself (§8). Unlike ask(), the message is not sent
+            # again in a new one: the stream may have said things already.
+            self._sessions.drop(user_key, session.session_id)
+            await self._forget(user_key, session.session_id)
+            log.info("agentforce ended the session of %s", hashed(user_key))
+            return
+        if not complete:
+            log.info("agentforce stream of session %s ended early", session.session_id)
+        await self._save(user_key, session)
 
     async def end_session(self, user_key: str, reason: str = "UserRequest") -> bool:
         """End the user's session upstream, if there is one. True if it is gone."""
@@ -346,27 +487,32 @@ class AgentforceClient:
         *,
         json: Any = None,
         headers: Mapping[str, str],
+        stream: bool = False,
     ) -> httpx.Response:
         """One Agent API call with a bearer token; on 401 a new token and one more try.
 
         Returns the response whatever its status (a second 401 included): the caller
-        decides what the status means.
+        decides what the status means. ``stream``: the body is not read yet; the caller
+        reads or closes it.
         """
         for attempt in (1, 2):
             token = await self._access_token()
             try:
-                response = await self._http.request(
+                request = self._http.build_request(
                     method,
                     url,
                     json=json,
                     headers={**headers, "Authorization": f"Bearer {token}"},
                 )
+                response = await self._http.send(request, stream=stream)
             except httpx.TransportError as exc:
                 raise UpstreamUnavailable(UPSTREAM, f"{method} failed: {exc!r}") from exc
             except httpx.HTTPError as exc:  # e.g. a body that does not decode
                 raise UpstreamRejected(UPSTREAM, f"{method} failed: {exc!r}") from exc
             if response.status_code == 401 and attempt == 1:
                 log.info("agentforce answered 401, fetching a new token")
+                if stream:
+                    await response.aclose()
                 self._forget_token(token)
                 continue
             return response
@@ -427,3 +573,42 @@ def _answers(reply: AgentReply) -> bool:
     """Whether a reply that ended the session still says something to act on: text for the
     user, or an Escalate (the cue to hand the user to a human, §6) that must not be lost."""
     return bool(reply.text.strip()) or reply.has("Escalate")
+
+
+def _media_type(response: httpx.Response) -> str:
+    content_type: str = response.headers.get("content-type", "")
+    return content_type.split(";")[0].strip().lower()
+
+
+async def _read(response: httpx.Response) -> bytes:
+    """The whole body of a response opened with ``stream=True``; closed in any case."""
+    try:
+        return await response.aread()
+    except httpx.TransportError as exc:
+        raise UpstreamUnavailable(UPSTREAM, f"reading the answer failed: {exc!r}") from exc
+    except httpx.HTTPError as exc:
+        raise UpstreamRejected(UPSTREAM, f"reading the answer failed: {exc!r}") from exc
+    finally:
+        await response.aclose()
+
+
+def _error_text(body: bytes) -> str:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return ""
+    if not isinstance(data, dict):
+        return ""
+    return " ".join(str(data.get(k, "")) for k in ("error", "message")).lower()
+
+
+def _names_session(body: bytes) -> bool:
+    """A 404 about the session (§7.2 mock: "V6Session not found for sessionId: ..."), not
+    about the route."""
+    return "session" in _error_text(body)
+
+
+def _refuses_streaming(status: int, body: bytes) -> bool:
+    if status in _NO_STREAM_STATUSES:
+        return True
+    return status in (400, 403) and "stream" in _error_text(body)

@@ -28,6 +28,9 @@ class AgentSession:
     next_sequence: int = 1
     last_used: float = 0.0
     started_at: float = 0.0
+    # False once the stream endpoint refused this session (§4: 404/405/501, streaming not
+    # enabled): its messages then go to the synchronous endpoint without trying again.
+    streaming: bool = True
 
 
 class SessionStore:

@@ -10,7 +10,6 @@ import base64
 import binascii
 import json
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -241,13 +240,15 @@ def _messages(raw: object) -> tuple[AgentMessage, ...]:
         raise UpstreamRejected(UPSTREAM, "reply 'messages' is not an array")
     out: list[AgentMessage] = []
     for item in raw:
-        message = _message(item)
+        message = agent_message(item)
         if message is not None:
             out.append(message)
     return tuple(out)
 
 
-def _message(item: object) -> AgentMessage | None:
+def agent_message(item: object) -> AgentMessage | None:
+    """One entry of a reply's ``messages`` (or one streamed ``data.message``, §4.1) as the
+    turn sees it; None for what is not an answer (stream progress types, broken entries)."""
     if not isinstance(item, dict):
         log.warning("agentforce reply: skipping a message that is not an object")
         return None
@@ -308,89 +309,6 @@ def _reason(status: int) -> str | None:
     # Other 5xx (a 500 is also what the 120 s server timeout answers, §7.1) may have been
     # processed: no reason, so a send that got one is an unknown outcome, not repeated.
     return _NOT_PROCESSED_STATUSES.get(status)
-
-
-# -- streaming (§4) ------------------------------------------------------------------------
-
-
-class SseTurn:
-    """Collects one streamed turn (§4) from SSE lines, for a future streaming client.
-
-    Dispatches on ``data.message.type``, never on ``event:`` (§4.2: the robust choice). The
-    complete messages (Inform, ...) are the answer; ``TextChunk`` text is kept only as a
-    fallback for a turn that ends without a complete message, and a
-    ``ValidationFailureChunk`` throws away the chunks so far (§4.1). ``done`` turns true at
-    ``EndOfTurn``: stop reading there, the server closes the stream (§4.3).
-    """
-
-    def __init__(self) -> None:
-        self.done = False
-        self._messages: list[AgentMessage] = []
-        self._chunks: list[str] = []
-        self._data: list[str] = []
-
-    def feed_line(self, line: str) -> None:
-        line = line.rstrip("\r\n")
-        if not line:
-            self._dispatch()
-        elif line.startswith(":"):
-            return  # an SSE comment (heartbeat)
-        else:
-            name, _, value = line.partition(":")
-            if name == "data":
-                self._data.append(value.removeprefix(" "))
-            # event:, id:, retry: are not needed to understand the turn (§4.2).
-
-    def reply(self) -> AgentReply:
-        """The turn so far. Raises if the stream ended with neither a message nor EndOfTurn."""
-        self._dispatch()
-        if self._messages:
-            return AgentReply(tuple(self._messages))
-        if self.done:
-            text = "".join(self._chunks)
-            return AgentReply((AgentMessage("Inform", text),) if text else ())
-        raise UpstreamUnavailable(UPSTREAM, "stream ended before the end of the turn")
-
-    def _dispatch(self) -> None:
-        if not self._data:
-            return
-        raw = "\n".join(self._data)
-        self._data = []
-        try:
-            data = json.loads(raw)
-        except (ValueError, RecursionError):
-            log.warning("agentforce stream: skipping an event whose data is not JSON")
-            return
-        if not isinstance(data, dict):
-            return
-        if isinstance(data.get("messages"), list):
-            # The documented Inform sample is a sync-style body (§4.1): parse it as one.
-            self._messages.extend(_messages(data["messages"]))
-            return
-        message = data.get("message")
-        if not isinstance(message, dict):
-            return
-        kind = message.get("type")
-        if kind == "TextChunk":
-            self._chunks.append(_str_or_none(message.get("message")) or "")
-        elif kind == "ValidationFailureChunk":
-            self._chunks = []
-        elif kind == "EndOfTurn":
-            self.done = True
-        else:
-            parsed = _message(message)
-            if parsed is not None:
-                self._messages.append(parsed)
-
-
-def parse_sse(lines: Iterable[str]) -> AgentReply:
-    """A whole streamed turn (§4) from its lines; see ``SseTurn``."""
-    turn = SseTurn()
-    for line in lines:
-        turn.feed_line(line)
-        if turn.done:
-            break
-    return turn.reply()
 
 
 # -- helpers ---------------------------------------------------------------------------------

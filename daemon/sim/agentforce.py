@@ -27,11 +27,13 @@ import hmac
 import inspect
 import json
 import logging
+import math
 import re
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,11 +113,30 @@ Responder = Callable[[SimSession, str], list[JsonDict] | Awaitable[list[JsonDict
 
 
 @dataclass
+class StreamPacing:
+    """How a streamed answer comes out (§4). The agent first thinks the answer up (the
+    ``faults`` latency, as for a synchronous turn), sending a ProgressIndicator at once and
+    again every ``progress_every`` seconds (0: only the first); then ``first_chunk``
+    seconds pass, and the TextChunks follow ``chunk_interval`` seconds apart, ``words``
+    words each; then the complete messages and END_OF_TURN. The session stays locked (423)
+    until the last event is out."""
+
+    first_chunk: float = 0.0
+    chunk_interval: float = 0.0
+    words: int = 5
+    progress_every: float = 0.0
+
+
+@dataclass
 class _Turn:
     text: str
     done: trio.Event = field(default_factory=trio.Event)
     messages: list[JsonDict] | None = None  # None: timed out or failed -> 500
     failure: str = f"Request did not complete within {MAX_TURN_SECONDS:g} seconds"
+    # The answer is thought up (messages set, or failed): a stream may start sending it.
+    answered: trio.Event = field(default_factory=trio.Event)
+    # Set by a streamed turn's last event: until then the turn, and its lock, go on.
+    streamed: trio.Event | None = None
 
 
 # --- message builders (public so responders can use them) ----------------------------------
@@ -465,6 +486,17 @@ class AgentforceSim:
         # Close every stream after this many events, without END_OF_TURN (§11.8 "dropped
         # stream mid-turn"). None: streams complete.
         self.stream_drop_after: int | None = None
+        # Cut the connection after this many events, mid-body (a network break: the
+        # chunked body never ends). None: never.
+        self.stream_abort_after: int | None = None
+        # Answer the stream endpoint with this status before any event, as for an agent
+        # whose streaming is not enabled (what the real API answers is not documented,
+        # §4: 404, 405, 501 or a 400 are all plausible). None: streams are served.
+        self.stream_refusal: int | None = None
+        # Every streamed answer starts with a draft that a ValidationFailureChunk withdraws
+        # (as the [retract] trigger does for one message).
+        self.stream_retract = False
+        self.stream_pacing = StreamPacing()
         self.base_url = ""
 
         self.sessions: dict[str, SimSession] = {}
@@ -646,6 +678,12 @@ class AgentforceSim:
             log.exception("sim responder failed")
             turn.failure = "An unexpected error occurred in the agent"
         finally:
+            turn.answered.set()
+            if turn.streamed is not None:
+                # A streamed turn lasts until its last event (a client that went away
+                # leaves it to the 120 s cap).
+                with trio.move_on_after(MAX_TURN_SECONDS):
+                    await turn.streamed.wait()
             session.busy = False
             session.history.append(text)
             session.last_used = self.clock()
@@ -870,23 +908,46 @@ class AgentforceSim:
         return self._json({"messages": turn.messages, "_links": self._links(session_id)})
 
     async def _send_stream(self, session_id: str) -> Response:
+        if self.stream_refusal is not None and self._auth_error() is None:
+            return self._stream_refused(self.stream_refusal)
         turn, problem = await self._accept_turn(session_id, "text/event-stream", stream=True)
         if problem:
             return problem
         assert turn is not None
+        turn.streamed = trio.Event()  # before _run_turn first runs: no checkpoint since
         response = Response(
-            self._events(turn, "[retract]" in turn.text),
+            self._events(turn, self.stream_retract or "[retract]" in turn.text),
             content_type="text/event-stream",
             headers={"Cache-Control": "no-cache"},
         )
         response.timeout = None  # Quart's RESPONSE_TIMEOUT (60 s) would cut long turns
         return response
 
+    def _stream_refused(self, status: int) -> Response:
+        error, message = {
+            400: ("BadRequestException", "Streaming is not enabled for this agent"),
+            404: ("NotFoundException", "Streaming is not available for this agent"),
+            405: ("HttpRequestMethodNotSupportedException", "Request method 'POST' not supported"),
+            501: ("NotImplementedException", "Streaming is not enabled for this agent"),
+        }.get(status, ("HttpServerErrorException", "Streaming is not available"))
+        return self._error(status, error, message)
+
     async def _events(self, turn: _Turn, retract: bool) -> AsyncIterator[bytes]:
-        """PROGRESS_INDICATOR at once; after the turn, TEXT_CHUNKs + INFORM per Inform
-        (other types as their own event), END_OF_TURN, then the server closes (§4.3)."""
+        """PROGRESS_INDICATOR at once (and again while thinking, ``stream_pacing``); then
+        TEXT_CHUNKs + INFORM per Inform (other types as their own event), END_OF_TURN, and
+        the server closes (§4.3). The turn ends with the last event."""
+        try:
+            async with aclosing(self._stream_body(turn, retract)) as body:
+                async for data in body:
+                    yield data
+        finally:
+            if turn.streamed is not None:
+                turn.streamed.set()
+
+    async def _stream_body(self, turn: _Turn, retract: bool) -> AsyncGenerator[bytes]:
         origin = f"{_now_ms()}-REQ"
         trace = secrets.token_hex(16)
+        pacing = self.stream_pacing
         sent = 0
 
         def event(message: JsonDict, offset: int = 0) -> bytes:
@@ -899,38 +960,54 @@ class AgentforceSim:
             }
             return sse(event_name(message["type"]), envelope)
 
-        def dropped() -> bool:
+        def cut_off() -> bool:
+            """Whether the stream stops here: closed cleanly, or the connection is cut."""
+            if self.stream_abort_after is not None and sent >= self.stream_abort_after:
+                raise ConnectionAbortedError("simulated network break mid-stream")
             return self.stream_drop_after is not None and sent >= self.stream_drop_after
 
-        progress = {
-            "type": "ProgressIndicator",
-            "id": _uuid(),
-            "indicatorType": "ACTION",
-            "message": "Working on it",
-        }
-        yield event(progress)
+        def progress() -> bytes:
+            message = {
+                "type": "ProgressIndicator",
+                "id": _uuid(),
+                "indicatorType": "ACTION",
+                "message": "Working on it",
+            }
+            return event(message)
+
+        yield progress()
         sent += 1
-        await turn.done.wait()
+        while not turn.answered.is_set():
+            with trio.move_on_after(pacing.progress_every or math.inf):
+                await turn.answered.wait()
+            if not turn.answered.is_set():
+                if cut_off():
+                    return
+                yield progress()
+                sent += 1
         if turn.messages is None:
             # Headers are gone already, so the 120 s timeout arrives as an Error event.
             yield event(error_message(turn.failure))
             return
-        outgoing: list[bytes] = []
+        await trio.sleep(pacing.first_chunk)
         offset = 0
+        chunked: list[tuple[bool, bytes]] = []  # (is a TextChunk, event)
         if retract:
             offset += 1
             withdrawn = {"type": "TextChunk", "id": _uuid(), "offset": offset}
-            outgoing.append(event({**withdrawn, "message": "Draft ", "formatType": "Text"}, offset))
+            chunked.append(
+                (True, event({**withdrawn, "message": "Draft ", "formatType": "Text"}, offset))
+            )
             failure_chunk = {
                 "type": "ValidationFailureChunk",
                 "id": _uuid(),
                 "offset": offset,
                 "reason": "Response failed validation",
             }
-            outgoing.append(event(failure_chunk, offset))
+            chunked.append((False, event(failure_chunk, offset)))
         for message in turn.messages:
             if message.get("type") == "Inform":
-                for piece in text_chunks(str(message.get("message", ""))):
+                for piece in text_chunks(str(message.get("message", "")), pacing.words):
                     offset += 1
                     chunk = {
                         "type": "TextChunk",
@@ -939,12 +1016,16 @@ class AgentforceSim:
                         "message": piece,
                         "formatType": "Text",
                     }
-                    outgoing.append(event(chunk, offset))
-            outgoing.append(event(message))
-        outgoing.append(event({"type": "EndOfTurn", "id": _uuid()}))
-        for data in outgoing:
-            if dropped():
+                    chunked.append((True, event(chunk, offset)))
+            chunked.append((False, event(message)))
+        chunked.append((False, event({"type": "EndOfTurn", "id": _uuid()})))
+        first = True
+        for is_chunk, data in chunked:
+            if cut_off():
                 return
+            if is_chunk and not first:
+                await trio.sleep(pacing.chunk_interval)
+            first = first and not is_chunk
             yield data
             sent += 1
 

@@ -66,6 +66,10 @@ TTS_MODELS = {
     "eleven_multilingual_v1": 10_000,
 }
 DEFAULT_TTS_MODEL = "eleven_multilingual_v2"  # §1.4
+# Request stitching "is not available for the eleven_v3 model" (the request-stitching
+# guide); a third-party project reports the API answering it with 400 unsupported_model.
+NO_STITCHING_PREFIX = "eleven_v3"
+STITCHING_FIELDS = ("previous_text", "next_text", "previous_request_ids", "next_request_ids")
 DEFAULT_OUTPUT_FORMAT = "mp3_44100_128"  # §1.3
 # §1.4: only these enforce language_code; send it only with them.
 LANGUAGE_CODE_MODELS = frozenset({"eleven_flash_v2_5", "eleven_turbo_v2_5"})
@@ -139,6 +143,9 @@ class TtsRequest:
     body: JsonDict
     time: float
     stream: bool = False
+    # Request stitching (§1.4): the neighbouring text sent along, None when absent.
+    previous_text: str | None = None
+    next_text: str | None = None
 
 
 @dataclass(frozen=True)
@@ -352,6 +359,9 @@ class ElevenLabsSim:
         # §1.5: Opus is reported unavailable on the free tier; then the sim answers opus
         # requests with MP3 bytes, and the daemon must notice (no "OggS") and transcode.
         self.opus_unavailable = False
+        # Seconds a synthesis takes, from its text (None: no delay beyond ``faults``); e.g.
+        # ``lambda t: 0.3 + 0.02 * len(t.split())`` for the streaming benchmark (issue 12).
+        self.tts_time: Callable[[str], float] | None = None
         self.base_url = ""
 
         self.stt_requests: list[SttRequest] = []
@@ -640,6 +650,14 @@ class ElevenLabsSim:
                 "unsupported_language",
                 f"Model '{model_id}' does not support language_code '{language_code}'.",
             )
+        if model_id.startswith(NO_STITCHING_PREFIX) and any(
+            body.get(name) for name in STITCHING_FIELDS
+        ):
+            return self._detail(
+                400,
+                "unsupported_model",
+                f"Request stitching is not available for the model '{model_id}'.",
+            )
         limit = TTS_MODELS[model_id]
         if len(text) > limit:
             return self._detail(
@@ -652,6 +670,8 @@ class ElevenLabsSim:
         produced = output_format
         if codec == "opus" and self.opus_unavailable:
             produced = DEFAULT_OUTPUT_FORMAT
+        if self.tts_time is not None:
+            await trio.sleep(self.tts_time(text))
         data: bytes = await self._run(synthesize, text, language_code or "en", produced)
         self.tts_requests.append(
             TtsRequest(
@@ -664,6 +684,8 @@ class ElevenLabsSim:
                 body=body,
                 time=self.clock(),
                 stream=stream,
+                previous_text=body.get("previous_text"),
+                next_text=body.get("next_text"),
             )
         )
         self._changes.bump()

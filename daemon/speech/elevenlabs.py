@@ -44,6 +44,16 @@ TTS = "elevenlabs-tts"
 # Only these enforce language_code; other models answer it with an error (§1.4).
 LANGUAGE_CODE_MODELS = frozenset({"eleven_flash_v2_5", "eleven_turbo_v2_5"})
 
+# Request stitching (previous_text / next_text, §1.4) "is not available for the eleven_v3
+# model" (ElevenLabs' request-stitching guide); a third-party report has the API answer
+# those fields with 400 unsupported_model there. Models named so get no neighbouring text.
+NO_STITCHING_PREFIX = "eleven_v3"
+
+# Raw PCM for the parts of a voice note spoken sentence by sentence: joined and encoded
+# once into one Ogg/Opus note (§6.4). 24 kHz is offered on every plan (44.1 kHz needs Pro,
+# §1.3) and Opus takes it as it is.
+SENTENCE_FORMAT = "pcm_24000"
+
 # The 32 languages of Flash/Turbo v2.5, as ElevenLabs spells their codes (ISO 639-1, plus
 # "fil"). Scribe reports ISO 639-3 codes ("eng"), and WhatsApp-side code may give "en-US":
 # both are mapped here, because an unsupported code would cost the voice note a 4xx.
@@ -136,8 +146,14 @@ def tts_body(
     *,
     language: str | None,
     voice_settings: Mapping[str, float | bool] | None,
+    previous_text: str | None = None,
+    next_text: str | None = None,
 ) -> dict[str, Any]:
-    """The JSON body of ``POST /v1/text-to-speech/{voice_id}`` (§1.4)."""
+    """The JSON body of ``POST /v1/text-to-speech/{voice_id}`` (§1.4).
+
+    ``previous_text`` / ``next_text``: what is spoken before and after this text in the same
+    voice note, so the prosody joins (request stitching); left out for models without it.
+    """
     body: dict[str, Any] = {"text": text, "model_id": model_id}
     if model_id in LANGUAGE_CODE_MODELS:
         code = tts_language(language)
@@ -145,7 +161,17 @@ def tts_body(
             body["language_code"] = code
     if voice_settings:
         body["voice_settings"] = dict(voice_settings)
+    if stitches(model_id):
+        if previous_text:
+            body["previous_text"] = previous_text
+        if next_text:
+            body["next_text"] = next_text
     return body
+
+
+def stitches(model_id: str) -> bool:
+    """Whether the model takes neighbouring text (request stitching, §1.4)."""
+    return not model_id.startswith(NO_STITCHING_PREFIX)
 
 
 def pcm_rate(output_format: str) -> int | None:
@@ -324,6 +350,69 @@ class ElevenLabs:
             raise UpstreamRejected(
                 TTS, f"undecodable audio: {exc}", status=response.status_code, code="bad_audio"
             ) from exc
+
+    @property
+    def stitches(self) -> bool:
+        """Whether neighbouring text reaches the model (see ``stitches``)."""
+        return stitches(self._tts_model)
+
+    def sentence_key(self, text: str, *, language: str | None = None) -> str:
+        """The cache key of ``synthesize_pcm(text)``'s audio. The neighbouring text is not
+        in it: a sentence said again in another answer may reuse its audio (a slightly
+        less seamless join, for one request less)."""
+        return audio_key(
+            voice_id=self._voice_id,
+            model_id=self._tts_model,
+            voice_settings=self._voice_settings,
+            output_format=SENTENCE_FORMAT,
+            text=text,
+            extra={
+                "language_code": tts_body(
+                    text, self._tts_model, language=language, voice_settings=None
+                ).get("language_code")
+            },
+        )
+
+    async def synthesize_pcm(
+        self,
+        text: str,
+        *,
+        language: str | None = None,
+        previous_text: str | None = None,
+        next_text: str | None = None,
+    ) -> bytes:
+        """``text`` spoken as raw PCM (``SENTENCE_FORMAT``: signed 16-bit little-endian
+        mono at 24 kHz, no header), one part of a voice note; the neighbouring text of the
+        note goes along so the parts join (§1.4, §6.4)."""
+        response = await self._post(
+            TTS,
+            f"{self._api_url}/v1/text-to-speech/{quote(self._voice_id, safe='')}",
+            params={"output_format": SENTENCE_FORMAT},
+            headers={"xi-api-key": self._api_key},  # no Accept: see synthesize
+            json=tts_body(
+                text,
+                self._tts_model,
+                language=language,
+                voice_settings=self._voice_settings,
+                previous_text=previous_text,
+                next_text=next_text,
+            ),
+        )
+        audio = response.content
+        log.debug(
+            "tts sentence: %d chars in, %d bytes of PCM out, request-id=%s",
+            len(text),
+            len(audio),
+            response.headers.get("request-id"),
+        )
+        if not audio or len(audio) % 2:
+            raise UpstreamRejected(
+                TTS,
+                f"not 16-bit PCM ({len(audio)} bytes)",
+                status=response.status_code,
+                code="malformed_reply",
+            )
+        return audio
 
     async def _post(self, upstream: str, url: str, **kwargs: Any) -> httpx.Response:
         try:

@@ -146,3 +146,38 @@ async def test_the_sdk_parses_the_simulators_errors(sdk: ElevenLabs, sim: Eleven
     assert isinstance(invalid, UnprocessableEntityError)  # FastAPI's 422, typed by the SDK
     assert invalid.body["detail"][0]["loc"] == ["body", "model_id"]
     assert (denied.status_code, denied.body["detail"]["status"]) == (401, "invalid_api_key")
+
+
+async def test_sentence_parts_with_request_stitching_through_the_sdk(
+    sdk: ElevenLabs, sim: ElevenLabsSim
+) -> None:
+    # What the voice composer asks for (issue 12): raw PCM, with the neighbouring text.
+    audio = await in_thread(
+        lambda: b"".join(
+            sdk.text_to_speech.convert(
+                VOICE,
+                text="It should arrive on Friday.",
+                model_id="eleven_flash_v2_5",
+                output_format="pcm_24000",
+                language_code="en",
+                previous_text="Your parcel left the warehouse.",
+                next_text="Is there anything else",
+            )
+        )
+    )
+    assert audio and len(audio) % 2 == 0  # 16-bit samples, no header
+    (record,) = sim.tts_requests
+    assert record.output_format == "pcm_24000"
+    assert (record.previous_text, record.next_text) == (
+        "Your parcel left the warehouse.",
+        "Is there anything else",
+    )
+
+
+async def test_the_sdk_surfaces_stitching_refused_on_eleven_v3(sdk: ElevenLabs) -> None:
+    refused = await api_error(
+        lambda: sdk.text_to_speech.convert(
+            VOICE, text="Hi there.", model_id="eleven_v3", previous_text="Before."
+        )
+    )
+    assert (refused.status_code, refused.body["detail"]["status"]) == (400, "unsupported_model")

@@ -41,6 +41,41 @@ def _inform(*texts: str) -> list[dict[str, Any]]:
     return [{"type": "Inform", "id": str(uuid.uuid4()), "message": t} for t in texts]
 
 
+def sse_event(message: dict[str, Any]) -> bytes:
+    """One §4.1 envelope as an SSE event, named UPPER_SNAKE as observed (§4.2)."""
+    name = "".join(f"_{c}" if c.isupper() else c for c in message["type"]).lstrip("_").upper()
+    envelope = {"timestamp": 1, "originEventId": "1-REQ", "traceId": "t", "offset": 0}
+    return f"event: {name}\ndata: {json.dumps({**envelope, 'message': message})}\n\n".encode()
+
+
+def sse_turn(text: str, *, chunks: int = 2) -> list[bytes]:
+    """ProgressIndicator, ``text`` in ``chunks`` TextChunks, Inform, EndOfTurn."""
+    size = max(1, -(-len(text) // chunks))
+    pieces = [text[i : i + size] for i in range(0, len(text), size)]
+    return [
+        sse_event({"type": "ProgressIndicator", "indicatorType": "ACTION", "message": "Working"}),
+        *(
+            sse_event({"type": "TextChunk", "offset": n, "message": p})
+            for n, p in enumerate(pieces, 1)
+        ),
+        sse_event({"type": "Inform", "id": "i", "message": text}),
+        sse_event({"type": "EndOfTurn", "id": "e"}),
+    ]
+
+
+def sse_response(body: list[bytes] | AsyncIterator[bytes], status: int = 200) -> httpx.Response:
+    """A streaming text/event-stream response: its body is read as the client reads it."""
+    if isinstance(body, list):
+        events = body
+
+        async def parts() -> AsyncIterator[bytes]:
+            for part in events:
+                yield part
+
+        body = parts()
+    return httpx.Response(status, headers={"content-type": "text/event-stream"}, content=body)
+
+
 @dataclass
 class Sent:
     session_id: str
@@ -48,6 +83,7 @@ class Sent:
     text: str
     body: dict[str, Any]
     headers: httpx.Headers
+    stream: bool = False  # sent to .../messages/stream
 
 
 @dataclass
@@ -92,14 +128,19 @@ class FakeAgentforce:
             return httpx.Response(200, json={"messages": [{"type": "SessionEnded"}]})
         body = json.loads(request.content)
         message = body["message"]
+        streamed = path.endswith("/messages/stream")
         self.sent.append(
-            Sent(session_id, message["sequenceId"], message["text"], body, request.headers)
+            Sent(
+                session_id, message["sequenceId"], message["text"], body, request.headers, streamed
+            )
         )
         if self.scripted:
             answer = self.scripted.pop(0)(request)
             return answer if isinstance(answer, httpx.Response) else await answer
         if session_id not in self.sessions:
             return _envelope(404, "NotFoundException", f"V6Session not found: {session_id}")
+        if streamed:
+            return sse_response(sse_turn(f"echo: {message['text']}"))
         return httpx.Response(200, json={"messages": _inform(f"echo: {message['text']}")})
 
     async def _token(self, request: httpx.Request) -> httpx.Response:

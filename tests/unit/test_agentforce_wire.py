@@ -108,22 +108,6 @@ SERVER_ERROR_SAMPLE = b"""{
   "expected": false
 }"""
 
-# §4.1 / §4.2: the POZIL-shaped stream (envelope form of Inform).
-SSE_SAMPLE = """\
-event: PROGRESS_INDICATOR
-data: {"timestamp":1736902938827,"originEventId":"1736902935340-REQ","traceId":"2fdb","offset":0,"message":{"type":"ProgressIndicator","id":"c441","indicatorType":"ACTION","message":"Working on it"}}
-
-event: TEXT_CHUNK
-data: {"timestamp":1736902952425,"originEventId":"1736902935340-REQ","traceId":"2fdb","offset":1,"message":{"type":"TextChunk","id":"6fc6","offset":1,"message":"How can","formatType":"Text"}}
-
-event: INFORM
-data: {"timestamp":1740068551742,"originEventId":"1740068546968-REQ","traceId":"66b8","offset":0,"message":{"type":"Inform","id":"f5d3","feedbackId":"1263","planId":"1263","isContentSafe":true,"message":"How can I assist you with any customer support issues today?","result":[],"citedReferences":[]}}
-
-event: END_OF_TURN
-data: {"timestamp":1736902953027,"originEventId":"1736902935340-REQ","traceId":"2fdb","offset":0,"message":{"type":"EndOfTurn","id":"2a2b"}}
-
-"""
-
 
 def _jwt(claims: dict[str, Any]) -> str:
     def part(obj: dict[str, Any]) -> str:
@@ -381,65 +365,3 @@ def test_parse_error_oauth_envelope() -> None:
     assert isinstance(error, UpstreamRejected)
     assert error.code == "invalid_grant"
     assert "no client credentials user enabled" in error.message
-
-
-# -- streaming -------------------------------------------------------------------------------
-
-
-def test_parse_sse_envelope_stream() -> None:
-    reply = wire.parse_sse(SSE_SAMPLE.splitlines())
-    assert reply.messages == (
-        AgentMessage("Inform", "How can I assist you with any customer support issues today?"),
-    )
-
-
-def test_parse_sse_sync_style_inform_and_crlf() -> None:
-    lines = [
-        "event: INFORM\r\n",
-        "data: " + json.dumps({"messages": [{"type": "Inform", "message": "Hi there"}]}) + "\r\n",
-        "\r\n",
-        ": heartbeat\r\n",
-        'data: {"message":{"type":"EndOfTurn","id":"x"}}\r\n',
-        "\r\n",
-    ]
-    assert wire.parse_sse(lines).messages == (AgentMessage("Inform", "Hi there"),)
-
-
-def _chunk(text: str) -> list[str]:
-    return ["data: " + json.dumps({"message": {"type": "TextChunk", "message": text}}), ""]
-
-
-def test_parse_sse_validation_failure_resets_chunks() -> None:
-    lines = [
-        *_chunk("Bad "),
-        *_chunk("answer"),
-        'data: {"message":{"type":"ValidationFailureChunk","id":"v","offset":2,"reason":"x"}}',
-        "",
-        *_chunk("Good "),
-        *_chunk("answer"),
-        'data: {"message":{"type":"EndOfTurn","id":"e"}}',
-        "",
-        *_chunk("after the end is never read"),
-    ]
-    assert wire.parse_sse(lines).messages == (AgentMessage("Inform", "Good answer"),)
-
-
-def test_parse_sse_multiline_data_and_other_types() -> None:
-    lines = [
-        'data: {"message":',
-        'data: {"type":"Failure","message":"Sorry"}}',
-        "",
-        "data: not json",
-        "",
-        'data: {"message":{"type":"SessionEnded","reason":"Action"}}',
-    ]
-    # No EndOfTurn, but complete messages arrived: they are the answer.
-    assert wire.parse_sse(lines).messages == (
-        AgentMessage("Failure", "Sorry"),
-        AgentMessage("SessionEnded"),
-    )
-
-
-def test_parse_sse_dropped_mid_turn_is_unavailable() -> None:
-    with pytest.raises(UpstreamUnavailable):
-        wire.parse_sse([*_chunk("Half an ans")])

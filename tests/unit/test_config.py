@@ -78,6 +78,11 @@ def test_shipped_config_toml_lists_every_key() -> None:
         ({"limits": {"users": 0}}, "[limits] users", "> 0"),
         ({"limits": {"burst": 0}}, "[limits] burst / per_minute", "needs both"),
         ({"voice": {"max_seconds": 0}}, "[voice] max_seconds", "> 0"),
+        ({"voice": {"tts_concurrency": 0}}, "[voice] tts_concurrency", "> 0"),
+        ({"voice": {"sentence_tts": "yes"}}, "[voice] sentence_tts", "true or false"),
+        ({"agentforce": {"streaming": 1}}, "[agentforce] streaming", "true or false"),
+        ({"timeouts": {"agent_idle": -1}}, "[timeouts] agent_idle", "> 0"),
+        ({"texts": {"ar": {"voice_cut": " "}}}, "[texts.ar] voice_cut", "non-empty"),
     ],
 )
 def test_bad_values_name_the_key(data: dict[str, object], key: str, why: str) -> None:

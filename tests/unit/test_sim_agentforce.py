@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import time
 import uuid
@@ -780,6 +781,119 @@ async def test_stream_turn_over_120_seconds_ends_with_an_error_event(
         events = parse_sse((await stream(client, session_id, "hi")).text)
     assert [n for n, _ in events] == ["PROGRESS_INDICATOR", "ERROR"]
     assert events[1][1]["message"]["httpStatus"] == 500
+
+
+async def timed_events(
+    client: httpx.AsyncClient, session_id: str, text: str
+) -> list[tuple[float, str, dict[str, Any]]]:
+    """The stream's events with the (trio) time each arrived, read as they come."""
+    out: list[tuple[float, str, dict[str, Any]]] = []
+    name = ""
+    async with client.stream(
+        "POST",
+        f"{API}/sessions/{session_id}/messages/stream",
+        json=message_body(text),
+        headers={"Content-Type": "application/json", "Accept": "text/event-stream"},
+    ) as response:
+        assert response.status_code == 200
+        async for line in response.aiter_lines():
+            if line.startswith("event: "):
+                name = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                out.append((trio.current_time(), name, json.loads(line.removeprefix("data: "))))
+    return out
+
+
+async def test_a_paced_stream_thinks_then_writes_at_its_rate(
+    autojump_clock: trio.testing.MockClock, sim: AgentforceSim, client: httpx.AsyncClient
+) -> None:
+    with trio.fail_after(10):
+        await authed(client)
+        session_id = await new_session(client)
+    sim.faults.latency = (2.0, 2.0)  # thinking the answer up
+    sim.stream_pacing = agentforce.StreamPacing(
+        first_chunk=0.5, chunk_interval=0.25, words=3, progress_every=0.8
+    )
+    with trio.fail_after(100):
+        start = trio.current_time()
+        events = await timed_events(client, session_id, "How does shipping work?")
+    names = [n for _, n, _ in events]
+    times = [t - start for t, _, _ in events]
+    assert names[:3] == ["PROGRESS_INDICATOR"] * 3  # at 0, 0.8, 1.6 s while thinking
+    assert times[:3] == pytest.approx([0.0, 0.8, 1.6], abs=0.01)
+    chunk_times = [t for t, (_, n, _) in zip(times, events, strict=True) if n == "TEXT_CHUNK"]
+    assert chunk_times[0] == pytest.approx(2.5, abs=0.01)  # thought (2 s), then 0.5 s
+    gaps = [b - a for a, b in itertools.pairwise(chunk_times)]
+    assert gaps == pytest.approx([0.25] * len(gaps), abs=0.01)
+    assert names[-2:] == ["INFORM", "END_OF_TURN"]
+    chunks = [d["message"]["message"] for _, n, d in events if n == "TEXT_CHUNK"]
+    assert all(len(c.split()) <= 3 for c in chunks)
+    assert "".join(chunks) == agentforce.FAQ_SHIPPING
+
+
+async def test_the_session_is_locked_until_the_stream_ends(
+    autojump_clock: trio.testing.MockClock, sim: AgentforceSim, client: httpx.AsyncClient
+) -> None:
+    with trio.fail_after(10):
+        await authed(client)
+        session_id = await new_session(client)
+    sim.stream_pacing = agentforce.StreamPacing(chunk_interval=1.0)
+    results: dict[str, Any] = {}
+
+    async def second_message() -> None:
+        await sim.wait_received(1)
+        await trio.sleep(3.0)  # mid-stream: the answer is known, chunks still coming
+        results["mid"] = await say(client, session_id, "hi", 2)
+
+    with trio.fail_after(100):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(second_message)
+            results["events"] = await timed_events(client, session_id, "How does shipping work?")
+        await sim.wait_idle()
+        after = await say(client, session_id, "hi", 3)
+    assert_envelope(results["mid"], 423, "SessionAlreadyLockedException")
+    assert results["events"][-1][1] == "END_OF_TURN"
+    assert after.status_code == 200
+
+
+@pytest.mark.parametrize("status", [400, 404, 405, 501])
+async def test_streaming_can_be_not_enabled(
+    sim: AgentforceSim, client: httpx.AsyncClient, status: int
+) -> None:
+    sim.stream_refusal = status
+    with trio.fail_after(10):
+        await authed(client)
+        session_id = await new_session(client)
+        refused = await stream(client, session_id, "hi")
+        sync = await say(client, session_id, "hi", 2)
+    message = assert_envelope(refused, status)
+    assert "session" not in message.lower()  # not to be mistaken for a gone session
+    assert sync.status_code == 200  # the synchronous endpoint still answers
+    assert [m.stream for m in sim.received] == [False]  # the refused message was never taken
+
+
+async def test_a_stream_can_break_mid_body(sim: AgentforceSim, client: httpx.AsyncClient) -> None:
+    sim.stream_abort_after = 2
+    with trio.fail_after(10):
+        await authed(client)
+        session_id = await new_session(client)
+        with pytest.raises(httpx.RemoteProtocolError):
+            await timed_events(client, session_id, "What are your hours?")
+        await sim.wait_idle()  # the turn ended with the connection: the session is free
+        assert (await say(client, session_id, "hi", 2)).status_code == 200
+
+
+async def test_every_stream_can_start_with_a_withdrawn_draft(
+    sim: AgentforceSim, client: httpx.AsyncClient
+) -> None:
+    sim.stream_retract = True
+    with trio.fail_after(10):
+        await authed(client)
+        session_id = await new_session(client)
+        events = parse_sse((await stream(client, session_id, "What are your hours?")).text)
+    names = [n for n, _ in events]
+    assert names[1:3] == ["TEXT_CHUNK", "VALIDATION_FAILURE_CHUNK"]
+    assert names[-2:] == ["INFORM", "END_OF_TURN"]
 
 
 def test_text_chunks_rebuild_the_text() -> None:

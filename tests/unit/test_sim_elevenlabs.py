@@ -491,6 +491,49 @@ async def test_tts_language_code_only_with_flash_and_turbo(
         assert model_id in message
 
 
+async def test_tts_records_the_neighbouring_text_of_request_stitching(
+    client: httpx.AsyncClient, sim: ElevenLabsSim
+) -> None:
+    body = {
+        "text": "It arrives on Friday.",
+        "model_id": "eleven_flash_v2_5",
+        "previous_text": "Your parcel left today.",
+        "next_text": "Anything else?",
+    }
+    with trio.fail_after(10):
+        response = await tts(client, body, output_format="pcm_24000")
+    assert response.status_code == 200, response.text
+    assert len(response.content) == 2 * int(24_000 * elevenlabs.spoken_seconds(body["text"]))
+    [record] = sim.tts_requests
+    assert (record.previous_text, record.next_text) == ("Your parcel left today.", "Anything else?")
+
+
+@pytest.mark.parametrize("field", elevenlabs.STITCHING_FIELDS)
+async def test_tts_refuses_request_stitching_on_eleven_v3(
+    client: httpx.AsyncClient, field: str
+) -> None:
+    value: Any = ["req-1"] if field.endswith("_ids") else "Some text."
+    body = {"text": "Hi there.", "model_id": "eleven_v3", field: value}
+    with trio.fail_after(10):
+        refused = await tts(client, body, output_format="pcm_24000")
+        plain = await tts(client, {"text": "Hi there.", "model_id": "eleven_v3"})
+    assert "eleven_v3" in assert_detail(refused, 400, "unsupported_model")
+    assert plain.status_code == 200
+
+
+async def test_tts_time_follows_the_text(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    sim = ElevenLabsSim(api_key=KEY, voice_ids=(VOICE,), threads=False)
+    sim.tts_time = lambda text: 0.3 + 0.02 * len(text.split())
+    with trio.fail_after(10):
+        await sim.start(nursery)
+        async with httpx.AsyncClient(base_url=sim.base_url, headers=AUTH) as client:
+            started = trio.current_time()
+            await tts(client, {"text": "one two three four five"}, output_format="pcm_16000")
+    assert trio.current_time() - started == pytest.approx(0.4)
+
+
 @pytest.mark.parametrize(
     ("model_id", "limit"),
     [("eleven_v3", 5000), ("eleven_multilingual_v2", 10_000), ("eleven_flash_v2", 30_000)],

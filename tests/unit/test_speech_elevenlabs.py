@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.policy import HTTP
@@ -15,6 +15,7 @@ from daemon.model import Transcript
 from daemon.sim.audio import speak
 from daemon.speech.audio import probe
 from daemon.speech.elevenlabs import (
+    SENTENCE_FORMAT,
     ElevenLabs,
     base_mime,
     parse_error,
@@ -24,6 +25,7 @@ from daemon.speech.elevenlabs import (
     tts_language,
     upload_name,
 )
+from daemon.speech.sentence_voice import SentenceVoice
 from tests.unit.test_speech_audio import make_mp3, tone_pcm
 
 API = "https://el.test"
@@ -476,3 +478,105 @@ def test_parse_transcript_maps_scribes_iso_639_3_codes(reported: str, language: 
 
 def test_parse_transcript_ignores_a_non_string_language() -> None:
     assert parse_transcript(b'{"text":" hi ","language_code":null}') == Transcript("hi", None)
+
+
+# -- sentence by sentence: raw PCM with the neighbouring text (§1.4, §6.4) --------------------
+
+
+def pcm_answer(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(200, content=tone_pcm(24_000, 0.2), headers={"request-id": "r-1"})
+
+
+async def test_synthesize_pcm_asks_for_raw_pcm_with_the_neighbouring_text() -> None:
+    client, seen, http = make_client(pcm_answer)
+    async with http:
+        with trio.fail_after(10):
+            audio = await client.synthesize_pcm(
+                "It arrives on Friday.",
+                language="en",
+                previous_text="Your parcel left today.",
+                next_text="Anything else",
+            )
+    assert audio == tone_pcm(24_000, 0.2)
+    (request,) = seen
+    assert dict(request.url.params) == {"output_format": SENTENCE_FORMAT}
+    assert SENTENCE_FORMAT == "pcm_24000"
+    assert json.loads(request.content) == {
+        "text": "It arrives on Friday.",
+        "model_id": "eleven_flash_v2_5",
+        "language_code": "en",
+        "previous_text": "Your parcel left today.",
+        "next_text": "Anything else",
+    }
+
+
+@pytest.mark.parametrize("model", ["eleven_v3", "eleven_v3_conversational"])
+async def test_no_neighbouring_text_for_models_without_request_stitching(model: str) -> None:
+    client, seen, http = make_client(pcm_answer, tts_model=model)
+    async with http:
+        with trio.fail_after(10):
+            await client.synthesize_pcm("Hi there.", previous_text="Before.", next_text="After.")
+    body = json.loads(seen[0].content)
+    assert "previous_text" not in body and "next_text" not in body
+    assert not client.stitches
+
+
+@pytest.mark.parametrize("content", [b"", b"\x01\x02\x03"])
+async def test_synthesize_pcm_refuses_what_is_not_16_bit_pcm(content: bytes) -> None:
+    client, _, http = make_client(lambda _: httpx.Response(200, content=content))
+    async with http:
+        with trio.fail_after(10), pytest.raises(UpstreamRejected) as info:
+            await client.synthesize_pcm("Hi there.")
+    assert info.value.code == "malformed_reply"
+
+
+async def test_synthesize_pcm_maps_errors_like_synthesize() -> None:
+    client, _, http = make_client(
+        lambda _: httpx.Response(429, content=detail("too_many_concurrent_requests"))
+    )
+    async with http:
+        with trio.fail_after(10), pytest.raises(UpstreamUnavailable) as info:
+            await client.synthesize_pcm("Hi there.")
+    assert info.value.reason == Reason.SLOW_DOWN
+
+
+def test_tts_body_leaves_out_empty_neighbours() -> None:
+    body = tts_body(
+        "t",
+        "eleven_flash_v2_5",
+        language=None,
+        voice_settings=None,
+        previous_text="",
+        next_text=None,
+    )
+    assert body == {"text": "t", "model_id": "eleven_flash_v2_5"}
+
+
+def test_sentence_keys_differ_from_whole_note_keys_and_by_language() -> None:
+    client, _, _ = make_client(ogg_answer)
+    key = client.sentence_key("Hello there.", language="en")
+    assert key != client.audio_key("Hello there.", language="en")  # PCM, not Ogg
+    assert key != client.sentence_key("Hello there.", language="de")
+    assert key == client.sentence_key("Hello  there.", language="en")  # white space folded
+
+
+async def test_sentence_voice_is_the_composers_pcm_voice_through_a_wrapper() -> None:
+    client, seen, http = make_client(pcm_answer)
+    through_calls = 0
+
+    async def through(call: Callable[[], Awaitable[bytes]]) -> bytes:
+        nonlocal through_calls
+        through_calls += 1
+        return await call()
+
+    voice = SentenceVoice(client, language="en", through=through)
+    async with http:
+        with trio.fail_after(10):
+            audio = await voice.pcm("Hello there.", previous_text="", next_text="Bye")
+    assert voice.pcm_rate == 24_000
+    assert audio == tone_pcm(24_000, 0.2)
+    assert through_calls == 1
+    body = json.loads(seen[0].content)
+    assert "previous_text" not in body  # "" means none
+    assert body["next_text"] == "Bye"
+    assert voice.key("Hello there.") == client.sentence_key("Hello there.", language="en")
