@@ -75,6 +75,12 @@ WHATSAPP_ROUTES: dict[str, dict[str, str]] = {
 }
 
 
+def _same_port(host: str, url: str) -> str:
+    """``host`` on ``url``'s port: an allowed-hosts entry ([whatsapp] media_hosts)."""
+    port = httpx.URL(url).port
+    return f"{host}:{port}" if port else host
+
+
 def sim_sections(
     *,
     graph_url: str,
@@ -86,10 +92,13 @@ def sim_sections(
     """Config sections that point the daemon at the simulators; ``overrides`` per section."""
     sections: dict[str, dict[str, Any]] = {
         "server": {"bind": "127.0.0.1:0"},
+        # Not the default 127.0.0.1:9464: daemons of tests running side by side would meet.
+        "admin": {"bind": "127.0.0.1:0"},
         "whatsapp": {
             "graph_url": f"{graph_url}/v23.0",
             "phone_number_id": PHONE_NUMBER_ID,
-            "media_hosts": ["localhost"],  # the sims' media host; their API host is implied
+            # the sims' media host, on the API's port (which is implied, with its host)
+            "media_hosts": [_same_port("localhost", graph_url)],
         },
         "agentforce": {
             "token_url": f"{agentforce_url}/services/oauth2/token",
@@ -104,7 +113,7 @@ def sim_sections(
             "api_url": twilio_url,
             "account_sid": TWILIO_ACCOUNT_SID,
             "from": TWILIO_FROM,
-            "media_hosts": ["localhost"],  # the sims' media host; their API host is implied
+            "media_hosts": [_same_port("localhost", twilio_url)],  # the CDN, as above
         }
     for name, values in overrides.items():
         sections.setdefault(name, {}).update(values)
