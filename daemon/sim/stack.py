@@ -545,6 +545,7 @@ class DaemonProcess:
     provider: str = "meta"
     signed_url: str = ""  # the webhook URL as Twilio calls it
     state_dir: Path = Path("state")
+    admin_url: str = ""  # /metrics, /readyz, /admin/* (its own loopback port)
 
     def whatsapp(self, sims: Sims, client: httpx.AsyncClient) -> WhatsAppSide:
         """Users of ``sims``' WhatsApp provider writing to this daemon."""
@@ -603,6 +604,8 @@ async def spawn_daemon(
             "server": {"bind": f"127.0.0.1:{port}", **overrides.get("server", {})},
             "twilio": {"public_url": f"http://127.0.0.1:{port}", **overrides.get("twilio", {})},
         }
+    if "admin" not in overrides:  # a port known up front: nothing to read from the log
+        overrides = {**overrides, "admin": {"bind": f"127.0.0.1:{free_port()}"}}
     config_path = workdir / "config.toml"
     config_path.write_text(to_toml(sims.sections(**overrides)))
     creds = workdir / "credentials"
@@ -627,6 +630,7 @@ async def spawn_daemon(
             daemon.url = await daemon.read_log_until(r"listening on (http://\S+)")
         settings = sims.settings(**overrides)
         daemon.webhook_url = daemon.url + settings.server.webhook_path
+        daemon.admin_url = f"http://{settings.admin.bind or settings.server.bind}"
         if provider == "twilio":
             daemon.signed_url = settings.twilio.public_url + settings.server.webhook_path
         yield daemon

@@ -53,6 +53,9 @@ class TwilioChannel:
             return request.url
         return wire.public_webhook_url(self._public_url, wire.path_and_query(request.url))
 
+    def has_signature(self, headers: Mapping[str, str]) -> bool:
+        return wire.signature_well_formed(headers.get(wire.SIGNATURE_HEADER))
+
     def verify(self, request: WebhookRequest) -> bool:
         # WhatsApp messaging webhooks are form posts: the form fields are signed. JSON bodies
         # (other Twilio products) are signed through a bodySHA256 query parameter instead,

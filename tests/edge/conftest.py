@@ -1,0 +1,15 @@
+"""Edge fixtures: ``provider`` runs a test once per WhatsApp provider where the attack applies
+to both (the web layer never branches on the provider, but the signature header and the
+body limit differ)."""
+
+from __future__ import annotations
+
+import pytest
+
+PROVIDERS = ["meta", "twilio"]
+
+
+@pytest.fixture(params=PROVIDERS)
+def provider(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
