@@ -39,6 +39,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.events import Closed, Updated
 from hypercorn.logging import Logger as HypercornLogger
 
+from daemon import connections as _connections
 from daemon.connections import REFUSAL, ConnectionCap
 from daemon.observe.logs import RateLimitedLog
 
@@ -105,20 +106,27 @@ def protocol_error(what: str, exc: Exception) -> None:
 class _Served:
     """A hypercorn connection as the connection cap sees it."""
 
-    __slots__ = ("server",)
+    __slots__ = ("server", "since")
 
     def __init__(self, server: Any) -> None:
         self.server = server
+        self.since = trio.current_time()
 
     @property
     def idle(self) -> bool:
-        # hypercorn runs its idle timer exactly while no request is in flight.
-        return self.server.idle_task._handle is not None
+        # hypercorn runs its idle timer exactly while no request is in flight; a connection
+        # younger than FRESH_SECONDS may still be waiting for its first request head.
+        if self.server.idle_task._handle is None:
+            return False
+        return trio.current_time() - self.since >= _connections.FRESH_SECONDS
 
     async def close(self) -> None:
-        # What the idle timer does when it fires (TCPServer._idle_timeout).
+        # What the idle timer does when it fires (TCPServer._idle_timeout), with the timer
+        # stopped first: left running it would keep the closed connection's task, and all
+        # its objects, alive until keep_alive_timeout (a flood evicts hundreds a second).
         with trio.CancelScope(shield=True):
             try:
+                await self.server.idle_task.stop()
                 await self.server._initiate_server_close()
             except Exception:  # it may be closing already; either way it is gone
                 log.debug("closing an idle connection failed", exc_info=True)

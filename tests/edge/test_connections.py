@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import h2.config
 import h2.connection
+import pytest
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 
+from daemon import connections
 from daemon.sim.base import Changes
 from daemon.sim.stack import Stack, open_stack
 from tests.edge.test_abuse import (
@@ -129,7 +131,14 @@ async def _metric(stack: Stack, name: str, **labels: str) -> float:
     return 0.0
 
 
-async def test_at_the_cap_the_oldest_idle_connection_makes_room() -> None:
+@pytest.fixture
+def no_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    """New connections may be closed to make room at once (daemon/connections.py gives them
+    FRESH_SECONDS to send a first request head; these tests open them faster than that)."""
+    monkeypatch.setattr(connections, "FRESH_SECONDS", 0.0)
+
+
+async def test_at_the_cap_the_oldest_idle_connection_makes_room(no_grace: None) -> None:
     """Four times [server] max_connections idle connections, opened in paced rounds whose
     probe (a GET on a fresh connection) must be answered: the daemon never holds more than
     the cap, each newcomer closes the oldest idle connection (long before its idle timer),
@@ -196,3 +205,36 @@ async def test_at_the_cap_with_none_idle_a_new_connection_gets_503() -> None:
     assert all(r.startswith(b"HTTP/1.1 100 ") and r.count(b"HTTP/1.1") == 1 for r in in_flight)
     assert newcomer.received.startswith(b"HTTP/1.1 503 ") and newcomer.closed
     assert refused == 1
+
+
+@pytest.mark.parametrize("grace", [60.0, 0.0], ids=["fresh ones kept", "no grace"])
+async def test_a_fresh_connection_is_not_closed_to_make_room(
+    grace: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At the cap, kept-alive connections that answered a request moments ago are younger
+    than FRESH_SECONDS: a newcomer gets 503 rather than closing one (under a flood a real
+    client's first bytes may be a TCP retransmission late). Without the grace the newcomer
+    closes the oldest and is served."""
+    monkeypatch.setattr(connections, "FRESH_SECONDS", grace)
+    async with open_stack(server={"max_connections": SMALL_CAP}) as stack:
+        address, board = _address(stack), Changes()
+        kept = [Conn(board) for _ in range(SMALL_CAP)]
+        newcomer = Conn(board)
+        get = b"GET /healthz HTTP/1.1\r\nHost: daemon\r\n\r\n"
+        with trio.fail_after(2 * SERVE_TIMEOUT):
+            async with trio.open_nursery() as clients:
+                for conn in kept:
+                    clients.start_soon(_abuse, address, conn, get)
+                await _wait_answered(kept, SERVE_TIMEOUT)
+                clients.start_soon(_abuse, address, newcomer, get)
+                await _wait_answered([newcomer], SERVE_TIMEOUT)
+                if not grace:  # the one that made room is closing
+                    with trio.move_on_after(MARGIN):
+                        await board.until(lambda: any(c.closed for c in kept))
+                closed_early = sum(c.closed for c in kept)
+                clients.cancel_scope.cancel()
+    assert all(_statuses(c.received) == [200] for c in kept)
+    if grace:
+        assert newcomer.received.startswith(b"HTTP/1.1 503 ") and closed_early == 0
+    else:
+        assert _statuses(newcomer.received) == [200] and closed_early == 1

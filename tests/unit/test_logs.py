@@ -8,6 +8,7 @@ import re
 import stat
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,13 +25,16 @@ from tests.unit.test_turn import FakeAgent, FakeChannel, make_turn
 NUMBER = "16505551234"
 
 
-@pytest.fixture
-def journal(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
-    """The daemon's real log set-up, as under systemd (JOURNAL_STREAM set), into a buffer;
-    the root logger's handlers (pytest's among them) are put back afterwards."""
+@contextmanager
+def daemon_logs(monkeypatch: pytest.MonkeyPatch, *, journald: bool) -> Iterator[io.StringIO]:
+    """The daemon's real log set-up, under systemd (JOURNAL_STREAM set) or not, into a
+    buffer; the root logger's handlers (pytest's among them) are put back afterwards."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
-    monkeypatch.setenv("JOURNAL_STREAM", "8:12345")
+    if journald:
+        monkeypatch.setenv("JOURNAL_STREAM", "8:12345")
+    else:
+        monkeypatch.delenv("JOURNAL_STREAM", raising=False)
     out = io.StringIO()
     logs.setup("info", stream=out)
     try:
@@ -41,6 +45,12 @@ def journal(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
         for handler in handlers:
             root.addHandler(handler)
         root.setLevel(level)
+
+
+@pytest.fixture
+def journal(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
+    with daemon_logs(monkeypatch, journald=True) as out:
+        yield out
 
 
 def record(level: int, message: str, *, exc: bool = False, name: str = "daemon.x") -> str:
@@ -344,22 +354,8 @@ def test_control_characters_are_escaped_in_both_formats(
     """What a client sent (a header, a provider's error text) cannot start a line of its own,
     forge a priority, or drive the reader's terminal: CR, LF, ESC, BEL, NEL, LS, NUL all come
     out as escapes, on the one line of the record."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    if journald:
-        monkeypatch.setenv("JOURNAL_STREAM", "8:12345")
-    else:
-        monkeypatch.delenv("JOURNAL_STREAM", raising=False)
-    out = io.StringIO()
-    logs.setup("info", stream=out)
-    try:
+    with daemon_logs(monkeypatch, journald=journald) as out:
         logging.getLogger("daemon.z").warning("got %s", HOSTILE)
-    finally:
-        for handler in list(root.handlers):
-            root.removeHandler(handler)
-        for handler in handlers:
-            root.addHandler(handler)
-        root.setLevel(level)
     text = out.getvalue()
     assert text.count("\n") == 1 and text.endswith("\n")
     assert len(text.splitlines()) == 1
