@@ -45,7 +45,6 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
-import gzip
 import json
 import os
 import re
@@ -55,6 +54,7 @@ import sys
 import tempfile
 import time
 import tomllib
+import zlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -472,8 +472,12 @@ BOMB_INFLATED = 400 * MIB
 
 
 def _bomb() -> bytes:
-    out = gzip.compress(bytes(BOMB_INFLATED), compresslevel=9, mtime=0)
-    return out
+    """A gzip stream of BOMB_INFLATED zero bytes, compressed a MiB at a time: the process's
+    peak RSS must not already hold the inflated size before the download starts."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)  # gzip framing
+    zeros = bytes(MIB)
+    parts = [packer.compress(zeros) for _ in range(BOMB_INFLATED // MIB)]
+    return b"".join(parts) + packer.flush()
 
 
 async def _gzip_child() -> dict[str, Any]:

@@ -7,8 +7,10 @@ applies them all, once; ``ListenerConfig`` carries the per-listener settings the
 
 1. One malformed connection must not take the server down (hypercorn#225, #203): the two
    per-connection entry points are wrapped, so such an error ends that connection only; it
-   is logged as one rate-limited line, its traceback at debug level only (an h2 CONNECT
-   without ``:path`` used to write a 43-line traceback per stream).
+   is counted and logged as one rate-limited line, its traceback at debug level only (an h2
+   CONNECT without ``:path`` used to write a 43-line traceback per stream). hypercorn's own
+   "Error in ASGI Framework" tracebacks go the same way (``_ErrorLog``, through its
+   Config.logger_class hook: no patch).
 2. The keep-alive idle timer must survive the request task's cancellation (below,
    ``shielded_send``).
 3. A connection cap per listener (daemon/connections.py).
