@@ -104,8 +104,8 @@ def create_app(ctx: WebContext, *, admin_routes: bool = True) -> QuartTrio:
     @app.get(ctx.webhook_path)
     async def handshake() -> Response:
         challenge = ctx.channel.handshake(dict(request.args))
-        if challenge is None:
-            log.warning("webhook handshake refused (wrong verify token or mode)")
+        if challenge is None:  # anyone can ask, as often as they like: rate-limited
+            _refusals.warning("webhook handshake refused (wrong verify token or mode)")
             return answer("handshake_refused", 403, "Forbidden")
         log.info("webhook handshake accepted")
         return answer("handshake", 200, challenge)
@@ -146,8 +146,8 @@ def create_app(ctx: WebContext, *, admin_routes: bool = True) -> QuartTrio:
             query=dict(request.args),
             body=body,
         )
-        if not ctx.channel.verify(hook):
-            log.warning("webhook refused: missing or bad signature")
+        if not ctx.channel.verify(hook):  # a forger can repeat it: rate-limited
+            _refusals.warning("webhook refused: missing or bad signature")
             return answer("bad_signature", 401, "bad signature")
         try:
             batch = ctx.channel.parse(hook)
