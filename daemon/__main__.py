@@ -1,4 +1,4 @@
-"""Command line: ``wa-agentd serve | check-config | hash-user | cache flush | demo``."""
+"""Command line: ``wa-agentd serve | check-config | status | hash-user | cache flush | demo``."""
 
 from __future__ import annotations
 
@@ -113,6 +113,18 @@ def cmd_cache_flush(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print what the running daemon is doing (GET /admin/status); see daemon/status.py."""
+    from daemon import status
+
+    try:
+        settings = _load(args, ready=False)
+    except config.ConfigError as exc:
+        print(f"wa-agentd: config error: {exc}", file=sys.stderr)
+        return status.LOCAL_ERROR
+    return status.run(settings, url=args.url, as_json=args.json, out=sys.stdout)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from daemon import demo
 
@@ -136,6 +148,16 @@ def main(argv: list[str] | None = None) -> int:
     check = sub.add_parser("check-config", help="validate config and secrets, then exit")
     check.add_argument("--config", help="config file (default: $WA_AGENTD_CONFIG)")
     check.set_defaults(func=cmd_check_config)
+
+    status = sub.add_parser(
+        "status",
+        help="what the running daemon is doing; exit 0 ready, 1 not ready, 2 local error, "
+        "3 no answer",
+    )
+    status.add_argument("--config", help="config file (default: $WA_AGENTD_CONFIG)")
+    status.add_argument("--url", help="the daemon's admin base URL (default: from the config)")
+    status.add_argument("--json", action="store_true", help="the status document, for scripts")
+    status.set_defaults(func=cmd_status)
 
     hash_user = sub.add_parser(
         "hash-user", help="print the hash a phone number or user id has in the logs"

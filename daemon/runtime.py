@@ -20,7 +20,7 @@ import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 import httpx
@@ -46,15 +46,18 @@ from daemon.connections import ConnectionCap
 from daemon.errors import UpstreamError
 from daemon.http import ResponseHook, make_client
 from daemon.lanes import Lanes
+from daemon.limits import Limit, MemoryBudget, MemoryUserLimits
 from daemon.model import Inbound
-from daemon.observe import logs
+from daemon.observe import cgroup, logs
 from daemon.observe.health import Readiness, StoreProbe, UpstreamHealth
 from daemon.observe.metrics import Metrics
 from daemon.observe.notify import StatusLine, notify, watchdog, watchdog_interval
+from daemon.observe.recent import RecentErrors
+from daemon.observe.snapshot import StatusSources
 from daemon.resilience.breaker import CircuitBreaker, State
 from daemon.resilience.guard import Guard
 from daemon.resilience.retry import RetryBudget
-from daemon.resume import keep_resuming, resume_unfinished
+from daemon.resume import count_deferred, keep_resuming, resume_unfinished
 from daemon.speech.cached import CachedSpeech
 from daemon.speech.elevenlabs import ElevenLabs
 from daemon.state.public_media import PublicMedia
@@ -86,10 +89,12 @@ class Observability:
 
     metrics: Metrics
     health: UpstreamHealth
+    errors: RecentErrors = field(default_factory=RecentErrors)  # for /admin/status
 
     def upstream(self, name: str, status: str) -> None:
         self.metrics.observe_upstream(name, status)
         self.health.record(name, status)
+        self.errors.upstream(name, status)
 
     def hook(self, name: Callable[[httpx.Request], str]) -> ResponseHook:
         """An httpx response hook that counts every answer of one upstream pool."""
@@ -101,6 +106,7 @@ class Observability:
 
     def turn(self, report: TurnReport) -> None:
         self.metrics.observe_turn(report)
+        self.errors.turn(report)
         for upstream, status in report.failures:
             self.upstream(upstream, status)
 
@@ -216,6 +222,7 @@ def build_upstreams(settings: Settings, stack: AsyncExitStack, obs: Observabilit
         sessions=SessionStore(max_sessions=af.max_sessions, idle_seconds=af.session_idle),
         token_ttl=af.token_ttl,
         forward_greeting=af.forward_greeting,
+        bypass_user=af.bypass_user,
     )
     el = settings.elevenlabs
     speech = ElevenLabs(
@@ -417,6 +424,10 @@ def _export_state(
                 "Users with a lane (work queued or running).",
                 lambda: lanes.active,
             ),
+            "wa_agentd_users_waiting": (
+                "Users whose lane is full, with messages waiting in the inbox for it.",
+                lambda: len(lanes.parked()),
+            ),
             "wa_agentd_agent_sessions": ("Agentforce sessions open.", lambda: agent.sessions_open),
             "wa_agentd_dedupe_ids": (
                 "Message ids remembered for dedupe (durable inbox rows).",
@@ -465,27 +476,29 @@ def _export_edge(
     )
 
 
+def cache_lookups(caches: Caches) -> dict[str, int]:
+    """Lookups per cache and result, as wa_agentd_cache_lookups_total and the status show."""
+    audio, stt, ids = caches.audio.stats(), caches.transcripts.stats(), caches.media_ids.stats()
+    counts = {
+        "audio_hit": audio.memory_hits + audio.disk_hits,
+        "audio_miss": audio.misses,
+        "transcript_hit": stt.hits,
+        "transcript_miss": stt.misses,
+        "media_id_hit": ids.hits,
+        "media_id_miss": ids.misses,
+        "media_id_gone": ids.gone,
+    }
+    if caches.responses is not None:
+        responses = caches.responses.stats()
+        counts |= {"response_hit": responses.hits, "response_miss": responses.misses}
+    if caches.answers is not None:
+        counts["response_shared"] = caches.answers.stats.shared
+        counts["response_unshared"] = caches.answers.stats.unshared
+    return counts
+
+
 def _export_caches(metrics: Metrics, caches: Caches) -> None:
     """Hits, misses, entries and bytes of every cache, read at scrape time."""
-
-    def lookups() -> dict[str, int]:
-        audio, stt, ids = caches.audio.stats(), caches.transcripts.stats(), caches.media_ids.stats()
-        counts = {
-            "audio_hit": audio.memory_hits + audio.disk_hits,
-            "audio_miss": audio.misses,
-            "transcript_hit": stt.hits,
-            "transcript_miss": stt.misses,
-            "media_id_hit": ids.hits,
-            "media_id_miss": ids.misses,
-            "media_id_gone": ids.gone,
-        }
-        if caches.responses is not None:
-            responses = caches.responses.stats()
-            counts |= {"response_hit": responses.hits, "response_miss": responses.misses}
-        if caches.answers is not None:
-            counts["response_shared"] = caches.answers.stats.shared
-            counts["response_unshared"] = caches.answers.stats.unshared
-        return counts
 
     def entries() -> dict[str, int]:
         audio = caches.audio.stats()
@@ -515,7 +528,7 @@ def _export_caches(metrics: Metrics, caches: Caches) -> None:
         " response_shared/unshared: FAQ askers who waited for another's agent call and got its"
         " answer, or asked the agent themselves).",
         "result",
-        lookups,
+        partial(cache_lookups, caches),
     )
     metrics.sources.labelled_gauges["wa_agentd_cache_entries"] = (
         "Entries held per cache.",
@@ -527,6 +540,68 @@ def _export_caches(metrics: Metrics, caches: Caches) -> None:
         "cache",
         sizes,
     )
+
+
+def _export_limits(metrics: Metrics, limits: MemoryUserLimits, budget: MemoryBudget) -> None:
+    """What the limits refused and how much of each budget is spent, read at scrape time
+    (names agreed with the alerts: brief/metrics-contract.md)."""
+    metrics.sources.counters["wa_agentd_limited"] = (
+        "Messages (or their transcription or voice note) dropped by a per-user limit.",
+        "limit",
+        lambda: {limit.value: limits.refusals().get(limit.value, 0) for limit in Limit},
+    )
+    metrics.sources.labelled_gauges["wa_agentd_budget_used_ratio"] = (
+        "Share of today's (UTC) global budget spent per upstream; 0 without a budget.",
+        "upstream",
+        budget.used_ratios,
+    )
+    metrics.sources.labelled_gauges["wa_agentd_budget_exhausted"] = (
+        "1 while the upstream's global daily budget is spent (the operator alert), else 0.",
+        "upstream",
+        lambda: {name: float(ratio >= 1.0) for name, ratio in budget.used_ratios().items()},
+    )
+
+
+def _bounds(settings: Settings) -> dict[str, int]:
+    return {
+        "queue_size": settings.server.queue_size,
+        "max_lanes": settings.lanes.max_lanes,
+        "max_concurrent_turns": settings.lanes.max_concurrent_turns,
+    }
+
+
+def _export_bounds(metrics: Metrics, settings: Settings) -> None:
+    """The bounds the queue, lanes and memory are held to, so alerts compare against them
+    instead of copies of the config and the unit."""
+    bounds = _bounds(settings)
+    metrics.sources.labelled_gauges["wa_agentd_capacity"] = (
+        "Configured bounds: queue_size (for wa_agentd_queue_depth), max_lanes (for "
+        "wa_agentd_lanes), max_concurrent_turns (for wa_agentd_turns_in_flight).",
+        "bound",
+        lambda: bounds,
+    )
+    metrics.sources.labelled_gauges["wa_agentd_memory_limit_bytes"] = (
+        "The service cgroup's memory limits (systemd MemoryHigh=: high, MemoryMax=: max); "
+        "absent when unlimited or not under cgroup v2.",
+        "limit",
+        cgroup.memory_limits,
+    )
+
+
+@dataclass
+class Backlog:
+    """Deferred turns as last counted, for /metrics (a scrape must not wait on the store)."""
+
+    deferred: int = 0
+
+
+async def _count_deferred(store: Store, lanes: Lanes, backlog: Backlog, every: float) -> None:
+    while True:
+        try:
+            backlog.deferred = await count_deferred(store, lanes)
+        except Exception:  # the next round may do better; the gauge keeps its last value
+            log.exception("counting deferred turns failed")
+        await trio.sleep(every)
 
 
 async def _warm_agent(agent: AgentforceClient, seconds: float) -> None:
@@ -650,6 +725,9 @@ async def _serving(
             on_report(r)
 
     store_counts: dict[str, int] = {}  # refreshed by _maintain_store, read by /metrics
+    limits = MemoryUserLimits(settings.limits)
+    budget = MemoryBudget(settings.limits)
+    started_at = time.time()  # "up since" in the status
 
     turn = Turn(
         channel=ups.channel,
@@ -665,6 +743,8 @@ async def _serving(
         on_report=report,
         remembered_users=settings.lanes.remembered_users,
         remembered_ttl=settings.lanes.remembered_ttl,
+        limits=limits,
+        budget=budget,
     )
 
     async def handle(message: Inbound) -> None:
@@ -709,6 +789,8 @@ async def _serving(
             public_media=ups.public_media,
             admin_token=settings.secrets.get("WA_AGENTD_ADMIN_TOKEN"),
             flush_caches=ups.caches.flush,
+            limits=limits,
+            max_waiting=lanes_cfg.max_waiting,
         )
         top.start_soon(probe.run)
         _export_state(obs.metrics, ctx, ups.agent, store_counts)
@@ -719,6 +801,28 @@ async def _serving(
         )
         top.start_soon(_maintain_store, settings, store, store_counts)
         _export_caches(obs.metrics, ups.caches)
+        _export_limits(obs.metrics, limits, budget)
+        _export_bounds(obs.metrics, settings)
+        backlog = Backlog()
+        top.start_soon(_count_deferred, store, lanes, backlog, inbox.retry_every)
+        obs.metrics.sources.gauges["wa_agentd_turns_deferred"] = (
+            "Turns accepted and not finished that no lane holds: deferred because nothing "
+            "could be delivered (tried again every [inbox] retry_every), or left by the last "
+            "run. Counted every [inbox] retry_every.",
+            lambda: backlog.deferred,
+        )
+        ctx.status = StatusSources(
+            provider=settings.channel.provider,
+            started_at=started_at,
+            ready=ctx.ready,
+            lanes=lanes,
+            count_deferred=partial(count_deferred, store, lanes),
+            last_deferred=lambda: backlog.deferred,
+            bounds=_bounds(settings),
+            breakers=guard.breakers,
+            cache_lookups=partial(cache_lookups, ups.caches),
+            errors=obs.errors,
+        ).snapshot
         obs.metrics.sources.labelled_gauges["wa_agentd_circuit_state"] = (
             "Circuit breaker state per upstream: 0 closed, 1 half-open, 2 open.",
             "upstream",

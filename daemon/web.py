@@ -7,8 +7,9 @@ the lanes, in a nursery the daemon owns. Bad input gets a clear status and never
     413  body over the limit ([server] max_body_bytes; Twilio: [twilio] max_body_bytes)
     408  body not in within BODY_TIMEOUT
     400  not JSON / not a webhook shape
-    503  queue full, too many bodies being read (daemon/web_body.py), or draining (Meta
-         retries for up to 7 days, Twilio once)
+    503  the lanes' global bounds full, too many bodies being read (daemon/web_body.py), or
+         draining (Meta retries for up to 7 days, Twilio once); never for one user's full
+         lane: that user's messages wait in the inbox (daemon/intake.py)
 
 Two apps: ``create_app`` for the public listener (the webhook, Twilio's media, /healthz and a
 /readyz that says only "ready" or "not ready") and ``create_admin_app`` for the loopback one
@@ -22,7 +23,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any
 from urllib.parse import quote
 
 import trio
@@ -30,9 +31,12 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, RequestTimeout
 
+from daemon import intake
 from daemon.channels.base import BadWebhook, Channel, WebhookRequest
 from daemon.config import ServerConfig
-from daemon.lanes import Closed, Lanes, Overloaded
+from daemon.intake import Inbox, Taken
+from daemon.lanes import Lanes
+from daemon.limits import UserLimits
 from daemon.model import Inbound
 from daemon.observe.logs import RateLimitedLog
 from daemon.observe.metrics import Metrics
@@ -54,14 +58,6 @@ class WebStats:
         table[key] = table.get(key, 0) + n
 
 
-class Inbox(Protocol):
-    """The durable inbox (daemon/state/store.py) as the webhook sees it."""
-
-    async def accept(self, messages: Sequence[Inbound]) -> list[Inbound]: ...
-
-    async def forget(self, message_ids: Sequence[str]) -> int: ...
-
-
 @dataclass
 class WebContext:
     channel: Channel
@@ -76,8 +72,14 @@ class WebContext:
     # POST /admin/* needs "Authorization: Bearer <admin_token>"; "" turns them off.
     admin_token: str = ""
     flush_caches: Callable[[], Awaitable[dict[str, int]]] | None = None
+    # GET /admin/status: the JSON document of daemon/observe/snapshot.py.
+    status: Callable[[], Awaitable[dict[str, Any]]] | None = None
     stats: WebStats = field(default_factory=WebStats)
     draining: bool = False
+    # Per-user limits decided as messages come in (None: none); messages of one user that may
+    # wait in the inbox while their lane is full ([lanes] max_waiting).
+    limits: UserLimits | None = None
+    max_waiting: int = 100
     bodies: BodyBudget = field(
         default_factory=lambda: BodyBudget(
             max_bytes=ServerConfig().body_memory_bytes, max_reads=ServerConfig().max_body_reads
@@ -141,7 +143,8 @@ def create_app(ctx: WebContext, *, admin_routes: bool = True) -> QuartTrio:
         except RequestTimeout:
             return answer("body_timeout", 408, "body too slow")
         hook = WebhookRequest(
-            url=_raw_url(),
+            origin=f"{request.scheme}://{request.host}",
+            target=_raw_target(),
             headers=headers,
             query=dict(request.args),
             body=body,
@@ -160,23 +163,11 @@ def create_app(ctx: WebContext, *, admin_routes: bool = True) -> QuartTrio:
             ctx.stats.count(ctx.stats.messages, f"ignored_{reason}", n)
         for error in batch.errors:
             log.warning("provider reported: %s", error)
-        # Written down before the 200 (durable, and the dedupe in one transaction): a message
-        # we answered 200 for is never lost, and a redelivered id is never turned twice.
-        new = await ctx.inbox.accept(batch.messages)
-        if len(new) < len(batch.messages):
-            ctx.stats.count(ctx.stats.messages, "duplicate", len(batch.messages) - len(new))
-        for i, message in enumerate(new):
-            try:
-                ctx.lanes.submit(message)
-            except (Closed, Overloaded) as exc:
-                # The messages before this one are queued; Meta's redelivery of the whole
-                # batch will skip them as duplicates and bring the rest again.
-                await ctx.inbox.forget([m.message_id for m in new[i:]])
-                if isinstance(exc, Closed):
-                    return answer("draining", 503, "draining, retry later")
-                log.warning("webhook refused: %s", exc)
-                return answer("overloaded", 503, "busy, retry later")
-            ctx.stats.count(ctx.stats.messages, "accepted")
+        taken = await _take(ctx, batch.messages)
+        if taken is Taken.DRAINING:
+            return answer("draining", 503, "draining, retry later")
+        if taken is Taken.OVERLOADED:
+            return answer("overloaded", 503, "busy, retry later")
         body_out, content_type = ctx.channel.accepted()
         return answer("accepted", 200, body_out.decode(), content_type)
 
@@ -234,20 +225,34 @@ KNOWN_STATUSES = frozenset(
 )
 
 
+async def _take(ctx: WebContext, messages: Sequence[Inbound]) -> Taken:
+    """The parsed messages into the inbox and the lanes (daemon/intake.py)."""
+    return await intake.take(
+        messages,
+        inbox=ctx.inbox,
+        lanes=ctx.lanes,
+        limits=ctx.limits,
+        max_waiting=ctx.max_waiting,
+        count=lambda outcome, n: ctx.stats.count(ctx.stats.messages, outcome, n),
+    )
+
+
 def status_label(status: str) -> str:
     """``status`` when documented (KNOWN_STATUSES), else "other"."""
     return status if status in KNOWN_STATUSES else "other"
 
 
-def _raw_url() -> str:
-    """The URL of the current request as the client sent it: scheme, Host, and the path and
-    query exactly as they came on the request line.
+def _raw_target() -> str:
+    """The request target as the client sent it: the path and the query exactly as they came
+    on the request line, never rebuilt from a string that includes the Host header.
 
     Werkzeug's ``request.url`` is rebuilt from the percent-decoded path and query, so
     ``?k=a%2Fb`` comes back as ``?k=a/b``; a signature over the URL the sender really called
     (Twilio signs it byte for byte, whatsapp.md §6) would then never match. The ASGI scope
     keeps the raw bytes: ``raw_path`` (hypercorn: the path alone; split at "?" all the same)
-    and ``query_string``.
+    and ``query_string``. The origin (scheme and Host) is kept apart in WebhookRequest; the
+    Host value is Werkzeug's ``request.host``, which from 3.1.8 is "" when the header has
+    characters no host can have (the floor pinned in pyproject.toml).
     """
     raw_path = request.scope.get("raw_path")
     if isinstance(raw_path, bytes) and raw_path:
@@ -255,7 +260,7 @@ def _raw_url() -> str:
     else:  # a server without raw_path: the decoded path, quoted back as best we can
         path = quote(request.path, safe="/:@!$&'()*+,;=-._~%")
     query = request.query_string.decode("ascii", "replace")
-    return f"{request.scheme}://{request.host}{path}" + (f"?{query}" if query else "")
+    return path + (f"?{query}" if query else "")
 
 
 async def _read_body(limit: int) -> bytes:
@@ -325,6 +330,16 @@ def add_admin_routes(app: QuartTrio, ctx: WebContext) -> None:
         flushed = await ctx.flush_caches()
         log.warning("caches flushed by an admin request: %s", flushed)
         return Response(json.dumps({"flushed": flushed}), content_type="application/json")
+
+    @app.get("/admin/status")
+    async def status() -> Response:
+        # Behind the token like every /admin/* route: it carries upstream error texts.
+        refused = _check_admin(ctx)
+        if refused is not None:
+            return refused
+        if ctx.status is None:
+            return Response("no status\n", status=404, content_type="text/plain")
+        return Response(json.dumps(await ctx.status()), content_type="application/json")
 
 
 def _check_admin(ctx: WebContext) -> Response | None:

@@ -84,6 +84,7 @@ class AgentforceClient:
         sessions: SessionStore,
         token_ttl: float = 1500.0,
         forward_greeting: bool = False,
+        bypass_user: bool = True,
         clock: Callable[[], float] = trio.current_time,
     ) -> None:
         self._http = http
@@ -96,6 +97,7 @@ class AgentforceClient:
         self._sessions = sessions
         self._token_ttl = token_ttl
         self._forward_greeting = forward_greeting
+        self._bypass_user = bypass_user
         self._clock = clock
         self._token: wire.Token | None = None
         # One fetch at a time; callers that waited find the fresh token (checked again).
@@ -227,7 +229,9 @@ class AgentforceClient:
     async def _start_session(self, user_key: str) -> tuple[AgentSession, tuple[AgentMessage, ...]]:
         # A fresh random key per session, as the docs ask (§2.1); never the phone number,
         # which would put it into Salesforce's event logs.
-        body = wire.start_session_body(str(uuid.uuid4()), self._instance_endpoint)
+        body = wire.start_session_body(
+            str(uuid.uuid4()), self._instance_endpoint, bypass_user=self._bypass_user
+        )
         response = await self._request(
             "POST",
             f"{self._api_url}/agents/{self._agent_id}/sessions",

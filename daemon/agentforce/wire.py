@@ -182,13 +182,20 @@ def start_session_body(
     external_session_key: str,
     instance_endpoint: str,
     variables: list[dict[str, Any]] | None = None,
+    *,
+    bypass_user: bool = True,
 ) -> dict[str, Any]:
-    """The documented minimum start-session body (§2.1), plus ``variables`` when given."""
+    """The documented minimum start-session body (§2.1), plus ``variables`` when given.
+
+    ``bypass_user``: true (the documented default) runs the agent as its agent user; false
+    runs it as the token's user, which employee agents require (``[agentforce] bypass_user``;
+    @salesforce/agents sends false for AgentforceEmployeeAgent, true otherwise).
+    """
     body: dict[str, Any] = {
         "externalSessionKey": external_session_key,
         "instanceConfig": {"endpoint": instance_endpoint},
         "streamingCapabilities": {"chunkTypes": ["Text"]},
-        "bypassUser": True,
+        "bypassUser": bypass_user,
     }
     if variables is not None:
         body["variables"] = variables
@@ -351,7 +358,7 @@ class SseTurn:
         self._data = []
         try:
             data = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             log.warning("agentforce stream: skipping an event whose data is not JSON")
             return
         if not isinstance(data, dict):
@@ -392,7 +399,7 @@ def parse_sse(lines: Iterable[str]) -> AgentReply:
 def _json_object(body: bytes) -> dict[str, Any] | None:
     try:
         data = json.loads(body)
-    except ValueError:  # includes UnicodeDecodeError
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError; deep nesting
         return None
     return data if isinstance(data, dict) else None
 

@@ -17,12 +17,23 @@ from daemon.model import Batch, Inbound, Media, User
 
 @dataclass(frozen=True, slots=True)
 class WebhookRequest:
-    """What the web layer hands a channel: the raw request, nothing parsed yet."""
+    """What the web layer hands a channel: the raw request, nothing parsed yet.
 
-    url: str  # the URL as the daemon saw it (scheme://host[:port]/path?query)
+    The URL comes in two parts that are never glued and split again: a Host header is the
+    client's to write, and re-parsing ``scheme://<Host><path>`` would let a "/" or "?" in it
+    move the path or the query a signature covers (Twilio signs the URL byte for byte).
+    """
+
+    origin: str  # scheme://host[:port] as the daemon saw it (Host validated by Werkzeug)
+    target: str  # the request target as sent: the raw path, and "?" + the raw query if any
     headers: Mapping[str, str]  # lower-case names
     query: Mapping[str, str]
     body: bytes
+
+    @property
+    def url(self) -> str:
+        """The whole URL as the daemon saw it (for logs and providers that sign no URL)."""
+        return self.origin + self.target
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +61,19 @@ def scrub_numbers(text: str) -> str:
     phone numbers appear only hashed (DESIGN.md).
     """
     return _NUMBER.sub("<number>", text)
+
+
+def error_code(value: object) -> int | None:
+    """A provider's error code as a number: an int, or a string of at most 12 ASCII digits;
+    None for anything else. ``str.isdigit()`` alone would let "²" through to ``int()``, which
+    refuses it, and an error body is whatever the other side sent."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isascii() and text.isdigit() and len(text) <= 12:
+            return int(text)
+    return None
 
 
 class Channel(Protocol):

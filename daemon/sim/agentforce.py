@@ -71,6 +71,7 @@ class ReceivedMessage:
     text: str
     time: float  # sim clock
     stream: bool = False
+    body: JsonDict = field(default_factory=dict)  # the request body as received
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ class LoggedRequest:
     path: str
     status: int
     time: float
+    headers: dict[str, str] = field(default_factory=dict)  # lower-case names, as received
 
 
 @dataclass
@@ -291,6 +293,28 @@ def default_brain(session: SimSession, text: str) -> list[JsonDict]:
     return [inform(echo_answer(text))]
 
 
+# A card number as users type one: 13 to 16 digits, maybe grouped by spaces or dashes.
+_CARD_NUMBER = re.compile(r"(?<!\d)(?:\d[ -]?){12,15}(\d{4})(?!\d)")
+
+
+def remembering_brain(session: SimSession, text: str) -> list[JsonDict]:
+    """``default_brain``, but context-aware like a real agent: once the user gave a card
+    number earlier in the session, every answer names it ("... the card ending 1111").
+
+    A real Agentforce agent keeps the conversation in its session and may weave what the
+    user said before into any answer, even to a general question; this brain makes that
+    visible, so a test can tell one user's personal answer from a shared one.
+    """
+    messages = default_brain(session, text)
+    found = (_CARD_NUMBER.search(earlier) for earlier in reversed(session.history))
+    card = next((m.group(1) for m in found if m), None)
+    if card is None or not messages or messages[0].get("type") != "Inform":
+        return messages
+    first = dict(messages[0])
+    first["message"] = f"{first['message']}\n\nI still have the card ending {card} on file."
+    return [first, *messages[1:]]
+
+
 # --- pure wire helpers ----------------------------------------------------------------------
 
 
@@ -422,6 +446,7 @@ class AgentforceSim:
         responder: Responder | None = None,
         idle_timeout: float | None = None,
         strict_sequence: bool = False,
+        employee_agent: bool = False,
     ) -> None:
         self.client_id = client_id
         self.client_secret = client_secret
@@ -433,6 +458,10 @@ class AgentforceSim:
         self.responder = responder
         self.idle_timeout = idle_timeout
         self.strict_sequence = strict_sequence
+        # An Agentforce Employee Agent runs as the token's user: a session start with
+        # bypassUser true is refused "400 Invalid user ID" (what @salesforce/agents' comments
+        # report, and why it sends false for AgentforceEmployeeAgent).
+        self.employee_agent = employee_agent
         # Close every stream after this many events, without END_OF_TURN (§11.8 "dropped
         # stream mid-turn"). None: streams complete.
         self.stream_drop_after: int | None = None
@@ -593,12 +622,15 @@ class AgentforceSim:
 
     # -- turns --------------------------------------------------------------------------
 
-    def _begin_turn(self, session: SimSession, sequence_id: int, text: str, stream: bool) -> _Turn:
+    def _begin_turn(
+        self, session: SimSession, sequence_id: int, body: JsonDict, stream: bool
+    ) -> _Turn:
         assert self._nursery is not None, "call start() first"
+        text: str = body["message"]["text"]
         session.busy = True
         session.last_sequence_id = max(session.last_sequence_id, sequence_id)
         self.received.append(
-            ReceivedMessage(session.session_id, sequence_id, text, self.clock(), stream)
+            ReceivedMessage(session.session_id, sequence_id, text, self.clock(), stream, body)
         )
         self._changes.bump()
         turn = _Turn(text)
@@ -653,8 +685,9 @@ class AgentforceSim:
         return app
 
     async def _log_request(self, response: Response) -> Response:
+        headers = {name.lower(): value for name, value in request.headers.items()}
         self.requests.append(
-            LoggedRequest(request.method, request.path, response.status_code, self.clock())
+            LoggedRequest(request.method, request.path, response.status_code, self.clock(), headers)
         )
         self._changes.bump()
         return response
@@ -755,6 +788,8 @@ class AgentforceSim:
             return problem
         if reason := check_start_body(body):
             return self._error(400, "BadRequestException", reason)
+        if self.employee_agent and body["bypassUser"]:
+            return self._error(400, "BadRequestException", "Invalid user ID")
         endpoint = body["instanceConfig"]["endpoint"]
         if _endpoint(endpoint) != _endpoint(self.instance_endpoint):
             return self._error(
@@ -822,7 +857,7 @@ class AgentforceSim:
                 f"Invalid sequenceId {sequence_id}: must be greater than "
                 f"{session.last_sequence_id}",
             )
-        return self._begin_turn(session, sequence_id, body["message"]["text"], stream), None
+        return self._begin_turn(session, sequence_id, body, stream), None
 
     async def _send(self, session_id: str) -> Response:
         turn, problem = await self._accept_turn(session_id, "application/json", stream=False)

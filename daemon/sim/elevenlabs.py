@@ -40,13 +40,30 @@ log = logging.getLogger(__name__)
 
 JsonDict = dict[str, Any]
 
-STT_MODELS = ("scribe_v1", "scribe_v1_experimental", "scribe_v2")  # §2.1, 2025 spec + 2026 SDK
-# §1.9: characters per request for each TTS model.
+# §2.1 and the models the API lists (elevenlabs.io/docs/overview/models; the 2.78 SDK's
+# docstrings add scribe_v2_medical and scribe_v3). scribe_v2_realtime is WebSocket-only.
+STT_MODELS = (
+    "scribe_v1",
+    "scribe_v1_experimental",
+    "scribe_v2",
+    "scribe_v2_medical",
+    "scribe_v3",
+)
+# Characters per request for every text-to-speech model the API lists (§1.9 and the models
+# overview; the 2.78 SDK's TtsConversationalModel names v4 and v4 turbo). The English-only
+# v2 models take 30 000 characters; the deprecated v1 models, still accepted, 10 000.
 TTS_MODELS = {
     "eleven_flash_v2_5": 40_000,
     "eleven_turbo_v2_5": 40_000,
+    "eleven_flash_v2": 30_000,
+    "eleven_turbo_v2": 30_000,
     "eleven_multilingual_v2": 10_000,
-    "eleven_v3": 3_000,
+    "eleven_v3": 5_000,
+    "eleven_v3_conversational": 5_000,
+    "eleven_v4": 10_000,
+    "eleven_v4_turbo": 10_000,
+    "eleven_monolingual_v1": 10_000,
+    "eleven_multilingual_v1": 10_000,
 }
 DEFAULT_TTS_MODEL = "eleven_multilingual_v2"  # §1.4
 DEFAULT_OUTPUT_FORMAT = "mp3_44100_128"  # §1.3
@@ -75,6 +92,16 @@ CONTENT_TYPES = {
     "ulaw": "audio/basic",
     "alaw": "audio/x-alaw-basic",
 }
+# Scribe reports the language as ISO 639-3 ("eng"; the SDK's SpeechToTextChunkResponseModel:
+# "The detected language code (e.g. 'eng' for English)"), whatever form it was given in.
+ISO_639_3 = {
+    "en": "eng", "ja": "jpn", "zh": "cmn", "de": "deu", "hi": "hin", "fr": "fra", "ko": "kor",
+    "pt": "por", "it": "ita", "es": "spa", "id": "ind", "nl": "nld", "tr": "tur", "fil": "fil",
+    "tl": "fil", "pl": "pol", "sv": "swe", "bg": "bul", "ro": "ron", "ar": "ara", "cs": "ces",
+    "el": "ell", "fi": "fin", "hr": "hrv", "ms": "msa", "sk": "slk", "da": "dan", "ta": "tam",
+    "uk": "ukr", "ru": "rus", "hu": "hun", "no": "nor", "nb": "nor", "vi": "vie", "he": "heb",
+    "th": "tha", "fa": "fas", "ur": "urd", "bn": "ben", "sw": "swa",
+}  # fmt: skip
 # What an untagged clip "says", as daemon.sim.audio.listen hears it.
 UNTAGGED_TEXT = "Hello, this is a voice note."
 _TRUE = frozenset({"true", "1", "yes", "on", "t", "y"})  # pydantic's lax booleans
@@ -508,8 +535,9 @@ class ElevenLabsSim:
                 "audio or video file.",
             )
         language_code = fields.get("language_code") or None
+        heard = (language_code or language).strip().lower()
         body = {
-            "language_code": language_code or language,
+            "language_code": ISO_639_3.get(heard, heard),
             "language_probability": 1.0 if language_code else 0.98,
             "text": text,
             "words": words_for(text, seconds, granularity),

@@ -48,9 +48,11 @@ log = logging.getLogger(__name__)
 Json = dict[str, Any]
 
 _VERSION = re.compile(r"v\d+\.\d+")
-# §5: `to` is E.164 with '+'. Without '+' Graph prepends the business number's country code
-# and may misdeliver, so the simulator refuses it. BSUIDs look like "US.1349..." (§2.7).
-_E164 = re.compile(r"\+[1-9]\d{6,14}")
+# §5: `to` is a phone number with its country code, '+' or not: Graph takes both (without
+# '+' it may prepend the business number's country code, §5, which is the sender's problem,
+# not a refusal), and pywa replies to the bare `wa_id` digits a webhook carries. The daemon
+# sends '+'. BSUIDs look like "US.1349..." (§2.7).
+_PHONE = re.compile(r"\+?[1-9]\d{6,14}")
 _BSUID = re.compile(r"[A-Za-z]{2,}(?:\.[A-Za-z0-9]+)+")
 _HTTP_LINK = re.compile(r"https?://\S+")
 
@@ -61,6 +63,10 @@ URL_TTL = 5 * 60.0  # §4: media URLs expire after 5 minutes
 MEDIA_HOST = "localhost"  # the media URLs' host: the API's loopback, under another name
 UPLOAD_TTL = 30 * 86400.0  # §4: media ids of uploads live 30 days
 USER_MEDIA_TTL = 7 * 86400.0  # §4: media ids from webhooks live 7 days
+# §4: what Graph answers a media lookup that names a phone_number_id for media a user sent.
+USER_MEDIA_NUMBER_ERROR = (
+    "Param phone_number_id is not a valid whatsapp business phone number id ID"
+)
 
 # §4.1: the audio types Graph takes. Ogg is "OPUS codecs only; base audio/ogg not supported",
 # so the type must say `audio/ogg; codecs=opus` and the bytes must be Ogg/Opus (checked
@@ -357,11 +363,12 @@ class GraphSim:
         """The next ``count`` valid sends fail with Graph error ``code`` (e.g. 131056)."""
         self._failures.extend(_Failure(code, http_status) for _ in range(count))
 
-    def add_user_media(self, data: bytes, mime_type: str) -> str:
-        """Store media a user "sent" (it then arrives by webhook); returns its media id."""
+    def add_user_media(self, data: bytes, mime_type: str, *, media_id: str = "") -> str:
+        """Store media a user "sent" (it then arrives by webhook); returns its media id
+        (``media_id`` when given: the id a recorded webhook already names)."""
         now = self.clock()
         media = StoredMedia(
-            self._new_id(), data, mime_type, now, now + USER_MEDIA_TTL, from_user=True
+            media_id or self._new_id(), data, mime_type, now, now + USER_MEDIA_TTL, from_user=True
         )
         self.media[media.id] = media
         return media.id
@@ -535,7 +542,7 @@ class GraphSim:
         self.sent.append(SentMessage(wamid=wamid, to=to, type=kind, at=now, payload=body, **fields))
         self._changes.bump()
         log.debug("sim graph: %s to %s as %s", kind, hashed(to), wamid)
-        contact = {"input": to, "user_id": to} if bsuid else {"input": to, "wa_id": to[1:]}
+        contact = {"input": to, "user_id": to} if bsuid else {"input": to, "wa_id": to.lstrip("+")}
         return self._json(
             {"messaging_product": "whatsapp", "contacts": [contact], "messages": [{"id": wamid}]}
         )
@@ -544,9 +551,9 @@ class GraphSim:
     def _addressee(body: Json) -> tuple[str, str, bool]:
         """(address, the field it came in, is it a BSUID) of a send.
 
-        Exactly one of ``to`` and ``recipient`` (§2.7): a phone number in ``to`` (E.164 with
-        '+', §5); a business-scoped user id in ``recipient`` with ``to`` left out (pywa 4.x),
-        or in ``to`` as the Dec 2025 doc allowed.
+        Exactly one of ``to`` and ``recipient`` (§2.7): a phone number in ``to`` (with its
+        country code, '+' or not, §5); a business-scoped user id in ``recipient`` with ``to``
+        left out (pywa 4.x), or in ``to`` as the Dec 2025 doc allowed.
         """
         if ("to" in body) == ("recipient" in body):
             _invalid("Exactly one of the parameters to and recipient is required.")
@@ -559,8 +566,8 @@ class GraphSim:
         if not isinstance(to, str) or not to:
             _invalid("The parameter to is required.")
         bsuid = bool(_BSUID.fullmatch(to))
-        if not (_E164.fullmatch(to) or bsuid):
-            _invalid(f"Param to must be a phone number with '+' and country code, got '{to}'.")
+        if not (_PHONE.fullmatch(to) or bsuid):
+            _invalid(f"Param to must be a phone number with its country code, got '{to}'.")
         return to, "to", bsuid
 
     @staticmethod
@@ -658,8 +665,13 @@ class GraphSim:
         media = self.media.get(media_id)
         if media is None or media.expires_at <= self.clock():
             _no_object(media_id, verb)
-        # §4: with phone_number_id the call fails unless the media belongs to that number.
+        # §4: phone_number_id is optional; with it the request is processed only if it names
+        # the number the media was *uploaded on*. A user's media was uploaded by the user,
+        # on no business number, so naming ours is refused with Graph's own words
+        # (chatwoot/chatwoot#13319); naming another number than ours refuses our uploads.
         owner = request.args.get("phone_number_id")
+        if owner is not None and media.from_user:
+            raise GraphError(100, USER_MEDIA_NUMBER_ERROR, title=USER_MEDIA_NUMBER_ERROR)
         if owner is not None and owner != self.phone_number_id:
             _no_object(media_id, verb)
         return media

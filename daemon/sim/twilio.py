@@ -651,11 +651,12 @@ def _digits(address: str) -> str:
 
 
 def sign(auth_token: str, url: str, params: Iterable[tuple[str, str]]) -> str:
-    """``X-Twilio-Signature``: base64 HMAC-SHA1 of the URL plus every name+value, names
-    sorted and the values of a name sorted (§6)."""
-    grouped: dict[str, list[str]] = {}
+    """``X-Twilio-Signature``: base64 HMAC-SHA1 of the URL plus name+value for every name
+    sorted and every distinct value of it sorted, a repeated value once (§6; twilio-python
+    and twilio-node both deduplicate the values)."""
+    grouped: dict[str, set[str]] = {}
     for name, value in params:
-        grouped.setdefault(name, []).append(value)
+        grouped.setdefault(name, set()).add(value)
     message = url + "".join(
         name + value for name in sorted(grouped) for value in sorted(grouped[name])
     )

@@ -158,7 +158,7 @@ def pcm_rate(output_format: str) -> int | None:
 def _json(body: bytes) -> Any:
     try:
         return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError; deep nesting
         return None
 
 
@@ -180,9 +180,10 @@ def parse_error(status: int, body: bytes, upstream: str) -> UpstreamError:
     elif isinstance(detail, list):
         code = "validation_error"
         first = detail[0] if detail and isinstance(detail[0], dict) else {}
-        message = str(first.get("msg", ""))
-        if first.get("loc"):
-            message = f"{'.'.join(map(str, first['loc']))}: {message}"
+        message = str(first.get("msg", ""))[:200]
+        loc = first.get("loc")
+        if isinstance(loc, list) and loc:  # FastAPI's ["body", "model_id"]; anything else: none
+            message = f"{'.'.join(str(part)[:50] for part in loc[:5])}: {message}"
     elif isinstance(detail, str):
         message = detail
     message = f"HTTP {status}" + (f": {message[:200]}" if message else "")
@@ -192,14 +193,19 @@ def parse_error(status: int, body: bytes, upstream: str) -> UpstreamError:
 
 
 def parse_transcript(body: bytes) -> Transcript:
-    """``{"text": ..., "language_code": ...}`` -> Transcript; UpstreamRejected if malformed."""
+    """``{"text": ..., "language_code": ...}`` -> Transcript; UpstreamRejected if malformed.
+
+    Scribe reports ISO 639-3 ("eng", "ara"; §2.1, the SDK's "e.g. 'eng' for English"), the
+    rest of the daemon (canned texts, TTS ``language_code``) speaks ISO 639-1: mapped here,
+    once, so a code never reaches them in the other form.
+    """
     doc = _json(body)
     if not isinstance(doc, dict) or not isinstance(doc.get("text"), str):
         raise UpstreamRejected(STT, "reply has no text", code="malformed_reply")
-    language = doc.get("language_code")
+    reported = doc.get("language_code")
     return Transcript(
         text=doc["text"].strip(),
-        language=language if isinstance(language, str) and language else None,
+        language=language.normalize(reported if isinstance(reported, str) else None),
     )
 
 

@@ -1,6 +1,5 @@
-"""Edge fixtures: ``provider`` runs a test once per WhatsApp provider where the attack applies
-to both (the web layer never branches on the provider, but the signature header and the
-body limit differ)."""
+"""Edge fixtures: ``provider`` runs a test once per WhatsApp provider (as in integration),
+where the attack applies to both (the signature header and the body limit differ)."""
 
 from __future__ import annotations
 

@@ -280,3 +280,43 @@ async def test_twilio_signature_over_a_percent_encoded_query(public: str | None)
             genuine = await sender(query).post(params)
             await stack.wait_reports(1)
     assert (decoded.status_code, genuine.status_code) == (401, 200)
+
+
+async def _post_with_host(stack: Stack, host: str, target: str, body: bytes, sig: str) -> bytes:
+    """POST ``body`` at the socket level with a Host header of our choosing (httpx would
+    refuse or rewrite it); return the daemon's status line."""
+    address, port = stack.daemon.url.removeprefix("http://").split(":")
+    request = (
+        f"POST {target} HTTP/1.1\r\nHost: {host}\r\n"
+        f"Content-Type: application/x-www-form-urlencoded\r\n"
+        f"X-Twilio-Signature: {sig}\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode() + body
+    reply = b""
+    with trio.fail_after(10):
+        conn = await trio.open_tcp_stream(address, int(port))
+        async with conn:
+            await conn.send_all(request)
+            while b"\r\n" not in reply and (data := await conn.receive_some(4096)):
+                reply += data
+    return reply.split(b"\r\n", 1)[0]
+
+
+async def test_twilio_signed_url_is_the_raw_target_whatever_the_host_says() -> None:
+    # The Host header is the client's to write. The signed URL is [twilio] public_url plus
+    # the raw path and query; a "/" or "?" in Host must not move what the signature covers.
+    public = "https://bot.example.com"
+    token = SECRETS["TWILIO_AUTH_TOKEN"]
+    async with open_stack(provider="twilio", twilio={"public_url": public}) as stack:
+        params = twilio_sim.webhook_params(from_wa_id=ALICE, body="hello")
+        body = twilio_sim.encode_form(params)
+        genuine = twilio_sim.sign(token, f"{public}/webhook?a=1", params)
+        shifted = twilio_sim.sign(token, f"{public}/evil/webhook?a=1", params)
+        bad_host = "bot.example.com/evil"
+        assert await _post_with_host(stack, bad_host, "/webhook?a=1", body, shifted) == (
+            b"HTTP/1.1 401 "
+        )
+        status = await _post_with_host(stack, bad_host, "/webhook?a=1", body, genuine)
+        assert status == b"HTTP/1.1 200 "
+        with trio.fail_after(10):
+            await stack.wait_reports(1)

@@ -200,3 +200,16 @@ async def test_the_agent_token_is_fetched_at_start_up_not_by_the_first_user(stac
         await stack.send_text(ALICE, "hello")
         await stack.wait_reports(1)
     assert stack.agentforce.token_requests == 1  # the first turn used it
+
+
+async def test_an_employee_agent_is_asked_without_bypassing_the_user() -> None:
+    # [agentforce] bypass_user = false: the session starts as the token's user, which an
+    # Agentforce Employee Agent requires (it refuses bypassUser true with 400).
+    async with open_stack(
+        agentforce_options={"employee_agent": True}, agentforce={"bypass_user": False}
+    ) as stack:
+        with trio.fail_after(10):
+            await stack.send_text(ALICE, "What are your opening hours?")
+            [sent] = await stack.wait_delivered(1, ALICE)
+    assert sent.text and "open" in sent.text
+    assert [s.body["bypassUser"] for s in stack.agentforce.started] == [False]

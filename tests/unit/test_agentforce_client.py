@@ -147,6 +147,7 @@ def make_client(
     max_sessions: int = 100,
     idle: float = 1200.0,
     forward_greeting: bool = False,
+    bypass_user: bool = True,
 ) -> AgentforceClient:
     return AgentforceClient(
         http,
@@ -159,7 +160,20 @@ def make_client(
         sessions=SessionStore(max_sessions, idle),
         token_ttl=1500.0,
         forward_greeting=forward_greeting,
+        bypass_user=bypass_user,
     )
+
+
+async def test_an_employee_agent_session_starts_without_bypassing_the_user(
+    fake: FakeAgentforce, http: httpx.AsyncClient
+) -> None:
+    # [agentforce] bypass_user = false: an employee agent runs as the token's user and
+    # refuses bypassUser true (the choice @salesforce/agents makes by agent type).
+    client = make_client(http, bypass_user=False)
+    with trio.fail_after(10):
+        await client.ask("+15550001", "hello")
+    [start] = fake.starts
+    assert json.loads(start.content)["bypassUser"] is False
 
 
 async def test_first_ask_starts_a_session_with_the_documented_body(

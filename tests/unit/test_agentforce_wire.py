@@ -219,6 +219,11 @@ def test_start_session_body_is_the_documented_minimum() -> None:
     }
 
 
+def test_start_session_body_for_an_employee_agent() -> None:
+    body = wire.start_session_body("k", "https://acme.my.salesforce.com", bypass_user=False)
+    assert body["bypassUser"] is False
+
+
 def test_start_session_body_with_variables() -> None:
     variables = [{"name": "$Context.EndUserLanguage", "type": "Text", "value": "en_US"}]
     body = wire.start_session_body("k", "https://acme.my.salesforce.com", variables)

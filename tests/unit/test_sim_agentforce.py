@@ -848,3 +848,21 @@ async def test_wait_helpers_and_request_log(sim: AgentforceSim, client: httpx.As
         ("POST", 200),
     ]
     assert sim.requests[0].path == "/services/oauth2/token"
+
+
+async def test_an_employee_agent_refuses_to_bypass_the_user(nursery: trio.Nursery) -> None:
+    # Employee agents run as the token's user: bypassUser true is refused "400 Invalid user
+    # ID" (why @salesforce/agents sends false for AgentforceEmployeeAgent); false works.
+    sim = make_sim(employee_agent=True)
+    with trio.fail_after(10):
+        await sim.start(nursery)
+        async with httpx.AsyncClient(base_url=sim.base_url, timeout=None) as client:
+            await authed(client)
+            url = f"{API}/agents/{AGENT_ID}/sessions"
+            bypassing = await client.post(url, json=start_body(), headers=JSON_HEADERS)
+            as_user = await client.post(
+                url, json=start_body(bypassUser=False), headers=JSON_HEADERS
+            )
+    assert assert_envelope(bypassing, 400, "BadRequestException") == "Invalid user ID"
+    assert as_user.status_code == 200, as_user.text
+    assert [s.body["bypassUser"] for s in sim.started] == [False]

@@ -213,7 +213,8 @@ async def test_text_length_limit(sim: GraphSim, client: httpx.AsyncClient) -> No
 @pytest.mark.parametrize(
     ("payload", "needle"),
     [
-        (text("hi", to="16505551234"), "to"),  # no '+': Graph would guess the country
+        (text("hi", to="1650"), "to"),  # too short for a phone number
+        (text("hi", to="+0650555123"), "to"),  # no country code starts with 0
         (text("hi", to=""), "to"),
         (text("hi", recipient_type="group"), "recipient_type"),
         (text("hi", audio={"id": "1"}), "audio"),  # a key of another type
@@ -506,7 +507,7 @@ async def test_user_media_url_and_download(sim: GraphSim, client: httpx.AsyncCli
     clip = ogg_opus()
     media_id = sim.add_user_media(clip, "audio/ogg; codecs=opus")
     with trio.fail_after(10):
-        info = await client.get(f"/{media_id}", params={"phone_number_id": PHONE_ID})
+        info = await client.get(f"/{media_id}")
         url = info.json()["url"]
         download = await client.get(url)
         anonymous = await client.get(url, headers={"Authorization": ""})
@@ -543,6 +544,52 @@ async def test_user_media_url_and_download(sim: GraphSim, client: httpx.AsyncCli
     ]
     assert_graph_error(unknown, 100)
     assert_graph_error(other_number, 100)
+
+
+async def test_user_media_lookup_naming_a_number_is_refused(
+    sim: GraphSim, client: httpx.AsyncClient
+) -> None:
+    # §4: phone_number_id only matches the number media was uploaded on; a user's voice note
+    # was uploaded on none, so Graph refuses the lookup that names ours (chatwoot#13319).
+    media_id = sim.add_user_media(ogg_opus(), OGG)
+    with trio.fail_after(10):
+        ours = await client.get(f"/{media_id}", params={"phone_number_id": PHONE_ID})
+        plain = await client.get(f"/{media_id}")
+    details = assert_graph_error(ours, 100)
+    assert ours.json()["error"]["message"] == (
+        "(#100) Param phone_number_id is not a valid whatsapp business phone number id ID"
+    )
+    assert details == graph.USER_MEDIA_NUMBER_ERROR
+    assert plain.status_code == 200
+
+
+async def test_own_upload_lookup_may_name_its_number(
+    sim: GraphSim, client: httpx.AsyncClient
+) -> None:
+    with trio.fail_after(10):
+        upload = await client.post(
+            f"/{PHONE_ID}/media",
+            data={"messaging_product": "whatsapp", "type": OGG},
+            files={"file": ("voice.ogg", ogg_opus(), OGG)},
+        )
+        media_id = upload.json()["id"]
+        ours = await client.get(f"/{media_id}", params={"phone_number_id": PHONE_ID})
+        other = await client.get(f"/{media_id}", params={"phone_number_id": "999"})
+        plain = await client.get(f"/{media_id}")
+    assert (ours.status_code, plain.status_code) == (200, 200)
+    assert_graph_error(other, 100)
+
+
+@pytest.mark.parametrize("to", ["+16505551234", "16505551234"])
+async def test_to_takes_the_number_with_or_without_plus(
+    sim: GraphSim, client: httpx.AsyncClient, to: str
+) -> None:
+    # pywa replies to the bare wa_id digits a webhook carries; Graph takes both (§5).
+    with trio.fail_after(10):
+        response = await client.post(f"/{PHONE_ID}/messages", json=text("hi", to=to))
+    assert response.status_code == 200, response.text
+    assert response.json()["contacts"] == [{"input": to, "wa_id": "16505551234"}]
+    assert [m.to for m in sim.sent] == [to]
 
 
 async def test_media_url_expires_after_five_minutes(

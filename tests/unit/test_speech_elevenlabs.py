@@ -99,7 +99,7 @@ async def test_transcribe_request_shape() -> None:
         with trio.fail_after(10):
             transcript = await client.transcribe(note, "audio/ogg; codecs=opus")
 
-    assert transcript == Transcript(text="Hello world!", language="eng")
+    assert transcript == Transcript(text="Hello world!", language="en")  # "eng" mapped
     (request,) = seen
     assert request.method == "POST"
     assert str(request.url) == f"{API}/v1/speech-to-text"
@@ -461,6 +461,17 @@ def test_upload_name_trusts_the_bytes_for_ogg() -> None:
 )  # fmt: skip
 def test_pcm_rate(fmt: str, rate: int | None) -> None:
     assert pcm_rate(fmt) == rate
+
+
+@pytest.mark.parametrize(
+    ("reported", "language"),
+    [("eng", "en"), ("ara", "ar"), ("cmn", "zh"), ("tgl", "fil"), ("en", "en"), ("", None)],
+)
+def test_parse_transcript_maps_scribes_iso_639_3_codes(reported: str, language: str | None) -> None:
+    # Scribe answers three-letter codes (e.g. "eng", with language_probability); the canned
+    # texts and TTS language_code use ISO 639-1.
+    body = f'{{"text":"hi","language_code":"{reported}","language_probability":0.98}}'
+    assert parse_transcript(body.encode()) == Transcript("hi", language)
 
 
 def test_parse_transcript_ignores_a_non_string_language() -> None:

@@ -436,14 +436,18 @@ def hand_signature(url: str) -> str:
     return base64.b64encode(hmac.new(TOKEN.encode(), data.encode(), hashlib.sha1).digest()).decode()
 
 
-def webhook(signature: str | None, body: bytes = BODY) -> WebhookRequest:
+def webhook(
+    signature: str | None,
+    body: bytes = BODY,
+    *,
+    origin: str = "http://127.0.0.1:8080",
+    target: str = "/webhook?tenant=a",
+) -> WebhookRequest:
     headers = {"content-type": "application/x-www-form-urlencoded"}
     if signature is not None:
         headers["x-twilio-signature"] = signature
     # Behind the TLS proxy the daemon sees its own loopback URL, not the public one.
-    return WebhookRequest(
-        url="http://127.0.0.1:8080/webhook?tenant=a", headers=headers, query={}, body=body
-    )
+    return WebhookRequest(origin=origin, target=target, headers=headers, query={}, body=body)
 
 
 def test_channel_verifies_against_the_public_url() -> None:
@@ -458,6 +462,31 @@ def test_channel_verifies_against_the_public_url() -> None:
     tampered = BODY.replace(b"Hi+there", b"Hi+therE")
     assert not channel.verify(webhook(hand_signature(f"{PUBLIC}/webhook?tenant=a"), tampered))
     assert not channel.verify(webhook("x", b"\xff\xfe"))
+
+
+def test_channel_signs_the_raw_target_whatever_the_host_header_says() -> None:
+    # A Host header is the client's to write. Glued to the path and parsed again, a "/" or
+    # "?" in it would move what the signature covers: "bot.example.com/evil" would turn a
+    # request for /webhook into one Twilio signed for /evil/webhook. The public URL plus the
+    # raw target is what is checked; the Host plays no part.
+    channel, _, _, _ = make_channel(lambda r: httpx.Response(500))
+    sneaky = {"origin": "http://bot.example.com/evil?x=", "target": "/webhook?tenant=a"}
+    assert channel.verify(webhook(hand_signature(f"{PUBLIC}/webhook?tenant=a"), **sneaky))
+    assert not channel.verify(webhook(hand_signature(f"{PUBLIC}/evil/webhook?tenant=a"), **sneaky))
+    assert not channel.verify(
+        webhook(hand_signature(f"{PUBLIC}/evil?x=/webhook?tenant=a"), **sneaky)
+    )
+
+
+def test_channel_without_public_url_signs_what_it_saw() -> None:
+    client, _, _ = make_client(lambda r: httpx.Response(500))
+    channel = TwilioChannel(
+        client, PublicMedia(clock=lambda: 0.0), auth_token=TOKEN, public_url="", from_=FROM
+    )
+    seen = "http://127.0.0.1:8080/webhook?tenant=a"
+    assert channel.verify(webhook(hand_signature(seen)))
+    assert channel.verify(webhook(hand_signature("http://127.0.0.1/webhook?tenant=a")))
+    assert not channel.verify(webhook(hand_signature(f"{PUBLIC}/webhook?tenant=a")))
 
 
 def test_channel_parse() -> None:

@@ -27,6 +27,13 @@ def hand_hmac(token: str, data: str) -> str:
     return base64.b64encode(digest).decode()
 
 
+def verify(token: str, url: str, params: wire.Params, header: str | None) -> bool:
+    """``wire.verify`` over a full URL, split here by hand: the origin before the first "/"
+    after "//", the target from there (as the web layer hands them over, never re-parsed)."""
+    slash = url.find("/", url.index("//") + 2)
+    return wire.verify(token, url[:slash], url[slash:], params, header)
+
+
 # --- signature ------------------------------------------------------------------------------
 
 # The vectors published with twilio-python's RequestValidator tests.
@@ -66,9 +73,10 @@ def test_signature_of_repeated_names_sorts_their_values() -> None:
 
 
 # Repeated names and values, as twilio-python's RequestValidator.compute_signature treats
-# them: names sorted once each (sorted(set(params))), then ALL the values of a name (MultiDict
-# getall: duplicates kept) sorted by code point, each appended as name + value. So "Z" < "z"
-# < "é", "10" < "9", a value sent twice counts twice, and "MediaUrl" < "MediaUrl0".
+# them: names sorted once each (sorted(set(params))), then the DISTINCT values of a name
+# (sorted(set(values)); twilio-node: Array.from(new Set(values)).sort()) sorted by code
+# point, each appended as name + value. So "Z" < "z" < "é", "10" < "9", a value sent twice
+# counts once, and "MediaUrl" < "MediaUrl0".
 REPEATED = [
     ("Tag", "z"),
     ("NumMedia", "9"),
@@ -83,8 +91,7 @@ REPEATED_URL = "https://bot.example.com/webhook?k=a%2Fb"
 REPEATED_SIGNED = (
     REPEATED_URL
     + "MediaUrlx"
-    + "MediaUrl0https://a/1"
-    + "MediaUrl0https://a/1"
+    + "MediaUrl0https://a/1"  # sent twice, signed once
     + "NumMedia10"
     + "NumMedia9"
     + "TagZ"
@@ -95,13 +102,21 @@ REPEATED_SIGNED = (
 
 def test_signature_of_repeated_names_and_values_by_hand() -> None:
     expected = hand_hmac(TOKEN, REPEATED_SIGNED)
-    assert expected == "m1pzXAVMxKWQlidML1byV+94gmE="  # the hand computation, pinned
+    assert expected == "Aid8zHPgmEY9ayJRsNV8l7bS//I="  # the hand computation, pinned
     assert wire.signature(TOKEN, REPEATED_URL, REPEATED) == expected
     assert wire.signature(TOKEN, REPEATED_URL, list(reversed(REPEATED))) == expected
-    assert wire.verify(TOKEN, REPEATED_URL, REPEATED, expected)
-    # Dropping the duplicate pair changes the signature: duplicates are signed, not merged.
+    assert verify(TOKEN, REPEATED_URL, REPEATED, expected)
+    # The duplicate pair merged or not: the same signature, as the official validators see it.
     deduplicated = list(dict.fromkeys(REPEATED))
-    assert wire.signature(TOKEN, REPEATED_URL, deduplicated) != expected
+    assert wire.signature(TOKEN, REPEATED_URL, deduplicated) == expected
+
+
+def test_a_value_sent_twice_is_signed_once() -> None:
+    # Foo=a&Foo=a, signed by Twilio as "Fooa" (twilio-python and twilio-node deduplicate).
+    url = "https://bot.example.com/webhook"
+    header = hand_hmac(TOKEN, url + "Fooa")
+    assert verify(TOKEN, url, [("Foo", "a"), ("Foo", "a")], header)
+    assert not verify(TOKEN, url, [("Foo", "a"), ("Foo", "a")], hand_hmac(TOKEN, url + "FooaFooa"))
 
 
 def test_signature_over_a_whatsapp_form_with_query_and_unicode() -> None:
@@ -109,7 +124,7 @@ def test_signature_over_a_whatsapp_form_with_query_and_unicode() -> None:
     params = [("Body", "Olá +1"), ("From", "whatsapp:+558282136275"), ("AccountSid", "AC1")]
     expected = hand_hmac("tok", url + "AccountSidAC1" + "BodyOlá +1" + "Fromwhatsapp:+558282136275")
     assert wire.signature("tok", url, params) == expected
-    assert wire.verify("tok", url, params, expected)
+    assert verify("tok", url, params, expected)
 
 
 def test_empty_params_sign_the_url_alone() -> None:
@@ -132,25 +147,39 @@ def test_empty_params_sign_the_url_alone() -> None:
 def test_verify_tries_with_and_without_the_port(called: str, signed: str) -> None:
     params = [("MessageSid", SID), ("Body", "hi")]
     header = hand_hmac("tok", signed + "Bodyhi" + f"MessageSid{SID}")
-    assert wire.verify("tok", called, params, header)
+    assert verify("tok", called, params, header)
 
 
 def test_published_port_vectors() -> None:
     params = list(DOC_PARAMS.items())
-    assert wire.verify(TOKEN, DOC_URL, params, "kvajT1Ptam85bY51eRf/AJRuM3w=")  # with :443
+    assert verify(TOKEN, DOC_URL, params, "kvajT1Ptam85bY51eRf/AJRuM3w=")  # with :443
     http = DOC_URL.replace("https", "http")
-    assert wire.verify(TOKEN, http, params, "0ZXoZLH/DfblKGATFgpif+LLRf4=")  # with :80
+    assert verify(TOKEN, http, params, "0ZXoZLH/DfblKGATFgpif+LLRf4=")  # with :80
     with_port = DOC_URL.replace(".com", ".com:1234")
-    assert wire.verify(TOKEN, with_port, params, "RSOYDt4T1cUTdK1PDd93/VVr8B8=")
+    assert verify(TOKEN, with_port, params, "RSOYDt4T1cUTdK1PDd93/VVr8B8=")
 
 
-def test_url_variants() -> None:
-    assert wire.url_variants("https://h.test/x?q=1") == [
-        "https://h.test/x?q=1",
-        "https://h.test:443/x?q=1",
+def test_base_variants() -> None:
+    assert wire.base_variants("https://h.test") == ["https://h.test", "https://h.test:443"]
+    assert wire.base_variants("http://h.test:8080") == ["http://h.test:8080", "http://h.test"]
+    assert wire.base_variants("https://[::1]:8443") == ["https://[::1]:8443", "https://[::1]"]
+    # A public_url with a path prefix: only the port changes.
+    assert wire.base_variants("https://example.com/wa") == [
+        "https://example.com/wa",
+        "https://example.com:443/wa",
     ]
-    assert wire.url_variants("http://h.test:8080/x") == ["http://h.test:8080/x", "http://h.test/x"]
-    assert wire.url_variants("https://[::1]:8443/x") == ["https://[::1]:8443/x", "https://[::1]/x"]
+
+
+def test_the_target_is_signed_as_it_came() -> None:
+    # The target is appended to each base variant untouched: nothing in it is re-parsed,
+    # so an empty query ("?"), a double slash or an encoded "?" stay what was signed.
+    pairs = [("/webhook?", "/webhook"), ("//webhook", "/webhook"), ("/w%3F?a=%2F", "/w??a=/")]
+    for target, normalized in pairs:
+        header = hand_hmac(TOKEN, "https://bot.example.com" + target + "Bodyhi")
+        assert wire.verify(TOKEN, "https://bot.example.com", target, [("Body", "hi")], header)
+        assert not wire.verify(
+            TOKEN, "https://bot.example.com", normalized, [("Body", "hi")], header
+        )
 
 
 @pytest.mark.parametrize(
@@ -164,30 +193,22 @@ def test_url_variants() -> None:
     ],
 )
 def test_forged_or_missing_signature_is_refused(header: str | None) -> None:
-    assert not wire.verify(TOKEN, DOC_URL, list(DOC_PARAMS.items()), header)
+    assert not verify(TOKEN, DOC_URL, list(DOC_PARAMS.items()), header)
 
 
 def test_signature_over_other_url_or_params_is_refused() -> None:
     params = list(DOC_PARAMS.items())
     good = "RSOYDt4T1cUTdK1PDd93/VVr8B8="
-    assert wire.verify(TOKEN, DOC_URL, params, good)
-    assert not wire.verify(TOKEN, DOC_URL.replace("foo=1", "foo=2"), params, good)
-    assert not wire.verify(TOKEN, "http://mycompany.com/myapp.php?foo=1&bar=2", params, good)
-    assert not wire.verify(TOKEN, DOC_URL, [*params, ("Extra", "1")], good)
-    assert not wire.verify("", DOC_URL, params, good)  # no token configured: never valid
+    assert verify(TOKEN, DOC_URL, params, good)
+    assert not verify(TOKEN, DOC_URL.replace("foo=1", "foo=2"), params, good)
+    assert not verify(TOKEN, "http://mycompany.com/myapp.php?foo=1&bar=2", params, good)
+    assert not verify(TOKEN, DOC_URL, [*params, ("Extra", "1")], good)
+    assert not verify("", DOC_URL, params, good)  # no token configured: never valid
 
 
-def test_public_webhook_url() -> None:
-    assert (
-        wire.public_webhook_url("https://bot.example.com/", "/webhook?a=1")
-        == "https://bot.example.com/webhook?a=1"
-    )
-    assert (
-        wire.public_webhook_url("https://example.com/wa", "/webhook")
-        == "https://example.com/wa/webhook"
-    )
-    assert wire.path_and_query("http://127.0.0.1:8080/webhook?a=1&b=%20") == "/webhook?a=1&b=%20"
-    assert wire.path_and_query("http://127.0.0.1:8080") == "/"
+def test_public_base() -> None:
+    assert wire.public_base("https://bot.example.com/") == "https://bot.example.com"
+    assert wire.public_base("https://example.com/wa") == "https://example.com/wa"
 
 
 # --- form -----------------------------------------------------------------------------------
@@ -459,3 +480,37 @@ def test_parse_error_reasons(code: int, status: int, reason: str | None) -> None
 )
 def test_parse_error_reason_without_a_body(status: int, reason: str | None) -> None:
     assert wire.parse_error(status, b"").reason == reason
+
+
+# -- odd field values (issue 10) ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("num_media", ["²", "٣", "9" * 5000, "-1", "1.0", "one"])
+def test_num_media_that_is_not_a_small_number_is_a_bad_webhook(num_media: str) -> None:
+    params = [("MessageSid", "SM1"), ("From", "whatsapp:+15551234567"), ("NumMedia", num_media)]
+    with pytest.raises(BadWebhook, match="NumMedia"):
+        wire.parse_webhook(params)
+
+
+def test_a_lone_surrogate_in_a_field_is_a_bad_webhook() -> None:
+    # parse_form refuses one (strict UTF-8); params from elsewhere are checked all the same.
+    params = [("MessageSid", "SM1"), ("From", "whatsapp:+15551234567"), ("Body", "hi \ud83d")]
+    with pytest.raises(BadWebhook, match="surrogate"):
+        wire.parse_webhook(params)
+    with pytest.raises(BadWebhook):
+        wire.parse_form(b"MessageSid=SM1&From=whatsapp%3A%2B1555&Body=%ED%A0%BD")
+
+
+def test_control_characters_and_astral_emoji_in_a_body_are_a_message() -> None:
+    body = "\x00\x1b[31m\r\nhello 😀\u202e"
+    params = [("MessageSid", "SM1"), ("From", "whatsapp:+15551234567"), ("Body", body)]
+    (message,) = wire.parse_webhook(params).messages
+    assert message.text == body
+    assert message.unstorable() == ""
+
+
+@pytest.mark.parametrize("code", ["²", "9" * 5000, " ", None, True])
+def test_an_error_code_that_is_not_a_number_is_no_code(code: object) -> None:
+    error = wire.parse_error(429, json.dumps({"code": code, "message": "x"}).encode())
+    assert error.code is None
+    assert error.reason == Reason.SLOW_DOWN

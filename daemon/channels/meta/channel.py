@@ -104,7 +104,7 @@ class MetaChannel:
         return media_id
 
     async def fetch_media(self, media: Media) -> bytes:
-        url, _ = await self._graph.media_url(media.id, own_only=self._only_own_number)
+        url, _ = await self._graph.media_url(media.id)
         try:
             return await self._graph.download(url)
         except UpstreamRejected as exc:
@@ -112,7 +112,7 @@ class MetaChannel:
                 raise
         # Media URLs live about 5 minutes (§4): one fresh URL, one more try.
         log.info("media URL expired between lookup and download; fetching a fresh one")
-        url, _ = await self._graph.media_url(media.id, own_only=self._only_own_number)
+        url, _ = await self._graph.media_url(media.id)
         return await self._graph.download(url)
 
     async def aclose(self) -> None:

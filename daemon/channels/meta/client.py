@@ -12,7 +12,6 @@ or a tampered URL must not be able to carry the token anywhere else.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -21,7 +20,13 @@ from urllib.parse import quote
 import httpx
 
 from daemon.channels import media
-from daemon.channels.meta.wire import UPSTREAM, VOICE_MIME, names_media, parse_graph_error
+from daemon.channels.meta.wire import (
+    UPSTREAM,
+    VOICE_MIME,
+    loads,
+    names_media,
+    parse_graph_error,
+)
 from daemon.errors import UpstreamRejected, UpstreamUnavailable
 from daemon.http import USER_AGENT
 from daemon.resilience.retry import with_retry_after
@@ -73,15 +78,16 @@ class GraphClient:
             return ""
         raise UpstreamRejected(UPSTREAM, "send answered without a message id", status=200)
 
-    async def media_url(self, media_id: str, *, own_only: bool = True) -> tuple[str, str]:
+    async def media_url(self, media_id: str) -> tuple[str, str]:
         """GET /{media_id}: a download URL (valid about 5 minutes) and its MIME type (§4).
 
-        ``own_only``: pass ``phone_number_id``, which makes Graph refuse media that did not
-        come to our number; off when the daemon answers every number of the account."""
-        params = {"phone_number_id": self._phone_number_id} if own_only else None
-        doc = await self._call(
-            "GET", f"/{quote(media_id, safe='')}", media_call=True, params=params
-        )
+        Never with ``phone_number_id``: Graph processes a lookup that names one only for
+        media *uploaded on* that number, and refuses it for every medium a user sent ("(#100)
+        Param phone_number_id is not a valid whatsapp business phone number id ID", §4;
+        chatwoot/chatwoot#13319). Which number a message came to is the webhook's business
+        (``[whatsapp] only_own_number``), decided before any media is looked up.
+        """
+        doc = await self._call("GET", f"/{quote(media_id, safe='')}", media_call=True)
         url, mime_type = doc.get("url"), doc.get("mime_type")
         if not isinstance(url, str) or not url:
             raise UpstreamRejected(UPSTREAM, "media answer without a url", status=200)
@@ -121,8 +127,8 @@ class GraphClient:
             error = parse_graph_error(response.status_code, response.content, media_call=media_call)
             raise with_retry_after(error, response.headers)
         try:
-            doc = json.loads(response.content)
-        except ValueError:
+            doc = loads(response.content)
+        except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
             doc = None
         if not isinstance(doc, dict):
             raise UpstreamRejected(UPSTREAM, "answer is not a JSON object", status=200)

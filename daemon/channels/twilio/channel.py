@@ -47,11 +47,12 @@ class TwilioChannel:
     def handshake(self, query: Mapping[str, str]) -> str | None:
         return None  # Twilio has no subscription handshake: a GET on the webhook is refused
 
-    def _signed_url(self, request: WebhookRequest) -> str:
-        # Twilio signs the URL it called, not the one we see behind a TLS proxy (§6).
+    def _signed_base(self, request: WebhookRequest) -> str:
+        # Twilio signs the URL it called, not the one we see behind a TLS proxy (§6). The
+        # request target is appended to this as it came, never re-parsed (WebhookRequest).
         if not self._public_url:
-            return request.url
-        return wire.public_webhook_url(self._public_url, wire.path_and_query(request.url))
+            return request.origin
+        return wire.public_base(self._public_url)
 
     def has_signature(self, headers: Mapping[str, str]) -> bool:
         return wire.signature_well_formed(headers.get(wire.SIGNATURE_HEADER))
@@ -67,7 +68,9 @@ class TwilioChannel:
             params = wire.parse_form(request.body)
         except BadWebhook:
             return False
-        return wire.verify(self._auth_token, self._signed_url(request), params, header)
+        return wire.verify(
+            self._auth_token, self._signed_base(request), request.target, params, header
+        )
 
     def parse(self, request: WebhookRequest) -> Batch:
         return wire.parse_webhook(wire.parse_form(request.body))

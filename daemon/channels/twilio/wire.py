@@ -15,9 +15,9 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qsl
 
-from daemon.channels.base import BadWebhook, scrub_numbers
+from daemon.channels.base import BadWebhook, error_code, scrub_numbers
 from daemon.errors import Reason, UpstreamError, UpstreamRejected, UpstreamUnavailable
 from daemon.model import Batch, Inbound, Kind, Media, User
 
@@ -107,12 +107,14 @@ def signature(auth_token: str, url: str, params: Params) -> str:
     """``X-Twilio-Signature`` for a POST to ``url`` with form ``params`` (§6).
 
     base64(HMAC-SHA1(auth_token, url + name1 + value1 + ...)) over the names sorted, and the
-    values of a repeated name sorted too, exactly as twilio-python's RequestValidator.
+    distinct values of a repeated name sorted, each once: twilio-python's RequestValidator
+    (``sorted(set(values))``) and twilio-node (``Array.from(new Set(paramValue)).sort()``)
+    both count a value sent twice once, so ``Foo=a&Foo=a`` is signed as ``Fooa``.
     """
     data = [url]
     grouped = _grouped(params)
     for name in sorted(grouped):
-        for value in sorted(grouped[name]):
+        for value in sorted(set(grouped[name])):
             data.append(name + value)
     mac = hmac.new(auth_token.encode("utf-8"), "".join(data).encode("utf-8"), hashlib.sha1)
     return base64.b64encode(mac.digest()).decode("ascii")
@@ -131,21 +133,24 @@ def _split_port(hostport: str) -> tuple[str, str]:
     return hostport, ""
 
 
-def url_variants(url: str) -> list[str]:
-    """The URL as given, without its port, and with the scheme's default port.
+def base_variants(base: str) -> list[str]:
+    """``base`` (``scheme://host[:port]``, maybe a path prefix after it) as given, without its
+    port, and with the scheme's default port.
 
     Twilio does not sign consistently with or without the port, so its validator tries both:
     twilio-python's ``remove_port`` drops any port, ``add_port`` adds :443 (https) or :80
-    when there is none (§6). The list has no duplicates and starts with ``url`` itself.
+    when there is none (§6). Only the origin is varied: the request target is appended
+    untouched by the caller. The list has no duplicates and starts with ``base`` itself.
     """
-    parts = urlsplit(url)
-    userinfo, at, hostport = parts.netloc.rpartition("@")
+    scheme, sep, rest = base.partition("://")
+    authority, slash, prefix = rest.partition("/")
+    userinfo, at, hostport = authority.rpartition("@")
     host, port = _split_port(hostport)
-    default = "443" if parts.scheme == "https" else "80"
-    variants = [url]
+    default = "443" if scheme.lower() == "https" else "80"
+    variants = [base]
     for netloc_port in ("", port or default):
         netloc = f"{userinfo}{at}{host}" + (f":{netloc_port}" if netloc_port else "")
-        candidate = urlunsplit(parts._replace(netloc=netloc))
+        candidate = f"{scheme}{sep}{netloc}{slash}{prefix}"
         if candidate not in variants:
             variants.append(candidate)
     return variants
@@ -162,39 +167,32 @@ def signature_well_formed(header: str | None) -> bool:
     return header is not None and _SIGNATURE_SHAPE.fullmatch(header.strip()) is not None
 
 
-def verify(auth_token: str, url: str, params: Params, header: str | None) -> bool:
-    """True when ``header`` signs ``url`` + ``params`` with ``auth_token`` (§6).
+def verify(auth_token: str, base: str, target: str, params: Params, header: str | None) -> bool:
+    """True when ``header`` signs ``base`` + ``target`` + ``params`` with ``auth_token`` (§6).
 
-    Every URL variant is computed and compared in constant time, whatever matched first.
+    ``base`` is the origin Twilio called (``[twilio] public_url``, or what the daemon saw),
+    ``target`` the raw path and query of the request, appended as they came. Every port
+    variant of ``base`` is computed and compared in constant time, whatever matched first.
     """
     if not auth_token or not header:
         return False
     given = header.strip().encode("utf-8")
     grouped = _grouped(params)
     ok = False
-    for candidate in url_variants(url):
-        expected = signature(auth_token, candidate, grouped).encode("ascii")
+    for candidate in base_variants(base):
+        expected = signature(auth_token, candidate + target, grouped).encode("ascii")
         ok |= hmac.compare_digest(expected, given)
     return ok
 
 
-def public_webhook_url(public_url: str, path_and_query: str) -> str:
-    """The URL Twilio called: our configured public origin (maybe with a path prefix) plus
-    the path and query the daemon saw.
+def public_base(public_url: str) -> str:
+    """``[twilio] public_url`` as the base of the URL Twilio called.
 
     Behind a TLS-terminating proxy the daemon sees ``http://127.0.0.1:8080/webhook`` while
     Twilio signed ``https://bot.example.com/webhook`` (§6 pitfalls); hence ``public_url``.
     A proxy that serves us under a prefix must strip it: ``public_url`` carries it.
     """
-    if not path_and_query.startswith("/"):
-        path_and_query = "/" + path_and_query
-    return public_url.rstrip("/") + path_and_query
-
-
-def path_and_query(url: str) -> str:
-    """``/path?query`` of a full URL, as sent (no re-encoding)."""
-    parts = urlsplit(url)
-    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return public_url.rstrip("/")
 
 
 # --- webhook body -------------------------------------------------------------------------------
@@ -268,25 +266,30 @@ def parse_webhook(params: Params) -> Batch:
     if not key:
         raise BadWebhook("From carries no number")
     kind, text, media, original_type = _content(fields, batch)
-    batch.messages.append(
-        Inbound(
-            message_id=sid,
-            user=User(key=key, address=sender),
-            kind=kind,
-            text=text,
-            media=media,
-            original_type=original_type,
-            timestamp=0,  # Twilio's inbound webhook carries no timestamp
-            channel_ref=fields.get("To", ""),
-        )
+    message = Inbound(
+        message_id=sid,
+        user=User(key=key, address=sender),
+        kind=kind,
+        text=text,
+        media=media,
+        original_type=original_type,
+        timestamp=0,  # Twilio's inbound webhook carries no timestamp
+        channel_ref=fields.get("To", ""),
     )
+    # parse_form decodes strictly, so no lone surrogate gets this far; params handed in
+    # by other callers are checked all the same.
+    if problem := message.unstorable():
+        raise BadWebhook(problem)
+    batch.messages.append(message)
     return batch
 
 
 def _num_media(fields: Mapping[str, str]) -> int:
     raw = fields.get("NumMedia", "0").strip() or "0"
-    if not raw.isdigit():
-        raise BadWebhook("NumMedia is not a number")
+    # ASCII digits only: str.isdigit() also takes "²", which int() refuses. WhatsApp carries
+    # one attachment per message; Twilio's MMS at most ten.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 3):
+        raise BadWebhook("NumMedia is not a small number")
     return int(raw)
 
 
@@ -346,12 +349,7 @@ def parse_error(status: int, body: bytes) -> UpstreamError:
     with contextlib.suppress(ValueError, RecursionError):
         doc = json.loads(body)
     error: Mapping[str, Any] = doc if isinstance(doc, dict) else {}
-    raw_code = error.get("code")
-    code: int | None = None
-    if isinstance(raw_code, int) and not isinstance(raw_code, bool):
-        code = raw_code
-    elif isinstance(raw_code, str) and raw_code.strip().isdigit():
-        code = int(raw_code)
+    code = error_code(error.get("code"))
     message = error.get("message")
     # Twilio error messages quote the numbers they refuse; phone numbers never go to our logs.
     text = scrub_numbers(message) if isinstance(message, str) and message else f"HTTP {status}"
