@@ -548,7 +548,7 @@ async def run_once(
                     for user in plan:
                         users.start_soon(play, user, sims, sender, inboxes, notes, started, records)
                 elapsed = trio.current_time() - started
-                scraped = await client.get(daemon.url + "/metrics")
+                scraped = await client.get(daemon.admin_url + "/metrics")
                 metrics = parse_metrics(scraped.text)
                 background.cancel_scope.cancel()  # the rest of the log is read after the exit
             calls = {

@@ -449,7 +449,7 @@ async def run(opts: Options) -> dict[str, Any]:
                 random.Random(opts.seed),
                 recordings,
             )
-            sampler = Sampler(daemon.process.pid, daemon.url + "/metrics", scraper, load)
+            sampler = Sampler(daemon.process.pid, daemon.admin_url + "/metrics", scraper, load)
             sampler.started = trio.current_time()
             await sampler.sample()  # the idle daemon, before any load
             background.start_soon(sampler.run, opts.sample_every)

@@ -52,7 +52,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     where = _config_path(args) or "built-in defaults"
     print(
         f"config ok ({where}): provider={settings.channel.provider} "
-        f"bind={settings.server.bind} webhook={settings.server.webhook_path}"
+        f"bind={settings.server.bind} webhook={settings.server.webhook_path} "
+        f"admin={settings.admin.bind or settings.server.bind}"
     )
     return 0
 

@@ -52,6 +52,19 @@ class ServerConfig:
     webhook_path: str = "/webhook"
     # Meta's webhook payloads are at most 3 MB (reference/whatsapp.md §3); a little headroom.
     max_body_bytes: int = 3 * 1024 * 1024
+    # Webhook bodies read (and held) at once, and their combined size: a body reserves its
+    # Content-Length (a chunked one: max_body_bytes) before it is read; beyond either, 503
+    # (Meta and Twilio retry). Bounds what unsigned clients can make the daemon buffer; the
+    # count is generous because Meta delivers concurrently and its bodies are a few KB.
+    max_body_reads: int = 256
+    body_memory_bytes: int = 16 * 1024 * 1024
+    # Open connections per listener. At the cap a new connection closes the oldest idle one
+    # (no request in flight); when none is idle it gets a 503 and is closed. Well under the
+    # unit's LimitNOFILE=8192, which the upstream pools, the store and the caches share.
+    max_connections: int = 1000
+    # HTTP/2 (h2c upgrade and prior knowledge) on the plain listener. Neither Meta nor Twilio
+    # needs it, and the TLS proxy in front speaks HTTP/1.1 to us.
+    http2: bool = False
     # Inbound messages accepted but not yet turned, across all users. Full -> 503, Meta retries.
     queue_size: int = 1000
     # Seconds an HTTP request in flight may take to finish after a stop was asked for.
@@ -92,6 +105,9 @@ class TwilioConfig:
     media_hosts: tuple[str, ...] = ("api.twilio.com", "*.twiliocdn.com")
     # WhatsApp's media limit through Twilio is 16 MB (reference/whatsapp.md §6).
     max_media_bytes: int = 16 * 1024 * 1024
+    # Twilio's webhooks are small form posts: a WhatsApp text is at most 4096 characters,
+    # 48 KiB percent-encoded even if every one is a 4-byte emoji, plus ~2 KiB of other fields.
+    max_body_bytes: int = 64 * 1024
     # Seconds the voice notes we generate stay fetchable at {public_url}/media/<token>.
     media_ttl: float = 600.0
     # Bytes of those voice notes held in memory at most (the oldest go first). Twilio fetches
@@ -407,7 +423,8 @@ class UxConfig:
 
 @dataclass(frozen=True)
 class AdminConfig:
-    bind: str = ""  # "" = served on [server].bind
+    # /metrics, /readyz with its reasons, /admin/*: on loopback, never on the public listener.
+    bind: str = "127.0.0.1:9464"  # "" = served on [server].bind
 
 
 @dataclass(frozen=True)
@@ -753,6 +770,12 @@ def validate_values(s: Settings) -> None:
     _check_positive("agentforce", s.agentforce)
     _check_positive("whatsapp", s.whatsapp)
     _check_positive("twilio", s.twilio)
+    if s.server.body_memory_bytes < s.server.max_body_bytes:
+        raise ConfigError(
+            "[server] body_memory_bytes",
+            f"must be >= [server] max_body_bytes ({s.server.max_body_bytes}), or a body of the "
+            "largest allowed size could never be read",
+        )
     if s.retries.max_attempts < 1:
         raise ConfigError("[retries] max_attempts", "must be >= 1")
     _check_limits(s.limits)

@@ -15,6 +15,7 @@ from functools import partial
 import httpx
 import trio
 
+from daemon.config import AdminConfig
 from daemon.sim import twilio as twilio_sim
 from daemon.sim import webhooks
 from daemon.sim.audio import listen, speak
@@ -99,9 +100,13 @@ def _ms(seconds: float) -> str:
 
 
 async def main(bind: str = "127.0.0.1:8080", once: bool = False, provider: str = "meta") -> None:
+    # The admin routes on their default loopback port, as a deployment has them; on an
+    # ephemeral one when the webhook's is too (tests run demos side by side).
+    admin = "127.0.0.1:0" if bind.endswith(":0") else AdminConfig().bind
     async with open_stack(
         provider=provider,
         bind=bind,
+        admin={"bind": admin},
         # The demo shows the plain turn; the holding message would only add noise here.
         ux={"holding_after": 0.0},
         handle_signals=True,
@@ -117,7 +122,11 @@ async def main(bind: str = "127.0.0.1:8080", once: bool = False, provider: str =
             "Agentforce and ElevenLabs"
         )
         print(f"  daemon webhook   {d.webhook_url}")
-        print(f"  health           {d.admin_url}/healthz  {d.admin_url}/readyz")
+        print(f"  public health    {d.url}/healthz  {d.url}/readyz (ready / not ready)")
+        print(
+            f"  admin (loopback) {d.admin_url}/metrics  {d.admin_url}/readyz (with reasons)"
+            f"  POST {d.admin_url}/admin/cache/flush"
+        )
         if provider == "twilio":
             print(f"  simulated Twilio {stack.twilio.base_url}")
         else:

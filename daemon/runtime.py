@@ -25,7 +25,6 @@ from functools import partial
 
 import httpx
 import trio
-from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
 from daemon import web_guard
@@ -43,6 +42,7 @@ from daemon.channels.meta.client import GraphClient
 from daemon.channels.twilio.channel import TwilioChannel
 from daemon.channels.twilio.client import TwilioClient
 from daemon.config import Settings
+from daemon.connections import ConnectionCap
 from daemon.errors import UpstreamError
 from daemon.http import ResponseHook, make_client
 from daemon.lanes import Lanes
@@ -65,6 +65,7 @@ from daemon.state.store import Store
 from daemon.text import for_speech
 from daemon.turn import Agent, Turn, TurnReport
 from daemon.web import WebContext, create_admin_app, create_app
+from daemon.web_body import BodyBudget
 
 log = logging.getLogger("wa_agentd")
 
@@ -289,10 +290,11 @@ def _build_channel(
     return meta, None
 
 
-def _hypercorn_config(bind: str, settings: Settings) -> HypercornConfig:
-    cfg = HypercornConfig()
+def _hypercorn_config(bind: str, settings: Settings) -> web_guard.ListenerConfig:
+    server = settings.server
+    cfg = web_guard.ListenerConfig()
     cfg.bind = [bind]
-    cfg.graceful_timeout = settings.server.graceful_timeout
+    cfg.graceful_timeout = server.graceful_timeout
     cfg.accesslog = None
     cfg.errorlog = logging.getLogger("wa_agentd.http")
     # A client that connects and sends nothing is dropped (slow-loris); idle keep-alive
@@ -301,7 +303,20 @@ def _hypercorn_config(bind: str, settings: Settings) -> HypercornConfig:
     # hypercorn's default backlog of 100 drops connections in a burst (Meta delivers
     # concurrently); the kernel caps this at net.core.somaxconn.
     cfg.backlog = 1024
+    # Off by default: no upstream needs HTTP/2, and every protocol served is one more parser
+    # facing the internet (daemon/web_guard.py; alpn too, should TLS ever be served here).
+    cfg.http2 = server.http2
+    cfg.alpn_protocols = ["h2", "http/1.1"] if server.http2 else ["http/1.1"]
+    cfg.connections = ConnectionCap(server.max_connections)
     return cfg
+
+
+def webhook_body_limit(settings: Settings) -> int:
+    """The largest webhook body the configured provider may post: Twilio's form posts are
+    small ([twilio] max_body_bytes), Meta's batches up to 3 MB ([server] max_body_bytes)."""
+    if settings.channel.provider == "twilio":
+        return min(settings.twilio.max_body_bytes, settings.server.max_body_bytes)
+    return settings.server.max_body_bytes
 
 
 async def _watch_signals(
@@ -420,6 +435,45 @@ def _export_state(
                 lambda: sum(store_counts.values()),
             ),
         }
+    )
+
+
+def _export_edge(
+    metrics: Metrics, ctx: WebContext, listeners: list[web_guard.ListenerConfig]
+) -> None:
+    """The HTTP edge under load or attack: connections, refusals, bodies being read."""
+    # The first listener is the public one, the second (if any) the admin one.
+    caps = {
+        name: cfg.connections
+        for name, cfg in zip(("public", "admin"), listeners, strict=False)
+        if cfg.connections is not None
+    }
+    metrics.sources.labelled_gauges["wa_agentd_http_connections"] = (
+        "Connections open now, per listener (public, admin).",
+        "listener",
+        lambda: {name: len(cap) for name, cap in caps.items()},
+    )
+    metrics.sources.counters["wa_agentd_http_connections_shed"] = (
+        "Connections closed at a listener's cap ([server] max_connections): evicted (the"
+        " oldest idle one, to make room) or refused (none idle: 503).",
+        "outcome",
+        lambda: {
+            "evicted": sum(cap.evicted for cap in caps.values()),
+            "refused": sum(cap.refused for cap in caps.values()),
+        },
+    )
+    metrics.sources.counters["wa_agentd_http_protocol_errors"] = (
+        "Connections ended by an HTTP protocol error the server did not handle, by exception.",
+        "error",
+        lambda: web_guard.protocol_errors,
+    )
+    metrics.sources.gauges["wa_agentd_webhook_bodies_reading"] = (
+        "Webhook bodies being read or held now ([server] max_body_reads).",
+        lambda: ctx.bodies.held_reads,
+    )
+    metrics.sources.gauges["wa_agentd_webhook_body_bytes"] = (
+        "Bytes reserved by the webhook bodies being read ([server] body_memory_bytes).",
+        lambda: ctx.bodies.held_bytes,
     )
 
 
@@ -721,7 +775,11 @@ async def _serving(
             inbox=store,
             lanes=lanes,
             webhook_path=settings.server.webhook_path,
-            max_body_bytes=settings.server.max_body_bytes,
+            max_body_bytes=webhook_body_limit(settings),
+            bodies=BodyBudget(
+                max_bytes=settings.server.body_memory_bytes,
+                max_reads=settings.server.max_body_reads,
+            ),
             ready=Readiness(
                 draining=lambda: lanes.closed,
                 store=probe,
@@ -778,27 +836,34 @@ async def _serving(
         # retries them later, elsewhere or after the restart); they close once drained.
         http_stop = trio.Event()
         separate_admin = bool(settings.admin.bind)
+        public_config = _hypercorn_config(settings.server.bind, settings)
+        listeners = [public_config]
         async with trio.open_nursery() as http:
             urls = await http.start(
                 partial(
                     serve,
                     create_app(ctx, admin_routes=not separate_admin),
-                    _hypercorn_config(settings.server.bind, settings),
+                    public_config,
                     shutdown_trigger=http_stop.wait,
                 )
             )
             admin_urls = urls
             if separate_admin:
+                admin_config = _hypercorn_config(settings.admin.bind, settings)
+                listeners.append(admin_config)
                 admin_urls = await http.start(
                     partial(
                         serve,
                         create_admin_app(ctx),
-                        _hypercorn_config(settings.admin.bind, settings),
+                        admin_config,
                         shutdown_trigger=http_stop.wait,
                     )
                 )
+            _export_edge(obs.metrics, ctx, listeners)
             url = urls[0]
             log.info("listening on %s (webhook %s)", url, settings.server.webhook_path)
+            if separate_admin:
+                log.info("admin routes on %s (/metrics, /readyz, /admin/*)", admin_urls[0])
             status = StatusLine()
             status.text = f"listening on {url}"  # sent with READY=1, in the same datagram
             notify(f"READY=1\nSTATUS={status.text}")

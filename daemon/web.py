@@ -3,11 +3,17 @@
 The webhook answers within milliseconds and before any upstream call; the work happens in
 the lanes, in a nursery the daemon owns. Bad input gets a clear status and never a 500:
 
-    401  missing or forged signature
-    413  body over [server] max_body_bytes (Meta's payloads are at most 3 MB)
+    401  no well-formed signature header (refused before the body is read), or a forged one
+    413  body over the limit ([server] max_body_bytes; Twilio: [twilio] max_body_bytes)
+    408  body not in within BODY_TIMEOUT
     400  not JSON / not a webhook shape
-    503  the lanes' global bounds full, or draining (Meta retries for up to 7 days); never
-         for one user's full lane: that user's messages wait in the inbox (daemon/intake.py)
+    503  the lanes' global bounds full, too many bodies being read (daemon/web_body.py), or
+         draining (Meta retries for up to 7 days, Twilio once); never for one user's full
+         lane: that user's messages wait in the inbox (daemon/intake.py)
+
+Two apps: ``create_app`` for the public listener (the webhook, Twilio's media, /healthz and a
+/readyz that says only "ready" or "not ready") and ``create_admin_app`` for the loopback one
+([admin] bind: /readyz with its reasons, /metrics, /admin/*).
 """
 
 from __future__ import annotations
@@ -27,12 +33,15 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, RequestTim
 
 from daemon import intake
 from daemon.channels.base import BadWebhook, Channel, WebhookRequest
+from daemon.config import ServerConfig
 from daemon.intake import Inbox, Taken
 from daemon.lanes import Lanes
 from daemon.limits import UserLimits
 from daemon.model import Inbound
+from daemon.observe.logs import RateLimitedLog
 from daemon.observe.metrics import Metrics
 from daemon.state.public_media import PublicMedia
+from daemon.web_body import BodiesFull, BodyBudget, reservation
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +80,20 @@ class WebContext:
     # wait in the inbox while their lane is full ([lanes] max_waiting).
     limits: UserLimits | None = None
     max_waiting: int = 100
+    bodies: BodyBudget = field(
+        default_factory=lambda: BodyBudget(
+            max_bytes=ServerConfig().body_memory_bytes, max_reads=ServerConfig().max_body_reads
+        )
+    )
+
+
+# Refusals before the body is read come in floods when they come: one line per few seconds.
+_refusals = RateLimitedLog(log)
 
 
 def create_app(ctx: WebContext, *, admin_routes: bool = True) -> QuartTrio:
+    """The public listener's app; ``admin_routes`` adds /metrics and /admin/* ([admin] bind
+    = "": one listener for everything)."""
     app = QuartTrio("wa-agentd")
     app.config["MAX_CONTENT_LENGTH"] = ctx.max_body_bytes  # a backstop; _read_body decides
 
@@ -86,8 +106,8 @@ def create_app(ctx: WebContext, *, admin_routes: bool = True) -> QuartTrio:
     @app.get(ctx.webhook_path)
     async def handshake() -> Response:
         challenge = ctx.channel.handshake(dict(request.args))
-        if challenge is None:
-            log.warning("webhook handshake refused (wrong verify token or mode)")
+        if challenge is None:  # anyone can ask, as often as they like: rate-limited
+            _refusals.warning("webhook handshake refused (wrong verify token or mode)")
             return answer("handshake_refused", 403, "Forbidden")
         log.info("webhook handshake accepted")
         return answer("handshake", 200, challenge)
@@ -96,6 +116,26 @@ def create_app(ctx: WebContext, *, admin_routes: bool = True) -> QuartTrio:
     async def webhook() -> Response:
         if ctx.draining:
             return answer("draining", 503, "draining, retry later")
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        if not ctx.channel.has_signature(headers):
+            _refusals.warning("webhook refused before its body: no well-formed signature header")
+            return answer("unsigned", 401, "signature required")
+        declared = request.content_length
+        if declared is not None and declared > ctx.max_body_bytes:
+            return answer("too_large", 413, "body too large")
+        try:
+            with ctx.bodies.reserve(reservation(declared, ctx.max_body_bytes)):
+                return await receive(headers)
+        except BodiesFull:
+            _refusals.warning(
+                "webhook refused before its body: %d bodies (%d bytes) being read already",
+                ctx.bodies.held_reads,
+                ctx.bodies.held_bytes,
+            )
+            return answer("bodies_full", 503, "busy, retry later")
+
+    async def receive(headers: dict[str, str]) -> Response:
+        """The signed-looking webhook with its reservation: read, verify, parse, accept."""
         try:
             body = await _read_body(ctx.max_body_bytes)
         except RequestEntityTooLarge:
@@ -105,12 +145,12 @@ def create_app(ctx: WebContext, *, admin_routes: bool = True) -> QuartTrio:
         hook = WebhookRequest(
             origin=f"{request.scheme}://{request.host}",
             target=_raw_target(),
-            headers={k.lower(): v for k, v in request.headers.items()},
+            headers=headers,
             query=dict(request.args),
             body=body,
         )
-        if not ctx.channel.verify(hook):
-            log.warning("webhook refused: missing or bad signature")
+        if not ctx.channel.verify(hook):  # a forger can repeat it: rate-limited
+            _refusals.warning("webhook refused: missing or bad signature")
             return answer("bad_signature", 401, "bad signature")
         try:
             batch = ctx.channel.parse(hook)
@@ -149,6 +189,7 @@ def create_app(ctx: WebContext, *, admin_routes: bool = True) -> QuartTrio:
                 headers={"Cache-Control": "no-store"},
             )
 
+    add_health_routes(app, ctx, reasons=False)
     if admin_routes:
         add_admin_routes(app, ctx)
 
@@ -233,22 +274,44 @@ async def _read_body(limit: int) -> bytes:
     declared = request.content_length
     if declared is not None and declared > limit:
         raise RequestEntityTooLarge()
-    data = bytearray()
+    # Chunks kept as they came and joined once: a growing bytearray reallocates as it goes
+    # and leaves the allocator holding about twice the body (bench/attack.py).
+    chunks: list[bytes] = []
+    size = 0
     with trio.move_on_after(BODY_TIMEOUT) as scope:
         async for chunk in request.body:
-            data += chunk
-            if len(data) > limit:
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
                 raise RequestEntityTooLarge()
     if scope.cancelled_caught:
         raise RequestTimeout()
-    return bytes(data)
+    return b"".join(chunks)
 
 
-def add_admin_routes(app: QuartTrio, ctx: WebContext) -> None:
+def add_health_routes(app: QuartTrio, ctx: WebContext, *, reasons: bool) -> None:
+    """/healthz and /readyz. ``reasons``: /readyz says why it is not ready (the admin
+    listener); else only "ready" or "not ready", because a reason names internals (a store
+    error, an upstream) that a public listener must not show."""
+
     @app.get("/healthz")
     async def healthz() -> Response:
         # Answering at all proves the event loop runs.
         return Response("ok\n", status=200, content_type="text/plain")
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        if ctx.draining:
+            ok, reason = False, "draining"
+        else:
+            ok, reason = ctx.ready()
+        if not reasons:
+            reason = "ready" if ok else "not ready"
+        return Response(f"{reason}\n", status=200 if ok else 503, content_type="text/plain")
+
+
+def add_admin_routes(app: QuartTrio, ctx: WebContext) -> None:
+    """/metrics and /admin/*: for the admin listener, or the only one when [admin] bind = ""."""
 
     @app.get("/metrics")
     async def metrics() -> Response:
@@ -278,13 +341,6 @@ def add_admin_routes(app: QuartTrio, ctx: WebContext) -> None:
             return Response("no status\n", status=404, content_type="text/plain")
         return Response(json.dumps(await ctx.status()), content_type="application/json")
 
-    @app.get("/readyz")
-    async def readyz() -> Response:
-        if ctx.draining:
-            return Response("draining\n", status=503, content_type="text/plain")
-        ok, reason = ctx.ready()
-        return Response(f"{reason}\n", status=200 if ok else 503, content_type="text/plain")
-
 
 def _check_admin(ctx: WebContext) -> Response | None:
     """None when the request carries the admin bearer token, else the refusal to send."""
@@ -309,5 +365,6 @@ def _check_admin(ctx: WebContext) -> Response | None:
 def create_admin_app(ctx: WebContext) -> QuartTrio:
     """The admin routes alone, for [admin] bind on a separate (loopback) address."""
     app = QuartTrio("wa-agentd-admin")
+    add_health_routes(app, ctx, reasons=True)
     add_admin_routes(app, ctx)
     return app

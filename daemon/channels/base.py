@@ -84,6 +84,11 @@ class Channel(Protocol):
         """Answer a GET subscription handshake: the body to return, or None to refuse."""
         ...
 
+    def has_signature(self, headers: Mapping[str, str]) -> bool:
+        """True when ``headers`` (lower-case names) carry a signature of the provider's shape.
+        Asked before the body is read: False is answered 401 without reading it."""
+        ...
+
     def verify(self, request: WebhookRequest) -> bool:
         """True when the request carries a valid signature of its raw body."""
         ...

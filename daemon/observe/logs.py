@@ -15,11 +15,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import secrets
 import sys
+import time
+from collections.abc import Callable
 from contextvars import ContextVar
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +150,52 @@ def priority(levelno: int) -> int:
     return 7
 
 
-class JournalFormatter(logging.Formatter):
+# C0 and C1 controls, DEL, and the two Unicode line separators (str.splitlines() breaks on
+# them, and so would a terminal or a log viewer). What a client sends reaches log lines (a
+# header, a provider's error text); unescaped, a CR or LF in it would write a line of its own
+# that looks like the daemon's, and ESC sequences would drive the reader's terminal.
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROLS_BUT_NEWLINE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape_one(match: re.Match[str]) -> str:
+    char = match.group()
+    return _NAMED.get(char) or (
+        f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+    )
+
+
+def escape_controls(text: str, *, keep_newlines: bool = False) -> str:
+    """``text`` with every control character written as an escape (``\\n``, ``\\x1b``, ...).
+    ``keep_newlines``: LF stays (a traceback's own line structure)."""
+    return (_CONTROLS_BUT_NEWLINE if keep_newlines else _CONTROLS).sub(_escape_one, text)
+
+
+class EscapingFormatter(logging.Formatter):
+    """logging.Formatter whose record line holds no control character: the message and its
+    arguments are escaped, and a traceback keeps only its own line breaks.
+
+    ``format`` is the standard library's, with the escaping where the pieces are joined: the
+    traceback text is cached on the record by whichever handler formats it first, so it is
+    escaped where it is used, not in formatException.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.message = record.getMessage()
+        if self.usesTime():
+            record.asctime = self.formatTime(record, self.datefmt)
+        text = escape_controls(self.formatMessage(record))
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            text += "\n" + escape_controls(record.exc_text, keep_newlines=True)
+        if record.stack_info:
+            text += "\n" + escape_controls(self.formatStack(record.stack_info), keep_newlines=True)
+        return text
+
+
+class JournalFormatter(EscapingFormatter):
     """``<N>`` on every line, so a multi-line traceback keeps its priority in the journal.
 
     journald strips the prefix and files the line at priority N (SyslogLevelPrefix=, on by
@@ -174,7 +222,7 @@ def setup(level: str = "info", stream: TextIO | None = None) -> None:
     if os.environ.get("JOURNAL_STREAM"):
         handler.setFormatter(JournalFormatter())
     else:
-        handler.setFormatter(logging.Formatter(PLAIN_FORMAT))
+        handler.setFormatter(EscapingFormatter(PLAIN_FORMAT))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
@@ -183,3 +231,53 @@ def setup(level: str = "info", stream: TextIO | None = None) -> None:
     # Per-request access lines would drown the turn summaries; hypercorn errors still show.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+
+# --------------------------------------------------------------------------- floods
+
+
+class RateLimitedLog:
+    """At most ``burst`` lines per ``window`` seconds through ``logger``, for events an
+    attacker can repeat at will (protocol garbage, unsigned webhooks): the journal keeps
+    saying that it happens without being flooded by it. Lines left out are counted, and the
+    next one that gets through says how many; metrics count every event regardless.
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        *,
+        burst: int = 5,
+        window: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._logger = logger
+        self._burst = burst
+        self._window = window
+        self._clock = clock
+        self._window_start = -window
+        self._sent = 0
+        self.suppressed = 0  # left out since the last line that got through
+
+    def allow(self) -> bool:
+        """Whether a line may go out now (False counts it as suppressed)."""
+        now = self._clock()
+        if now - self._window_start >= self._window:
+            self._window_start, self._sent = now, 0
+        if self._sent >= self._burst:
+            self.suppressed += 1
+            return False
+        self._sent += 1
+        return True
+
+    def warning(self, msg: str, *args: Any, traceback: BaseException | None = None) -> None:
+        """One warning line (if allowed); ``traceback`` goes with it at debug level only."""
+        if not self.allow():
+            return
+        if self.suppressed:
+            msg += " (%d similar lines left out)"
+            args = (*args, self.suppressed)
+            self.suppressed = 0
+        self._logger.warning(msg, *args)
+        if traceback is not None:
+            self._logger.debug("traceback of the above", exc_info=traceback)

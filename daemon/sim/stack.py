@@ -75,6 +75,12 @@ WHATSAPP_ROUTES: dict[str, dict[str, str]] = {
 }
 
 
+def _same_port(host: str, url: str) -> str:
+    """``host`` on ``url``'s port: an allowed-hosts entry ([whatsapp] media_hosts)."""
+    port = httpx.URL(url).port
+    return f"{host}:{port}" if port else host
+
+
 def sim_sections(
     *,
     graph_url: str,
@@ -86,10 +92,13 @@ def sim_sections(
     """Config sections that point the daemon at the simulators; ``overrides`` per section."""
     sections: dict[str, dict[str, Any]] = {
         "server": {"bind": "127.0.0.1:0"},
+        # Not the default 127.0.0.1:9464: daemons of tests running side by side would meet.
+        "admin": {"bind": "127.0.0.1:0"},
         "whatsapp": {
             "graph_url": f"{graph_url}/v23.0",
             "phone_number_id": PHONE_NUMBER_ID,
-            "media_hosts": ["localhost"],  # the sims' media host; their API host is implied
+            # the sims' media host, on the API's port (which is implied, with its host)
+            "media_hosts": [_same_port("localhost", graph_url)],
         },
         "agentforce": {
             "token_url": f"{agentforce_url}/services/oauth2/token",
@@ -104,7 +113,7 @@ def sim_sections(
             "api_url": twilio_url,
             "account_sid": TWILIO_ACCOUNT_SID,
             "from": TWILIO_FROM,
-            "media_hosts": ["localhost"],  # the sims' media host; their API host is implied
+            "media_hosts": [_same_port("localhost", twilio_url)],  # the CDN, as above
         }
     for name, values in overrides.items():
         sections.setdefault(name, {}).update(values)
@@ -536,6 +545,7 @@ class DaemonProcess:
     provider: str = "meta"
     signed_url: str = ""  # the webhook URL as Twilio calls it
     state_dir: Path = Path("state")
+    admin_url: str = ""  # /metrics, /readyz, /admin/* (its own loopback port)
 
     def whatsapp(self, sims: Sims, client: httpx.AsyncClient) -> WhatsAppSide:
         """Users of ``sims``' WhatsApp provider writing to this daemon."""
@@ -594,6 +604,8 @@ async def spawn_daemon(
             "server": {"bind": f"127.0.0.1:{port}", **overrides.get("server", {})},
             "twilio": {"public_url": f"http://127.0.0.1:{port}", **overrides.get("twilio", {})},
         }
+    if "admin" not in overrides:  # a port known up front: nothing to read from the log
+        overrides = {**overrides, "admin": {"bind": f"127.0.0.1:{free_port()}"}}
     config_path = workdir / "config.toml"
     config_path.write_text(to_toml(sims.sections(**overrides)))
     creds = workdir / "credentials"
@@ -618,6 +630,7 @@ async def spawn_daemon(
             daemon.url = await daemon.read_log_until(r"listening on (http://\S+)")
         settings = sims.settings(**overrides)
         daemon.webhook_url = daemon.url + settings.server.webhook_path
+        daemon.admin_url = f"http://{settings.admin.bind or settings.server.bind}"
         if provider == "twilio":
             daemon.signed_url = settings.twilio.public_url + settings.server.webhook_path
         yield daemon

@@ -304,7 +304,9 @@ async def test_after_kill_9_mid_load_and_a_restart_every_message_still_gets_one_
                     # The journal write follows the send's answer within milliseconds; no
                     # signal of it crosses the process boundary, so give it a moment.
                     await trio.sleep(0.3)
-                    calls_first = upstream_calls((await client.get(first.url + "/metrics")).text)
+                    calls_first = upstream_calls(
+                        (await client.get(first.admin_url + "/metrics")).text
+                    )
                     first.process.send_signal(signal.SIGKILL)
                     await first.process.wait()
                     killed_at = trio.current_time()
@@ -337,7 +339,9 @@ async def test_after_kill_9_mid_load_and_a_restart_every_message_still_gets_one_
                     calm_at = trio.current_time()
                     await wait_finals(sims.graph, ledger)
                     drained_at = trio.current_time()
-                    calls_second = upstream_calls((await client.get(second.url + "/metrics")).text)
+                    calls_second = upstream_calls(
+                        (await client.get(second.admin_url + "/metrics")).text
+                    )
                     alive = second.process.returncode is None
                     logs.cancel_scope.cancel()
     # Left spawn_daemon: SIGTERM, a graceful drain, the exit code.

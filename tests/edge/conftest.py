@@ -1,4 +1,5 @@
-"""Edge fixtures: ``provider`` runs a test once per WhatsApp provider (as in integration)."""
+"""Edge fixtures: ``provider`` runs a test once per WhatsApp provider (as in integration),
+where the attack applies to both (the signature header and the body limit differ)."""
 
 from __future__ import annotations
 

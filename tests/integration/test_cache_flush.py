@@ -24,9 +24,9 @@ TOKEN = SECRETS["WA_AGENTD_ADMIN_TOKEN"]
 
 
 def write_config(tmp_path: Path, admin_url: str) -> Path:
-    """The operator's config: the CLI finds the daemon at [server] bind (no [admin] bind)."""
+    """The operator's config: the CLI finds the daemon's admin routes at [admin] bind."""
     path = tmp_path / "config.toml"
-    path.write_text(f'[server]\nbind = "{admin_url.removeprefix("http://")}"\n')
+    path.write_text(f'[admin]\nbind = "{admin_url.removeprefix("http://")}"\n')
     return path
 
 

@@ -8,6 +8,7 @@ import re
 import stat
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,13 +25,16 @@ from tests.unit.test_turn import FakeAgent, FakeChannel, make_turn
 NUMBER = "16505551234"
 
 
-@pytest.fixture
-def journal(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
-    """The daemon's real log set-up, as under systemd (JOURNAL_STREAM set), into a buffer;
-    the root logger's handlers (pytest's among them) are put back afterwards."""
+@contextmanager
+def daemon_logs(monkeypatch: pytest.MonkeyPatch, *, journald: bool) -> Iterator[io.StringIO]:
+    """The daemon's real log set-up, under systemd (JOURNAL_STREAM set) or not, into a
+    buffer; the root logger's handlers (pytest's among them) are put back afterwards."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
-    monkeypatch.setenv("JOURNAL_STREAM", "8:12345")
+    if journald:
+        monkeypatch.setenv("JOURNAL_STREAM", "8:12345")
+    else:
+        monkeypatch.delenv("JOURNAL_STREAM", raising=False)
     out = io.StringIO()
     logs.setup("info", stream=out)
     try:
@@ -41,6 +45,12 @@ def journal(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
         for handler in handlers:
             root.addHandler(handler)
         root.setLevel(level)
+
+
+@pytest.fixture
+def journal(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
+    with daemon_logs(monkeypatch, journald=True) as out:
+        yield out
 
 
 def record(level: int, message: str, *, exc: bool = False, name: str = "daemon.x") -> str:
@@ -86,10 +96,11 @@ def test_every_line_of_a_traceback_carries_the_priority_logger_and_turn() -> Non
     assert lines[-1].endswith("ValueError: boom")
 
 
-def test_a_message_with_newlines_stays_one_priority() -> None:
-    lines = record(logging.WARNING, "first\nsecond\n\nfourth").splitlines()
-    assert len(lines) == 4
-    assert all(line.startswith("<4>daemon.x: turn=abcd1234 ") for line in lines)
+def test_a_message_with_newlines_stays_one_line() -> None:
+    # A line break in a message (a provider's error text, a header a client sent) must not
+    # start a journal entry of its own: it is written as an escape.
+    text = record(logging.WARNING, "first\nsecond\n\nfourth")
+    assert text == "<4>daemon.x: turn=abcd1234 first\\nsecond\\n\\nfourth"
 
 
 def test_no_timestamp_under_journald_and_one_outside(
@@ -329,3 +340,42 @@ def test_hash_user_prints_what_the_daemon_logs_and_creates_no_salt(
     monkeypatch.setenv("WA_AGENTD_LOG_SALT", "fleet-salt")
     assert main(["hash-user", "--config", str(config), NUMBER]) == 0
     assert capsys.readouterr().out.split() == [hashed(NUMBER, key=logs.salt_key("fleet-salt"))]
+
+
+# --------------------------------------------------------------------------- control characters
+
+HOSTILE = "user said \r\n<3>wa_agentd: forged line\x1b[2J\x1b]0;pwned\x07 \x85next\u2028sep\x00"
+
+
+@pytest.mark.parametrize("journald", [True, False], ids=["journald", "plain"])
+def test_control_characters_are_escaped_in_both_formats(
+    journald: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a client sent (a header, a provider's error text) cannot start a line of its own,
+    forge a priority, or drive the reader's terminal: CR, LF, ESC, BEL, NEL, LS, NUL all come
+    out as escapes, on the one line of the record."""
+    with daemon_logs(monkeypatch, journald=journald) as out:
+        logging.getLogger("daemon.z").warning("got %s", HOSTILE)
+    text = out.getvalue()
+    assert text.count("\n") == 1 and text.endswith("\n")
+    assert len(text.splitlines()) == 1
+    assert not re.search("[\x00-\x1f\x7f-\x9f\u2028\u2029]", text[:-1])
+    assert (
+        "user said \\r\\n<3>wa_agentd: forged line\\x1b[2J\\x1b]0;pwned\\x07 \\x85next"
+        "\\u2028sep\\x00"
+    ) in text
+
+
+def test_a_traceback_keeps_its_lines_and_loses_its_controls() -> None:
+    formatter = JournalFormatter()
+    try:
+        raise ValueError("bad header 'a\rb\x1b[31m'\nsecond line of the message")
+    except ValueError:
+        exc_info = sys.exc_info()
+    rec = logging.LogRecord("daemon.x", logging.ERROR, __file__, 1, "failed", None, exc_info)
+    rec.turn = ""
+    lines = formatter.format(rec).splitlines()
+    assert all(line.startswith("<3>daemon.x: ") for line in lines)
+    assert any("bad header 'a\\rb\\x1b[31m'" in line for line in lines)
+    assert lines[-1].endswith("second line of the message")  # its own line, prefixed
+    assert not any(re.search("[\x00-\x09\x0b-\x1f\x7f-\x9f]", line) for line in lines)

@@ -388,7 +388,8 @@ async def test_channel_round_trip(
             api_url=sim.base_url or "",
             account_sid=ACCOUNT,
             auth_token=TOKEN,
-            media_hosts=("localhost",),  # the CDN; the API host is allowed as api_url's
+            # the CDN, on the API's port; the API host is allowed as api_url's
+            media_hosts=(f"localhost:{httpx.URL(sim.base_url or '').port}",),
             max_media_bytes=1024 * 1024,
         )
         channel = TwilioChannel(twilio, store, auth_token=TOKEN, public_url=public, from_=FROM)

@@ -41,6 +41,9 @@ class FakeChannel:
     def handshake(self, query: object) -> str | None:
         return None
 
+    def has_signature(self, headers: object) -> bool:
+        return True
+
     def verify(self, request: object) -> bool:
         return True
 

@@ -24,6 +24,9 @@ class StatusChannel:
     def handshake(self, query: Mapping[str, str]) -> str | None:
         return None
 
+    def has_signature(self, headers: Mapping[str, str]) -> bool:
+        return True
+
     def verify(self, request: WebhookRequest) -> bool:
         return True
 

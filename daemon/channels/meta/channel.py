@@ -43,6 +43,9 @@ class MetaChannel:
     def handshake(self, query: Mapping[str, str]) -> str | None:
         return wire.handshake(query, self._verify_token)
 
+    def has_signature(self, headers: Mapping[str, str]) -> bool:
+        return wire.signature_well_formed(headers.get(wire.SIGNATURE_HEADER))
+
     def verify(self, request: WebhookRequest) -> bool:
         header = request.headers.get(wire.SIGNATURE_HEADER)
         return wire.verify_signature(self._app_secret, request.body, header)

@@ -5,9 +5,9 @@ and the ``httpx.AsyncClient`` is injected (the runtime owns it and its limits). 
 time budget is the caller's cancel scope.
 
 The access token is a bearer secret. It goes to ``graph_url`` and, for media downloads, only
-to the hosts in ``media_hosts`` and to ``graph_url``'s own host (which sees the token on every
-call anyway): a media URL comes from a Graph answer, and a redirect or a tampered URL must
-not be able to carry the token anywhere else.
+to the hosts and ports in ``media_hosts`` and to ``graph_url``'s own host and port (which
+sees the token on every call anyway): a media URL comes from a Graph answer, and a redirect
+or a tampered URL must not be able to carry the token anywhere else.
 """
 
 from __future__ import annotations
@@ -49,8 +49,11 @@ class GraphClient:
         self._graph_url = graph_url.rstrip("/")
         self._phone_number_id = phone_number_id
         self._auth = {"Authorization": f"Bearer {access_token}"}
-        graph_host = httpx.URL(self._graph_url).host
-        self._media_hosts = (*media_hosts, graph_host) if graph_host else tuple(media_hosts)
+        # Graph's own host and port: it sees the token on every call anyway.
+        graph = httpx.URL(self._graph_url)
+        self._media_hosts = (
+            (*media_hosts, media.origin_entry(graph)) if graph.host else tuple(media_hosts)
+        )
         self._max_media_bytes = max_media_bytes
         # Plain http would expose the token on the wire. It is accepted for media only where
         # the operator already chose it for Graph itself (a simulator) or on loopback.

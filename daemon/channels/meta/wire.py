@@ -131,17 +131,31 @@ def handshake(query: Mapping[str, str], verify_token: str) -> str | None:
     return challenge or None
 
 
+def _signature_digest(header: str | None) -> str | None:
+    """The lower-case hex digest of ``sha256=<64 hex>`` (§2.1), or None for any other shape."""
+    if not header:
+        return None
+    scheme, sep, given = header.strip().partition("=")
+    given = given.strip().lower()
+    if sep != "=" or scheme.strip().lower() != "sha256" or not _HEX_DIGEST.fullmatch(given):
+        return None
+    return given
+
+
+def signature_well_formed(header: str | None) -> bool:
+    """True when ``header`` has the shape ``verify_signature`` could accept: checked before
+    the body is read, so a request nobody signed costs no body buffering."""
+    return _signature_digest(header) is not None
+
+
 def verify_signature(app_secret: str, body: bytes, header: str | None) -> bool:
     """Check ``X-Hub-Signature-256: sha256=<hex>`` against the RAW body bytes (§2.1).
 
     Never over re-serialised JSON: Meta signs its ASCII-escaped encoding (``\\u00e4``), which a
     round trip through a JSON parser does not reproduce.
     """
-    if not app_secret or not header:
-        return False
-    scheme, sep, given = header.strip().partition("=")
-    given = given.strip().lower()
-    if sep != "=" or scheme.strip().lower() != "sha256" or not _HEX_DIGEST.fullmatch(given):
+    given = _signature_digest(header)
+    if not app_secret or given is None:
         return False
     expected = hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected, given)

@@ -54,6 +54,9 @@ class TwilioChannel:
             return request.origin
         return wire.public_base(self._public_url)
 
+    def has_signature(self, headers: Mapping[str, str]) -> bool:
+        return wire.signature_well_formed(headers.get(wire.SIGNATURE_HEADER))
+
     def verify(self, request: WebhookRequest) -> bool:
         # WhatsApp messaging webhooks are form posts: the form fields are signed. JSON bodies
         # (other Twilio products) are signed through a bodySHA256 query parameter instead,

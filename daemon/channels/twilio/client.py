@@ -57,7 +57,9 @@ class TwilioClient:
         api = httpx.URL(self._api_url)
         # The API host may serve media (Twilio's MediaUrl is on it), and already sees the
         # credentials on every send.
-        self._media_hosts = (*media_hosts, api.host) if api.host else tuple(media_hosts)
+        self._media_hosts = (
+            (*media_hosts, media.origin_entry(api)) if api.host else tuple(media_hosts)
+        )
         self._max_media_bytes = max_media_bytes
         # Origins that may see the credentials: the configured API only (Twilio's, a regional
         # edge, or a simulator). A regional edge still gets media URLs on api.twilio.com, the

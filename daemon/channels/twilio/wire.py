@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl
@@ -153,6 +154,17 @@ def base_variants(base: str) -> list[str]:
         if candidate not in variants:
             variants.append(candidate)
     return variants
+
+
+# base64 of the 20 bytes of an HMAC-SHA1 (§6): 26 characters, a 27th whose last two bits are
+# zero (base64 of 160 bits, canonical as Twilio's encoder writes it), and one "=".
+_SIGNATURE_SHAPE = re.compile(r"[A-Za-z0-9+/]{26}[AEIMQUYcgkosw048]=")
+
+
+def signature_well_formed(header: str | None) -> bool:
+    """True when ``header`` has the shape of a signature ``verify`` could accept: checked
+    before the body is read, so a request nobody signed costs no body buffering."""
+    return header is not None and _SIGNATURE_SHAPE.fullmatch(header.strip()) is not None
 
 
 def verify(auth_token: str, base: str, target: str, params: Params, header: str | None) -> bool:
