@@ -17,9 +17,13 @@ from daemon.state.redis.errors import mapped
 Arg = str | int | float | bytes
 
 
-async def call(script: Script[bytes], keys: Sequence[str], args: Sequence[Arg] = ()) -> Any:
+async def call(script: Script[bytes], keys: Sequence[str], args: Sequence[object] = ()) -> Any:
+    """Run ``script``; ``args`` are ``Arg`` values (typed loosely: callers build mixed lists)."""
+    values: list[Any] = [a for a in args if isinstance(a, Arg)]
+    if len(values) != len(args):
+        raise TypeError(f"script arguments must be str, int, float or bytes: {args!r}")
     with mapped():
-        return await script(keys=list(keys), args=list(args))
+        return await script(keys=list(keys), args=values)
 
 
 def text(value: object) -> str:

@@ -152,7 +152,12 @@ class RedisSessions:
                 )
                 if values[0] is not None and values[1] is not None:
                     found.append(
-                        (float(values[3] or 0), text(values[0]), text(values[1]), int(values[2] or 1))
+                        (
+                            float(values[3] or 0),
+                            text(values[0]),
+                            text(values[1]),
+                            int(values[2] or 1),
+                        )
                     )
         return {user: (sid, seq, used) for used, user, sid, seq in sorted(found)}
 
@@ -162,7 +167,9 @@ class RedisSessions:
         """Write through unconditionally (store.save_session; the one-host path). Several
         hosts use ``start`` and ``next_sequence``, which are fenced."""
         keys = [self._keys.session(user_tag(user))]
-        await call(self._save, keys, [user, session_id, next_sequence, repr(last_used), ms(self.ttl)])
+        await call(
+            self._save, keys, [user, session_id, next_sequence, repr(last_used), ms(self.ttl)]
+        )
 
     async def drop_session(self, user: str, session_id: str | None = None) -> bool:
         keys = [self._keys.session(user_tag(user))]
