@@ -66,7 +66,7 @@ async def test_a_dead_hosts_user_is_resumed_by_another_from_its_stage(
         assert await b_index.size() == 1
     # Nothing open any more: a later scan drops the user from the index.
     with trio.fail_after(5):
-        while await b_index.size():  # noqa: ASYNC110 (polls Redis' clock)
+        while await b_index.size():
             assert await b_index.scan() == []
             await trio.sleep(LEASE / 4)
 
@@ -82,7 +82,7 @@ async def test_a_held_user_is_looked_at_again_later_not_taken(
         assert isinstance(await holder.acquire(TAG), Lease)
         assert (await index.probe(TAG))[0] is Probe.HELD
         before = await redis.zscore(keys.work(), TAG)
-        while (await redis.zscore(keys.work(), TAG)) == before:  # noqa: ASYNC110
+        while (await redis.zscore(keys.work(), TAG)) == before:
             assert await index.scan() == []
             await trio.sleep(LEASE / 4)
     assert await index.size() == 1
@@ -94,7 +94,7 @@ async def test_a_touch_without_an_accept_is_dropped(redis: RedisClient, keys: Ke
     with trio.fail_after(5):
         await index.touch(TAG)
         assert (await index.probe(TAG))[0] is Probe.IDLE
-        while await index.size():  # noqa: ASYNC110 (polls Redis' clock)
+        while await index.size():
             assert await index.scan() == []
             await trio.sleep(LEASE / 4)
     assert await redis.exists([keys.lease(TAG)]) == 0
