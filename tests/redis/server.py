@@ -27,6 +27,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -52,10 +53,40 @@ def _free_port() -> int:
         return port
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def make_certificates(directory: Path) -> TlsFiles:
+    """A throw-away CA and a server certificate for 127.0.0.1, made with the openssl CLI."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed: no certificates for the TLS test")
+    ca, ca_key = directory / "ca.crt", directory / "ca.key"
+    cert, key, csr = directory / "server.crt", directory / "server.key", directory / "server.csr"
+    ext = directory / "san.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1\n")
+    curve = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    for command in (
+        ["req", "-x509", *curve, "-keyout", ca_key, "-out", ca, "-days", "2",
+         "-subj", "/CN=wa-test-ca"],
+        ["req", *curve, "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1"],
+        ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+         "-out", cert, "-days", "2", "-extfile", ext],
+    ):  # fmt: skip
+        subprocess.run(["openssl", *map(str, command)], check=True, capture_output=True)
+    return TlsFiles(ca, cert, key)
+
+
 class RedisServer:
-    def __init__(self, binary: str, *, extra: Sequence[str] = ()) -> None:
+    def __init__(
+        self, binary: str, *, extra: Sequence[str] = (), tls: TlsFiles | None = None
+    ) -> None:
         self.binary = binary
         self.extra = tuple(extra)
+        self.tls = tls
         self._tmp = tempfile.TemporaryDirectory(prefix="wa-redis-")
         self.dir = Path(self._tmp.name)
         self.port = 0
@@ -65,7 +96,8 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        scheme = "rediss" if self.tls else "redis"
+        return f"{scheme}://127.0.0.1:{self.port}/0"
 
     @property
     def pid(self) -> int:
@@ -88,9 +120,16 @@ class RedisServer:
         raise RuntimeError("redis-server did not start:\n" + "\n".join(self.log[-20:]))
 
     def _launch(self, port: int) -> bool:
+        listen = ["--port", str(port)]
+        if self.tls is not None:  # TLS only: the plain port off
+            listen = [
+                "--port", "0", "--tls-port", str(port),
+                "--tls-cert-file", str(self.tls.cert), "--tls-key-file", str(self.tls.key),
+                "--tls-ca-cert-file", str(self.tls.ca), "--tls-auth-clients", "no",
+            ]  # fmt: skip
         args = [
             self.binary,
-            "--port", str(port),
+            *listen,
             "--bind", "127.0.0.1",
             "--dir", str(self.dir),
             "--save", "",
