@@ -10,9 +10,9 @@ from daemon.state.redis.client import RedisClient
 from daemon.state.redis.errors import LeaseLost
 from daemon.state.redis.journal import JournalTimes, RedisJournal
 from daemon.state.redis.keys import Keys, message_tag, user_tag
-from daemon.state.redis.leases import Lease, Leases
+from daemon.state.redis.leases import Leases
 from daemon.state.store import Stage
-from tests.redis.expiry import run_out
+from tests.redis.helpers import hold, run_out
 
 USER = "+15550001"
 TAG = user_tag(USER)
@@ -20,12 +20,6 @@ TAG = user_tag(USER)
 
 def message(n: int, user: str = USER) -> Inbound:
     return Inbound(f"wamid.{user}.{n}", User(user, user), Kind.TEXT, text=f"question {n}")
-
-
-async def holder(leases: Leases) -> Lease:
-    lease = await leases.acquire(TAG)
-    assert isinstance(lease, Lease)
-    return lease
 
 
 async def test_accept_dedupes_and_keeps_order(redis: RedisClient, keys: Keys) -> None:
@@ -68,7 +62,7 @@ async def test_progress_is_fenced_and_moves_forward_only(
     first = message(1)
     with trio.fail_after(5):
         await journal.accept([first])
-        old = journal.fenced(await holder(Leases(redis, keys, ttl=30)))
+        old = journal.fenced(await hold(Leases(redis, keys, ttl=30), TAG))
         assert await old.attempt(first.message_id) == 1
         transcript = Transcript("hello", "en")
         stage = await old.progress(
@@ -79,7 +73,7 @@ async def test_progress_is_fenced_and_moves_forward_only(
         # The host pauses past its lease; another takes the user over.
         await run_out(redis, keys.lease(TAG))
         new = RedisJournal(other_redis, keys).fenced(
-            await holder(Leases(other_redis, keys, ttl=30))
+            await hold(Leases(other_redis, keys, ttl=30), TAG)
         )
         for write in (
             old.progress(first.message_id, Stage.TEXT_SENT, text_ids=["wamid.out.1"]),
@@ -108,7 +102,7 @@ async def test_a_finished_turn_stays_a_duplicate_after_its_record_goes(
     member = message_tag(first.message_id)
     with trio.fail_after(5):
         await journal.accept([first])
-        turns = journal.fenced(await holder(Leases(redis, keys, ttl=30)))
+        turns = journal.fenced(await hold(Leases(redis, keys, ttl=30), TAG))
         await turns.progress(first.message_id, Stage.DONE, outcome="answered")
         assert 0 < await redis.pttl(keys.turn(TAG, member)) <= 60_000
         assert await redis.pttl(keys.seen(TAG, member)) > 6 * 86400 * 1000
@@ -124,7 +118,7 @@ async def test_forget_takes_back_only_untouched_turns_accepted_here(
     one, two, three = message(1), message(2), message(3)
     with trio.fail_after(5):
         await journal.accept([one, two, three])
-        turns = journal.fenced(await holder(Leases(redis, keys, ttl=30)))
+        turns = journal.fenced(await hold(Leases(redis, keys, ttl=30), TAG))
         await turns.attempt(two.message_id)
         assert await RedisJournal(other_redis, keys).forget([one.message_id]) == 0
         assert await journal.forget([one.message_id, two.message_id]) == 1
@@ -139,7 +133,7 @@ async def test_attempts_count_runs_and_release_takes_one_back(
     first = message(1)
     with trio.fail_after(5):
         await journal.accept([first])
-        turns = journal.fenced(await holder(Leases(redis, keys, ttl=30)))
+        turns = journal.fenced(await hold(Leases(redis, keys, ttl=30), TAG))
         assert await turns.attempt(first.message_id) == 1
         assert await turns.attempt(first.message_id) == 2
         await turns.release(first.message_id)

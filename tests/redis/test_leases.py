@@ -11,7 +11,7 @@ from daemon.state.redis.client import RedisClient
 from daemon.state.redis.errors import LeaseLost
 from daemon.state.redis.keys import Keys, user_tag
 from daemon.state.redis.leases import Held, Lease, Leases
-from tests.redis.expiry import run_out
+from tests.redis.helpers import hold, run_out
 
 TAG = user_tag("+15550001")
 
@@ -48,8 +48,7 @@ async def test_expired_holder_cannot_renew_or_send_once_taken_over(
 ) -> None:
     a, b = Leases(redis, keys, ttl=30), Leases(other_redis, keys, ttl=30)
     with trio.fail_after(5):
-        old = await a.acquire(TAG)
-        assert isinstance(old, Lease)
+        old = await hold(a, TAG)
         assert isinstance(await b.acquire(TAG), Held)
         await run_out(redis, keys.lease(TAG))  # a paused past its lease
         new = await b.acquire(TAG)
@@ -69,8 +68,7 @@ async def test_a_lease_that_ran_out_unclaimed_is_still_the_holders(
 ) -> None:
     leases = Leases(redis, keys, ttl=30)
     with trio.fail_after(5):
-        lease = await leases.acquire(TAG)
-        assert isinstance(lease, Lease)
+        lease = await hold(leases, TAG)
         await run_out(redis, keys.lease(TAG))
         await leases.may_send(lease)  # nobody took it: the token is still the newest
         assert await redis.pttl(keys.lease(TAG)) > 29_000
@@ -81,13 +79,11 @@ async def test_tokens_grow_even_when_the_fence_key_is_lost(redis: RedisClient, k
     fences = []
     with trio.fail_after(5):
         for _ in range(3):
-            lease = await leases.acquire(TAG)
-            assert isinstance(lease, Lease)
+            lease = await hold(leases, TAG)
             fences.append(lease.fence)
             await leases.release(lease)
         await redis.delete([keys.fence(TAG)])  # expired after a day unused, say
-        lease = await leases.acquire(TAG)
-    assert isinstance(lease, Lease)
+        lease = await hold(leases, TAG)
     assert fences == sorted(set(fences)) and lease.fence > fences[-1]
 
 
@@ -96,8 +92,7 @@ async def test_release_if_idle_keeps_the_lease_while_turns_are_open(
 ) -> None:
     leases = Leases(redis, keys, ttl=30)
     with trio.fail_after(5):
-        lease = await leases.acquire(TAG)
-        assert isinstance(lease, Lease)
+        lease = await hold(leases, TAG)
         await redis.zadd(keys.open(TAG), {"m1": 1})  # another host accepted a message
         assert await leases.release(lease) is False
         assert await redis.exists([keys.lease(TAG)]) == 1
@@ -113,8 +108,7 @@ async def test_keep_renews_until_the_lease_is_lost(
     a, b = Leases(redis, keys, ttl=30), Leases(other_redis, keys, ttl=30)
     lost = trio.Event()
     key = keys.lease(TAG)
-    lease = await a.acquire(TAG)
-    assert isinstance(lease, Lease)
+    lease = await hold(a, TAG)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(a.keep, lease, lost.set)
         await trio.testing.wait_all_tasks_blocked()

@@ -14,7 +14,7 @@ from daemon.state.redis.keys import Keys
 from daemon.state.redis.language import RedisLanguages
 from daemon.state.redis.media import RedisPublicMedia
 from daemon.state.redis.responses import RedisPendingContext, RedisResponses
-from tests.redis.expiry import run_out
+from tests.redis.helpers import run_out
 
 OGG = b"OggS" + bytes(200)
 

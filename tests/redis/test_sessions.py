@@ -8,18 +8,12 @@ import trio
 from daemon.state.redis.client import RedisClient
 from daemon.state.redis.errors import LeaseLost
 from daemon.state.redis.keys import Keys, user_tag
-from daemon.state.redis.leases import Lease, Leases
+from daemon.state.redis.leases import Leases
 from daemon.state.redis.sessions import RedisSessions
-from tests.redis.expiry import run_out
+from tests.redis.helpers import hold, run_out
 
 USER = "+15550001"
 TAG = user_tag(USER)
-
-
-async def holder(leases: Leases) -> Lease:
-    lease = await leases.acquire(TAG)
-    assert isinstance(lease, Lease)
-    return lease
 
 
 async def test_sequence_ids_are_never_handed_out_twice_under_races(
@@ -31,7 +25,7 @@ async def test_sequence_ids_are_never_handed_out_twice_under_races(
     sessions = [RedisSessions(c, keys) for c in (redis, other_redis)]
     got: list[int] = []
     with trio.fail_after(10):
-        lease = await holder(leases)
+        lease = await hold(leases, TAG)
         assert await sessions[0].start(lease, USER, "s-1") is None
 
         async def take(store: RedisSessions) -> None:
@@ -54,11 +48,11 @@ async def test_a_taken_over_host_gets_no_sequence_id(
     a = RedisSessions(redis, keys)
     b = RedisSessions(other_redis, keys)
     with trio.fail_after(5):
-        old = await holder(Leases(redis, keys, ttl=30))
+        old = await hold(Leases(redis, keys, ttl=30), TAG)
         await a.start(old, USER, "s-1")
         assert await a.next_sequence(old, "s-1") == 1
         await run_out(redis, keys.lease(TAG))
-        new = await holder(Leases(other_redis, keys, ttl=30))
+        new = await hold(Leases(other_redis, keys, ttl=30), TAG)
         with pytest.raises(LeaseLost):
             await a.next_sequence(old, "s-1")  # paused past its lease: no agent call
         with pytest.raises(LeaseLost):
@@ -69,7 +63,7 @@ async def test_a_taken_over_host_gets_no_sequence_id(
 async def test_a_replaced_session_hands_out_no_number(redis: RedisClient, keys: Keys) -> None:
     sessions = RedisSessions(redis, keys)
     with trio.fail_after(5):
-        lease = await holder(Leases(redis, keys, ttl=30))
+        lease = await hold(Leases(redis, keys, ttl=30), TAG)
         await sessions.start(lease, USER, "s-1")
         assert await sessions.start(lease, USER, "s-2") == "s-1"  # the caller ends s-1
         assert await sessions.next_sequence(lease, "s-1") is None

@@ -13,6 +13,7 @@ from daemon.state.redis.keys import Keys, user_tag
 from daemon.state.redis.leases import Lease, Leases
 from daemon.state.redis.takeover import Claim, Probe, WorkIndex
 from daemon.state.store import Stage
+from tests.redis.helpers import hold
 
 USER = "+15550001"
 TAG = user_tag(USER)
@@ -42,8 +43,7 @@ async def test_a_dead_hosts_user_is_resumed_by_another_from_its_stage(
     with trio.fail_after(5):
         await a_index.touch(TAG)
         await a_journal.accept([one, two])
-        lease = await a_leases.acquire(TAG)
-        assert isinstance(lease, Lease)
+        lease = await hold(a_leases, TAG)
         a_turns = a_journal.fenced(lease)
         await a_turns.attempt(one.message_id)
         await a_turns.progress(one.message_id, Stage.ANSWERED, answer="the answer")

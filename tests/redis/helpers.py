@@ -1,10 +1,11 @@
-"""Leases running out, on Redis' own clock: a few milliseconds of PEXPIRE, then poll."""
+"""Small helpers of the Redis tests: a lease held, a lease running out on Redis' clock."""
 
 from __future__ import annotations
 
 import trio
 
 from daemon.state.redis.client import RedisClient
+from daemon.state.redis.leases import Lease, Leases
 
 
 async def run_out(client: RedisClient, key: str) -> None:
@@ -16,3 +17,10 @@ async def run_out(client: RedisClient, key: str) -> None:
         # by default), so poll; the deadline above bounds it.
         while await client.exists([key]):  # noqa: ASYNC110
             await trio.sleep(0.001)
+
+
+async def hold(leases: Leases, tag: str) -> Lease:
+    """The user's lease, which the test expects to get."""
+    lease = await leases.acquire(tag)
+    assert isinstance(lease, Lease), lease
+    return lease
