@@ -82,11 +82,22 @@ def make_certificates(directory: Path) -> TlsFiles:
 
 class RedisServer:
     def __init__(
-        self, binary: str, *, extra: Sequence[str] = (), tls: TlsFiles | None = None
+        self,
+        binary: str,
+        *,
+        extra: Sequence[str] = (),
+        tls: TlsFiles | None = None,
+        config_file: str = "",
+        ready: str = READY,
     ) -> None:
+        """``config_file`` (a name in ``dir``, written by the caller before ``start``) and
+        ``ready`` (the log line that says it serves) are for a sentinel, which needs a
+        config file it can rewrite and says "+monitor master" when it is up."""
         self.binary = binary
         self.extra = tuple(extra)
         self.tls = tls
+        self.config_file = config_file
+        self.ready = ready
         self._tmp = tempfile.TemporaryDirectory(prefix="wa-redis-")
         self.dir = Path(self._tmp.name)
         self.port = 0
@@ -129,6 +140,7 @@ class RedisServer:
             ]  # fmt: skip
         args = [
             self.binary,
+            *([str(self.dir / self.config_file)] if self.config_file else []),
             *listen,
             "--bind", "127.0.0.1",
             "--dir", str(self.dir),
@@ -164,7 +176,7 @@ class RedisServer:
                     return False
                 *lines, pending = (pending + chunk).split(b"\n")
                 self.log += [line.decode(errors="replace") for line in lines]
-                if any(READY.encode() in line for line in lines):
+                if any(self.ready.encode() in line for line in lines):
                     break
         self._process = process
         # Keep reading its log, so a full pipe never blocks the server.

@@ -73,7 +73,6 @@ def client_options(config: RedisConfig, password: str) -> dict[str, Any]:
         "connect_timeout": config.connect_timeout,
         "stream_timeout": config.command_timeout,
         "max_connections": config.max_connections,
-        "client_name": "wa-agentd",
     }
     if parts.scheme == "rediss":
         options["ssl_context"] = tls_context(config)
@@ -116,6 +115,7 @@ async def open_client(config: RedisConfig, *, password: str = "") -> AsyncIterat
                 db,
                 pool_timeout=config.connect_timeout,
                 retry_policy=_retry_policy(),
+                client_name="wa-agentd",  # CLIENT LIST shows who is connected
                 **options,
             )
         await stack.enter_async_context(client)
