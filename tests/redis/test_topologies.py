@@ -1,9 +1,13 @@
-"""The scripts against Redis Cluster: every multi-key step stays on one slot.
+"""[redis] mode = "cluster" and "sentinel" against real servers.
 
+Cluster: every multi-key step stays on one slot.
 A one-node cluster (all 16384 slots on one ``redis-server --cluster-enabled yes``) is a
 real cluster for this purpose: Redis refuses a command or script whose declared keys hash
 to different slots (CROSSSLOT) whatever the number of nodes. So each primitive run here
 proves its keys carry the right hash tag, through coredis' cluster client.
+
+Sentinel: a real sentinel (``redis-server --sentinel``) monitoring a primary; the client
+asks it where the primary is and writes there.
 """
 
 from __future__ import annotations
