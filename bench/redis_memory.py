@@ -1,4 +1,4 @@
-"""Redis memory per user of the several-hosts state (daemon/state/redis/), measured.
+"""Redis memory per user, and round trips per turn, of the several-hosts state (issue 13).
 
     .venv/bin/python -m bench.redis_memory [--users 5000] [--messages 20] [--out bench/out]
 
@@ -16,8 +16,15 @@ A user's keys, as a day of real use leaves them:
 - an Agentforce session, the remembered language, the limits' bucket and day counters,
   and the user's entry in the work index.
 
-Entry sizes are assumptions, printed with the numbers so they can be scaled. Not a test:
-nothing asserts. Output: a table on stdout and ``<out>/redis_memory.json``.
+Entry sizes are assumptions, printed with the numbers so they can be scaled.
+
+Round trips: one text turn and one voice turn walked through the primitives the way the
+wiring will call them (intake, limits, lease, journal, session, cache, send checks),
+counted on the client: every command the coredis client executes is one round trip here (a
+script is one EVALSHA; no pipelines yet). Redis' own counters would not do: they count the
+commands a script runs inside Redis too.
+
+Not a test: nothing asserts. Output: a table on stdout and ``<out>/redis_memory.json``.
 """
 
 from __future__ import annotations
@@ -104,6 +111,80 @@ async def _one_user(client: RedisClient, keys: Keys, n: int, messages: int, host
     await RedisLimits(client, keys).take(user.key, turn=True)
 
 
+class _Counting:
+    """Counts the commands a coredis client sends (bench only: wraps its execute_command)."""
+
+    def __init__(self, client: RedisClient) -> None:
+        self.sent = 0
+        inner = client.execute_command
+
+        async def counted(command: Any) -> Any:
+            self.sent += 1
+            return await inner(command)
+
+        client.execute_command = counted  # type: ignore[method-assign]
+
+
+async def _turn(client: RedisClient, keys: Keys, n: int, *, voice: bool) -> dict[str, int]:
+    """The Redis commands of one turn, by step."""
+    from daemon.state.redis import RedisPendingContext, RedisResponses
+
+    user = _user(1_000_000 + n)
+    tag = user_tag(user.key)
+    message = _message(user, 0)
+    leases = Leases(client, keys, ttl=15)
+    journal, index = RedisJournal(client, keys), WorkIndex(client, keys, leases)
+    sessions, limits = RedisSessions(client, keys), RedisLimits(client, keys)
+    responses = RedisResponses(client, keys, default_ttl=3600)
+    pending = RedisPendingContext(client, keys, ttl=1200)
+    steps: dict[str, int] = {}
+    counter = _Counting(client)
+
+    async def step(name: str) -> None:
+        steps[name] = counter.sent
+        counter.sent = 0
+
+    await index.touch(tag)
+    await journal.accept([message])
+    lease = await leases.acquire(tag)
+    assert isinstance(lease, Lease)
+    await step("webhook: touch, accept, acquire")
+    await limits.take(user.key, turn=True)
+    turns = journal.fenced(lease)
+    await turns.attempt(message.message_id)
+    await step("turn start: limits, attempt")
+    if voice:
+        await limits.take(user.key, stt_seconds=8.0)
+        await turns.progress(message.message_id, Stage.TRANSCRIBED, transcript=Transcript("hi"))
+        await step("voice: STT limit, transcribed")
+    await responses.lookup("q")
+    await pending.take(user.key)
+    await sessions.start(lease, user.key, "s-1")  # the first turn of a session only
+    await sessions.next_sequence(lease, "s-1")
+    await responses.record("q", user.key, _reply())
+    await turns.progress(message.message_id, Stage.ANSWERED, answer=ANSWER)
+    await step("agent: cache lookup, pending, session start, sequenceId, record, answered")
+    await leases.may_send(lease)
+    await turns.progress(message.message_id, Stage.TEXT_SENT, text_ids=["x"])
+    await step("text: may-send, text sent")
+    if voice:
+        await limits.take(user.key, tts_chars=300)
+        await leases.may_send(lease)
+        await turns.progress(message.message_id, Stage.VOICE_SENT, voice_id="y")
+        await step("voice note: TTS limit, may-send, voice sent")
+    await turns.progress(message.message_id, Stage.DONE, outcome="answered")
+    await RedisLanguages(client, keys).remember(user.key, "en")
+    await leases.release(lease)
+    await step("end: done, language, release")
+    return steps
+
+
+def _reply() -> Any:
+    from daemon.model import AgentMessage, AgentReply
+
+    return AgentReply((AgentMessage("Inform", ANSWER),))
+
+
 async def _used_memory(client: RedisClient) -> int:
     info = await client.info("memory")
     return int(info["used_memory"])
@@ -148,6 +229,11 @@ async def measure(users: int, messages: int) -> dict[str, Any]:
             per_key = {name: await client.memory_usage(key) for name, key in samples.items()}
             key_count = await client.dbsize()
             index_bytes = await client.memory_usage(keys.work())
+        # A client of its own, its scripts loaded by a first turn: each call one round trip.
+        async with open_client(RedisConfig(url=server.url)) as client:
+            await _turn(client, keys, 0, voice=True)
+            text_turn = await _turn(client, keys, 1, voice=False)
+            voice_turn = await _turn(client, keys, 2, voice=True)
     finally:
         server.close()
     return {
@@ -159,6 +245,8 @@ async def measure(users: int, messages: int) -> dict[str, Any]:
         "memory_usage_per_key": per_key,
         "work_index_bytes": index_bytes,
         "assumed": {"question_chars": 100, "answer_chars": 300, "wamid_chars": 60},
+        "round_trips_text_turn": text_turn,
+        "round_trips_voice_turn": voice_turn,
     }
 
 
@@ -175,6 +263,11 @@ def main() -> None:
     for name, size in result["memory_usage_per_key"].items():
         print(f"  {name:16} {size:6} bytes (MEMORY USAGE)")
     print(f"  work index: {result['work_index_bytes']} bytes for all users")
+    for kind in ("text", "voice"):
+        steps = result[f"round_trips_{kind}_turn"]
+        print(f"Redis round trips of one {kind} turn: {sum(steps.values())}")
+        for name, count in steps.items():
+            print(f"  {count:2}  {name}")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "redis_memory.json").write_text(json.dumps(result, indent=2) + "\n")
 

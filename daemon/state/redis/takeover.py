@@ -45,14 +45,25 @@ wakes up with a stale token: its next write or ``may_send`` is refused (``LeaseL
 it neither records nor sends anything; the user's answer comes once, from the new holder —
 up to the at-least-once window (leases.py).
 
-## Round trips per turn (a text turn, one host, no contention)
+## Round trips per turn
 
-webhook: touch + accept (2; one pipeline in standalone mode) + acquire (1); the turn:
-attempt (1), next sequence (1), progress *answered* (1), may-send (1), progress
-*text sent* (1), progress *done* (1), release-if-idle (1): about 10, each well under a
-millisecond on a LAN, against seconds of agent time. A voice turn adds progress
-*transcribed*, *voice sent* and a second may-send (3). Off the turn's path: one probe per
-active user every ``lease_seconds`` and one ``ZRANGEBYSCORE`` per scan.
+Counted by ``python -m bench.redis_memory`` (client side, one command = one round trip):
+
+    text turn                                                         16
+      webhook: touch, accept, acquire                                  3
+      turn start: limits, attempt                                      2
+      agent: cache lookup, pending context, session start (a new
+        session only), sequenceId, cache record, progress answered     6
+      text: may-send, progress text sent                               2
+      end: progress done, language, release-if-idle                    3
+    voice turn: the above + STT limit, progress transcribed,
+      TTS limit, may-send, progress voice sent                        21
+
+Each is well under a millisecond on a LAN, against seconds of agent time. The webhook's
+three can become one (a pipeline in standalone mode, or folding the touch and the acquire
+into the accept script where Cluster allows). Off the turn's path: one probe per active
+user every ``lease_seconds`` (plus one to drop its index entry once it is idle), one
+``ZRANGEBYSCORE`` per scan, and a renewal every ``lease_seconds / 3`` of a long turn.
 """
 
 from __future__ import annotations
