@@ -11,6 +11,7 @@ from daemon.state.redis.errors import LeaseLost
 from daemon.state.redis.journal import JournalTimes, RedisJournal
 from daemon.state.redis.keys import Keys, message_tag, user_tag
 from daemon.state.redis.leases import Leases
+from daemon.state.redis.takeover import WorkIndex
 from daemon.state.store import Stage
 from tests.redis.helpers import hold, run_out
 
@@ -154,3 +155,25 @@ async def test_every_key_of_a_turn_has_a_ttl(redis: RedisClient, keys: Keys) -> 
         assert len(found) == 6  # per message: open, seen, turn
         for key in found:
             assert await redis.pttl(key) > 0, key
+
+
+async def test_unfinished_and_counts_walk_the_work_index(redis: RedisClient, keys: Keys) -> None:
+    journal = RedisJournal(redis, keys)
+    index = WorkIndex(redis, keys, Leases(redis, keys, ttl=30))
+    other = "+15550002"
+    with trio.fail_after(5):
+        for batch in ([message(1)], [message(2, other)], [message(3)]):
+            await index.touch(user_tag(batch[0].user.key))
+            await journal.accept(batch)
+        turns = journal.fenced(await hold(Leases(redis, keys, ttl=30), TAG))
+        await turns.progress(message(1).message_id, Stage.DONE)
+        await turns.progress(message(3).message_id, Stage.ANSWERED, answer="a")
+        unfinished = await journal.unfinished()
+        assert [r.inbound.message_id for r in unfinished] == [
+            message(2, other).message_id,
+            message(3).message_id,
+        ]
+        counts = await journal.counts()
+        assert counts["received"] == 1 and counts["answered"] == 1
+        assert sum(counts.values()) == 2 and set(counts) == {s.value for s in Stage}
+        assert await journal.prune() == 0  # TTLs do the store's pruning here
