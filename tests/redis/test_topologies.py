@@ -18,7 +18,7 @@ import pytest
 import trio
 
 from daemon.model import AgentMessage, AgentReply, Inbound, Kind, User
-from daemon.state.redis.client import RedisClient, open_client
+from daemon.state.redis.client import RedisClient, check_server, open_client
 from daemon.state.redis.journal import RedisJournal
 from daemon.state.redis.keys import Keys, user_tag
 from daemon.state.redis.leases import Leases
@@ -86,6 +86,7 @@ async def test_every_primitive_runs_on_a_cluster(cluster_node: RedisServer, keys
             assert await responses.lookup("q") is not None
             assert await index.scan() == []
             assert list(await sessions.load_sessions()) == [USER]
+            assert await check_server(client) == []
 
 
 async def test_sentinel_mode_finds_the_primary(own_redis: RedisServer, keys: Keys) -> None:

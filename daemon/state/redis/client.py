@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 
 import coredis
 from coredis.connection import TCPLocation
-from coredis.exceptions import ConnectionError, ResponseError
+from coredis.exceptions import ConnectionError, RedisClusterError, ResponseError
 from coredis.retry import ConstantRetryPolicy
 
 from daemon.config import RedisConfig
@@ -140,11 +140,13 @@ async def check_server(client: RedisClient) -> list[str]:
     if tuple(int(p) for p in version.split(".")[:2] if p.isdigit()) < MIN_VERSION:
         problems.append(f"Redis {version} is older than 7.0, which the scripts need")
     try:
-        with mapped():
-            policy = await client.config_get(["maxmemory-policy", "appendonly"])
-    except ResponseError as exc:
-        log.info("redis: CONFIG GET refused (%s); eviction and AOF not checked", exc)
+        policy = await client.config_get(["maxmemory-policy", "appendonly"])
+    except (ResponseError, RedisClusterError) as exc:
+        # Refused (renamed, ACL), or a cluster client that can't route it to one node.
+        log.info("redis: CONFIG GET not answered (%s); eviction and AOF not checked", exc)
         return problems
+    except (ConnectionError, TimeoutError) as exc:
+        raise RedisUnavailable(str(exc)) from exc
     values = {_text(k): _text(v) for k, v in policy.items()}
     if values.get("maxmemory-policy", "noeviction") != "noeviction":
         problems.append(
