@@ -48,7 +48,6 @@ from daemon.state.redis import (
     RedisLanguages,
     RedisLimits,
     RedisSessions,
-    WorkIndex,
     open_client,
     user_tag,
 )
@@ -83,9 +82,7 @@ async def _one_user(client: RedisClient, keys: Keys, n: int, messages: int, host
     user = _user(n)
     tag = user_tag(user.key)
     journal = RedisJournal(client, keys)
-    index = WorkIndex(client, keys, host)
     inbox = [_message(user, i) for i in range(messages + 1)]
-    await index.touch(tag)
     await journal.accept(inbox)
     lease = await host.acquire(tag)
     assert isinstance(lease, Lease)
@@ -133,7 +130,7 @@ async def _turn(client: RedisClient, keys: Keys, n: int, *, voice: bool) -> dict
     tag = user_tag(user.key)
     message = _message(user, 0)
     leases = Leases(client, keys, ttl=15)
-    journal, index = RedisJournal(client, keys), WorkIndex(client, keys, leases)
+    journal = RedisJournal(client, keys)
     sessions, limits = RedisSessions(client, keys), RedisLimits(client, keys)
     responses = RedisResponses(client, keys, default_ttl=3600)
     pending = RedisPendingContext(client, keys, ttl=1200)
@@ -144,7 +141,6 @@ async def _turn(client: RedisClient, keys: Keys, n: int, *, voice: bool) -> dict
         steps[name] = counter.sent
         counter.sent = 0
 
-    await index.touch(tag)
     await journal.accept([message])
     lease = await leases.acquire(tag)
     assert isinstance(lease, Lease)

@@ -20,7 +20,6 @@ from daemon.state.redis import (
     RedisPublicMedia,
     RedisResponses,
     RedisSessions,
-    WorkIndex,
     user_tag,
 )
 from daemon.state.store import Stage
@@ -34,11 +33,9 @@ async def test_a_turn_leaves_only_keys_that_expire(redis: RedisClient, keys: Key
     tag = user_tag(USER)
     message = Inbound("wamid.1", User(USER, USER), Kind.VOICE)
     leases = Leases(redis, keys, ttl=15)
-    index = WorkIndex(redis, keys, leases)
     journal = RedisJournal(redis, keys)
     reply = AgentReply((AgentMessage("Inform", "At 9."),))
     with trio.fail_after(10):
-        await index.touch(tag)
         await journal.accept([message])
         lease = await hold(leases, tag)
         turns = journal.fenced(lease)

@@ -36,12 +36,11 @@ async def test_a_dead_hosts_user_is_resumed_by_another_from_its_stage(
     redis: RedisClient, other_redis: RedisClient, keys: Keys
 ) -> None:
     a_leases = Leases(redis, keys, ttl=LEASE)
-    a_index, a_journal = WorkIndex(redis, keys, a_leases), RedisJournal(redis, keys)
+    a_journal = RedisJournal(redis, keys)
     b_leases = Leases(other_redis, keys, ttl=LEASE)
     b_index, b_journal = WorkIndex(other_redis, keys, b_leases), RedisJournal(other_redis, keys)
     one, two = message(1), message(2)
     with trio.fail_after(5):
-        await a_index.touch(TAG)
         await a_journal.accept([one, two])
         lease = await hold(a_leases, TAG)
         a_turns = a_journal.fenced(lease)
@@ -77,7 +76,6 @@ async def test_a_held_user_is_looked_at_again_later_not_taken(
     holder = Leases(redis, keys, ttl=30)
     index = WorkIndex(other_redis, keys, Leases(other_redis, keys, ttl=LEASE))
     with trio.fail_after(5):
-        await index.touch(TAG)
         await RedisJournal(redis, keys).accept([message(1)])
         assert isinstance(await holder.acquire(TAG), Lease)
         assert (await index.probe(TAG))[0] is Probe.HELD

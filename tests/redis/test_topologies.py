@@ -66,7 +66,6 @@ async def test_every_primitive_runs_on_a_cluster(cluster_node: RedisServer, keys
             leases = Leases(client, keys, ttl=30)
             index = WorkIndex(client, keys, leases)
             journal = RedisJournal(client, keys)
-            await index.touch(TAG)
             assert await journal.accept([inbound]) == [inbound]
             lease = await hold(leases, TAG)
             turns = journal.fenced(lease)

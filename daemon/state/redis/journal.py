@@ -43,6 +43,7 @@ from daemon.state.redis.errors import LEASE_LOST, mapped
 from daemon.state.redis.keys import Keys, message_tag, user_tag
 from daemon.state.redis.leases import FENCE_CHECK, Lease
 from daemon.state.redis.scripts import Arg, call, ms, text
+from daemon.state.redis.takeover import TOUCH
 from daemon.state.store import (
     FINISHED,
     Stage,
@@ -191,6 +192,7 @@ class RedisJournal:
         self._progress = client.register_script(PROGRESS)
         self._attempt = client.register_script(ATTEMPT)
         self._open_turns = client.register_script(OPEN_TURNS)
+        self._touch = client.register_script(TOUCH)
         # message id -> user tag of what this host accepted lately (for forget).
         self._accepted: LRUCache[str, str] = LRUCache(maxsize=memo_size)
 
@@ -203,9 +205,10 @@ class RedisJournal:
     async def accept(self, messages: Sequence[Inbound]) -> list[Inbound]:
         """Record every message not seen before; return those, in order (store.accept).
 
-        One script per user in the batch (a user's keys share a slot; two users' need not).
-        Once this returns, the new messages survive a Redis restart (AOF), and any host
-        may run them."""
+        One script per user in the batch (a user's keys share a slot; two users' need not),
+        each after touching the user in the work index (takeover.py: the touch comes first,
+        so no open turn is ever outside the index). Once this returns, the new messages
+        survive a Redis restart (AOF), and any host may run them."""
         by_user: dict[str, list[Inbound]] = {}
         unique: dict[str, Inbound] = {}
         for message in messages:
@@ -228,6 +231,7 @@ class RedisJournal:
                 member = message_tag(message.message_id)
                 keys += [self._keys.seen(tag, member), self._keys.turn(tag, member)]
                 args += [member, inbound_to_json(message)]
+            await call(self._touch, [self._keys.work()], [tag])
             for index in await call(self._accept, keys, args):
                 message = group[int(index) - 1]
                 new.add(message.message_id)

@@ -34,8 +34,9 @@ hosts is the order of ``open``: the order Redis accepted the messages in.
 A host that dies stops renewing; its leases run out after ``lease_seconds``. What finds
 its users then is this module's **work index**, ``P{work}:users``: a sorted set of user
 tags with the Redis time (µs) they were last *touched*. A message's user is touched
-*before* its accept (a touch without an accept is harmless; an accept without a touch would
-be a message nobody looks for), so every open turn is behind an index entry. Every host
+*before* its accept — ``RedisJournal.accept`` does both, in that order — (a touch without
+an accept is harmless; an accept without a touch would be a message nobody looks for), so
+every open turn is behind an index entry. Every host
 runs ``scan`` every few seconds: entries untouched for longer than the lease are probed —
 one script on the user's slot that answers ``held`` (somebody is on it: touch again and
 look later), ``idle`` (no open turn: drop the entry, if nobody touched it meanwhile) or
@@ -137,7 +138,8 @@ class WorkIndex:
         self._settle = client.register_script(SETTLE_IDLE)
 
     async def touch(self, tag: str) -> None:
-        """Before accepting a message of the user (see the header for why before)."""
+        """Look at the user again a lease from now (``RedisJournal.accept`` touches before
+        it accepts; see the header for why before)."""
         await call(self._touch, [self._keys.work()], [tag])
 
     async def probe(self, tag: str) -> tuple[Probe, Lease | None]:
