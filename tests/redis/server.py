@@ -67,10 +67,18 @@ def make_certificates(directory: Path) -> TlsFiles:
     ca, ca_key = directory / "ca.crt", directory / "ca.key"
     cert, key, csr = directory / "server.crt", directory / "server.key", directory / "server.csr"
     ext = directory / "san.ext"
-    ext.write_text("subjectAltName=IP:127.0.0.1\n")
+    # What Python 3.13's default context (VERIFY_X509_STRICT) insists on: key usages on both,
+    # CA:TRUE on the CA, key identifiers on the server's.
+    ext.write_text(
+        "subjectAltName=IP:127.0.0.1\nkeyUsage=critical,digitalSignature\n"
+        "extendedKeyUsage=serverAuth\nsubjectKeyIdentifier=hash\n"
+        "authorityKeyIdentifier=keyid,issuer\n"
+    )
+    ca_ext = ["-addext", "basicConstraints=critical,CA:TRUE",
+              "-addext", "keyUsage=critical,keyCertSign,cRLSign"]  # fmt: skip
     curve = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
     for command in (
-        ["req", "-x509", *curve, "-keyout", ca_key, "-out", ca, "-days", "2",
+        ["req", "-x509", *curve, *ca_ext, "-keyout", ca_key, "-out", ca, "-days", "2",
          "-subj", "/CN=wa-test-ca"],
         ["req", *curve, "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1"],
         ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
