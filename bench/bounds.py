@@ -35,6 +35,7 @@ from daemon.cache.response import PendingContext, ResponseCache
 from daemon.cache.stt import TranscriptCache
 from daemon.config import Settings
 from daemon.lanes import Lanes
+from daemon.limits import Limit, MemoryUserLimits
 from daemon.model import AgentMessage, AgentReply, Inbound, Kind, Transcript, User
 from daemon.state.public_media import PublicMedia
 
@@ -155,6 +156,23 @@ def remembered_users(s: Settings) -> object:
     return languages, deferred
 
 
+def user_limits(s: Settings) -> object:
+    # Every user seen today with every count in use: a bucket, turns, both daily allowances
+    # spent from, and one notice given (the worst case of one record).
+    limits = MemoryUserLimits(s.limits, clock=lambda: 0.0, wall=lambda: 1_800_000_000.0)
+
+    async def fill() -> None:
+        for n in range(s.limits.users):
+            user = f"1555{n:07d}"
+            await limits.admit(user)
+            await limits.spend(user, Limit.DAILY_STT_SECONDS, 12.5)
+            await limits.spend(user, Limit.DAILY_TTS_CHARACTERS, 400)
+            await limits.first_notice(user, "budget_agent")
+
+    trio.run(fill)
+    return limits
+
+
 def lanes(s: Settings) -> object:
     """max_lanes lanes (idle, within idle_seconds of their last message), then queue_size
     messages waiting behind max_concurrent_turns turns that hang: the lanes' worst case.
@@ -238,6 +256,10 @@ MAPS: dict[str, tuple[Callable[[Settings], object], Callable[[Settings], str]]] 
     "remembered users": (
         remembered_users,
         lambda s: f"{s.lanes.remembered_users} users: a language, a deferred message id",
+    ),
+    "per-user limits": (
+        user_limits,
+        lambda s: f"{s.limits.users} users: a bucket, today's counts, a notice",
     ),
     "lanes": (
         lanes,

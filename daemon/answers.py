@@ -11,6 +11,12 @@
   many users asking the same FAQ at once share one agent call (single flight) — when its
   reply is one the cache accepted; otherwise (Failure, Escalate, Inquire, ...) each of them
   asks the agent in their own session;
+- evidence comes only from a *fresh* session: one in which the user said nothing before and
+  was served nothing from the cache. A context-aware agent weaves what the user said earlier
+  (a card number, an order) into any answer, even to an FAQ, and an FAQ answer is trusted at
+  once: learnt from a session with context, one user's personal answer would be served to
+  everyone. An FAQ asked mid-conversation is answered in the user's session (or from the
+  cache) and teaches the cache nothing; it does not lead a shared call either;
 - personal-looking questions (first person, order numbers, emails, phone numbers) and deny
   rules are never served from nor written to the cache (``Rules``);
 - after a cached answer, the user's next message reaches the agent with one context line
@@ -104,16 +110,23 @@ class CachedAgent:
         hit = self._responses.lookup(key)
         if hit is not None:
             return self._served(user, text, hit, decision)
-        if decision.reason == "faq" and not self._pending.has(user):
+        if not self._fresh(user_key, user):
+            # An FAQ mid-conversation: the answer may know this user; it teaches nothing.
+            return await self._ask_agent(user_key, user, text)
+        if decision.reason == "faq":
             return await self._ask_shared(user_key, user, text, key, decision)
         return await self._ask_and_learn(user_key, user, text, key, decision)
+
+    def _fresh(self, user_key: str, user: str) -> bool:
+        """Whether the user's session has no earlier context: nothing said in it, nothing
+        served from the cache to them since (whose exchange their next message carries)."""
+        return not self._agent.in_conversation(user_key) and not self._pending.has(user)
 
     def _decide(
         self, user_key: str, user: str, text: str, language: str | None
     ) -> tuple[Decision, str]:
         normalized = normalize_question(text)
-        opens = not self._agent.in_conversation(user_key) and not self._pending.has(user)
-        decision = self._rules.decide(normalized, opens_conversation=opens)
+        decision = self._rules.decide(normalized, opens_conversation=self._fresh(user_key, user))
         return decision, question_key(normalized, agent_id=self._agent_id, language=language)
 
     def _served(self, user: str, text: str, hit: CachedAnswer, decision: Decision) -> AgentReply:
@@ -130,10 +143,11 @@ class CachedAgent:
     async def _ask_and_learn(
         self, user_key: str, user: str, text: str, key: str, decision: Decision
     ) -> AgentReply:
-        earlier = self._pending.take(user)
-        if earlier is not None:
-            # Asked with a context line in front: not the question as asked, no evidence.
-            return await self._agent.ask(user_key, with_context(text, *earlier))
+        """Ask in a fresh session and record the reply as evidence."""
+        if not self._fresh(user_key, user):
+            # Context came meanwhile (a follower of a shared call that asks itself after its
+            # own earlier turn): no evidence. A pending exchange goes in front, as always.
+            return await self._ask_agent(user_key, user, text)
         reply = await self._agent.ask(user_key, text)
         self._responses.record(key, user, reply, decision.ttl, trusted=decision.reason == "faq")
         return reply

@@ -155,6 +155,10 @@ class VoiceConfig:
     # 512 KB, about 2 minutes of speech (reference/whatsapp.md §4.2); longer answers go as
     # text only.
     max_tts_chars: int = 1500
+    # Longest voice note (any audio a user sends) transcribed, in seconds, measured by decoding
+    # it (never from its headers) before speech-to-text, which bills per second. Longer ones
+    # get the voice_too_long reply and no speech-to-text call.
+    max_seconds: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -193,8 +197,11 @@ class RetriesConfig:
 class LanesConfig:
     # Most users with a lane at once; a new user beyond it is answered 503 (Meta retries).
     max_lanes: int = 10_000
-    # Messages one user may have waiting behind the turn in flight; more are answered 503.
+    # Messages one user may have waiting behind the turn in flight. More wait in the durable
+    # inbox (answered 200; the resume loop hands them over in order as the lane drains), up to
+    # max_waiting per user; beyond that they are dropped and counted. Never a 503 for others.
     max_pending: int = 20
+    max_waiting: int = 100
     # A lane with nothing to do goes away after this many seconds.
     idle_seconds: float = 60.0
     # Turns running at once across all users (bounds memory and upstream concurrency).
@@ -204,6 +211,37 @@ class LanesConfig:
     # seen forgotten first; a remembered language is forgotten after remembered_ttl.
     remembered_users: int = 10_000
     remembered_ttl: float = 86400.0
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    """Per-user limits and global daily budgets (README "Limits and budgets"). A day is the
+    UTC calendar day: every daily count starts again at 00:00 UTC. 0 turns a limit off."""
+
+    # A token bucket per user: `burst` messages in a row, then `per_minute` more a minute.
+    # A message over it is answered 200 and dropped, never asked of the agent; the user gets
+    # one "slow down" reply, at most once every `notice_every` seconds.
+    burst: int = 10
+    per_minute: float = 6.0
+    notice_every: float = 600.0
+    # Per user and UTC day: turns, seconds of voice notes transcribed, characters spoken.
+    # Each gets one polite reply the first time it is hit that day; the spoken one is not a
+    # reply but the end of voice notes for the day (answers go as text, with one line saying
+    # so).
+    daily_turns: int = 300
+    daily_stt_seconds: float = 1800.0
+    daily_tts_characters: int = 30_000
+    # Users whose counts are kept, least recently seen forgotten first.
+    users: int = 10_000
+    # The whole daemon, per UTC day (0 = no budget): agent calls, seconds of audio sent to
+    # speech-to-text, characters sent to text-to-speech, WhatsApp messages sent. When one is
+    # spent: agent -> a polite "busy" reply (cached answers still served); stt -> voice
+    # notes get a "please type" reply; tts -> answers go as text only; whatsapp -> nothing
+    # more is sent that day. /metrics shows wa_agentd_budget_exhausted for the alert.
+    budget_agent_calls: int = 0
+    budget_stt_seconds: float = 0.0
+    budget_tts_characters: int = 0
+    budget_whatsapp_messages: int = 0
 
 
 @dataclass(frozen=True)
@@ -229,10 +267,27 @@ class TextTable:
     escalated: str
     holding: str  # sent once when the answer takes longer than [ux] holding_after
     transcript_echo: str  # "{transcript}" is replaced by what speech-to-text heard
+    voice_too_long: str  # a voice note over [voice] max_seconds
+    # [limits]: once per window, in place of the dropped message's answer.
+    slow_down: str  # over the per-user rate (burst, per_minute)
+    daily_limit: str  # over daily_turns
+    voice_daily_limit: str  # over daily_stt_seconds: voice notes are not heard until tomorrow
+    text_only_today: str  # over daily_tts_characters: appended once to a text-only answer
+    over_capacity: str  # the daemon's agent budget for the day is spent
+    voice_unavailable: str  # the daemon's speech-to-text budget for the day is spent
 
     def spoken(self) -> tuple[str, ...]:
-        """The replies that stand in place of an answer, which a voice note may hear."""
-        return (self.agent_down, self.not_understood, self.no_speech, self.unsupported)
+        """The replies that stand in place of an answer, which a voice note may hear. Not the
+        limit notices: a user over a limit gets one message, not a voice note as well."""
+        return (
+            self.agent_down,
+            self.not_understood,
+            self.no_speech,
+            self.unsupported,
+            self.voice_too_long,
+            self.over_capacity,
+            self.voice_unavailable,
+        )
 
 
 ENGLISH = TextTable(
@@ -254,6 +309,24 @@ ENGLISH = TextTable(
     escalated="I'm passing your request on to a colleague, who will get back to you.",
     holding="One moment, I'm looking into it…",
     transcript_echo="I understood: “{transcript}”",
+    voice_too_long=(
+        "Sorry, your voice note is too long for me to listen to. Please send a shorter one, or "
+        "type your question."
+    ),
+    slow_down=(
+        "You're sending messages faster than I can answer them. Please wait a minute, then send "
+        "your question again."
+    ),
+    daily_limit="You've reached today's limit of messages. I'll be happy to help again tomorrow.",
+    voice_daily_limit=(
+        "You've sent a lot of voice notes today. Please type your questions for the rest of the "
+        "day."
+    ),
+    text_only_today="(I'll answer in writing for the rest of the day.)",
+    over_capacity=(
+        "We're receiving an unusually high number of messages right now. Please try again later."
+    ),
+    voice_unavailable="I can't listen to voice notes right now. Please type your question.",
 )
 
 ARABIC = TextTable(
@@ -267,6 +340,17 @@ ARABIC = TextTable(
     escalated="سأحوّل طلبك إلى أحد زملائي، وسيتواصل معك قريبًا.",
     holding="لحظة من فضلك، أبحث في الأمر…",
     transcript_echo="فهمت: «{transcript}»",
+    voice_too_long=(
+        "عذرًا، رسالتك الصوتية أطول من أن أستمع إليها. يُرجى إرسال رسالة أقصر، أو كتابة سؤالك."
+    ),
+    slow_down=(
+        "أنت ترسل الرسائل أسرع مما أستطيع الرد عليها. يُرجى الانتظار دقيقة، ثم إرسال سؤالك مرة أخرى."
+    ),
+    daily_limit="لقد وصلت إلى الحد اليومي للرسائل. يسعدني مساعدتك مجددًا غدًا.",
+    voice_daily_limit="لقد أرسلت الكثير من الرسائل الصوتية اليوم. يُرجى كتابة أسئلتك لبقية اليوم.",
+    text_only_today="(سأرد عليك كتابةً لبقية اليوم.)",
+    over_capacity="نتلقى عددًا كبيرًا جدًا من الرسائل حاليًا. يُرجى المحاولة مرة أخرى لاحقًا.",
+    voice_unavailable="لا أستطيع الاستماع إلى الرسائل الصوتية الآن. يُرجى كتابة سؤالك.",
 )
 
 BUILT_IN_TEXTS = {"en": ENGLISH, "ar": ARABIC}
@@ -437,6 +521,7 @@ class Settings:
     breakers: BreakersConfig = BreakersConfig()
     retries: RetriesConfig = RetriesConfig()
     inbox: InboxConfig = InboxConfig()
+    limits: LimitsConfig = LimitsConfig()
     texts: TextsConfig = TextsConfig()
     ux: UxConfig = UxConfig()
     admin: AdminConfig = AdminConfig()
@@ -682,9 +767,25 @@ def validate_values(s: Settings) -> None:
     _check_positive("twilio", s.twilio)
     if s.retries.max_attempts < 1:
         raise ConfigError("[retries] max_attempts", "must be >= 1")
+    _check_limits(s.limits)
     for name in ("media_hosts",):
         if not s.whatsapp.media_hosts:
             raise ConfigError(f"[whatsapp] {name}", "must name at least one host")
+
+
+def _check_limits(limits: LimitsConfig) -> None:
+    """Every count and budget >= 0 (0 = off); a bucket needs both its burst and its rate."""
+    for f in dataclasses.fields(limits):
+        value = getattr(limits, f.name)
+        if value < 0:
+            raise ConfigError(f"[limits] {f.name}", f"must be >= 0 (0 = off), got {value!r}")
+    for key in ("users", "notice_every"):
+        if getattr(limits, key) <= 0:
+            raise ConfigError(f"[limits] {key}", f"must be > 0, got {getattr(limits, key)!r}")
+    if (limits.burst == 0) != (limits.per_minute == 0):
+        raise ConfigError(
+            "[limits] burst / per_minute", "the rate limit needs both (or both 0 to turn it off)"
+        )
 
 
 def _check_redis(r: RedisConfig) -> None:

@@ -6,8 +6,16 @@ messages of one user must be turned strictly one after another. Each user with w
 ``idle_seconds`` goes away, so memory follows the number of active users, not of all users.
 
 Bounds, each answered with ``Overloaded`` (the web layer turns it into 503, and Meta retries):
-``max_lanes`` lanes at once, ``max_pending`` messages waiting in one lane, ``queue_size``
-messages waiting across all lanes. ``max_concurrent_turns`` caps turns running at once.
+``max_lanes`` lanes at once, ``queue_size`` messages waiting across all lanes.
+``max_concurrent_turns`` caps turns running at once.
+
+One user never blocks the others: a message that finds its user's lane full
+(``max_pending``) is answered ``Waiting`` (an ``Overloaded`` for that user only). It is
+already in the durable inbox, so it simply stays there: the user is *parked*, every later
+message of theirs waits in the inbox too (so their order holds), and the resume loop
+(daemon/resume.py) hands them over oldest first as the lane drains, then unparks the user.
+The web layer answers 200 for the batch. A lane of a parked user that finishes a turn sets
+``room`` so the resume loop need not wait for its next round.
 
 The lanes run in a nursery the daemon owns (never the web framework's: quart-trio cancels its
 background tasks at shutdown, reference/trio-stack.md §1). ``close()`` stops intake; every
@@ -34,8 +42,19 @@ class Overloaded(Exception):
     """No room for this message now; the sender should retry later."""
 
 
+class Waiting(Overloaded):
+    """This user's lane is full (or earlier messages of theirs wait): the message stays in the
+    durable inbox, for the resume loop to hand over in order. Other users are not affected."""
+
+
 class Closed(Exception):
     """The lanes are draining and take no new work."""
+
+
+@dataclass
+class _Parked:
+    generation: int  # ``Lanes.park_generation()`` when the user was last parked
+    messages: int = 0  # messages parked since (an upper bound: for the per-user bound)
 
 
 @dataclass
@@ -65,6 +84,10 @@ class Lanes:
         self._limiter = trio.CapacityLimiter(max_concurrent_turns)
         self._lanes: dict[str, _Lane] = {}
         self._held: set[str] = set()  # message ids queued or running (bounded like them)
+        # Users with messages waiting in the inbox, not in their lane (at most max_lanes).
+        self._parked: dict[str, _Parked] = {}
+        self._generation = 0
+        self.room = trio.Event()  # a parked user's lane finished a turn: resume may go on
         self._queued = 0  # accepted, not yet started, across all lanes
         self._running = 0
         self._closed = False
@@ -100,19 +123,27 @@ class Lanes:
 
     # -- intake ---------------------------------------------------------------------------
 
-    def submit(self, message: Inbound) -> None:
+    def submit(self, message: Inbound, *, resumed: bool = False) -> None:
         """Queue ``message`` on its user's lane, without blocking.
 
-        Raises Overloaded when a bound is reached and Closed while draining. Synchronous, so
-        the caller learns at once whether the message was taken (the web layer then answers
-        503 and forgets the id, so Meta's redelivery is turned). Dedupe is not done here:
-        the durable inbox records ids before the webhook is answered (daemon/state/store.py).
+        Raises Waiting when the user's lane is full or the user is parked (unless
+        ``resumed``: the resume loop handing parked messages over, oldest first), Overloaded
+        when a global bound is reached and Closed while draining. Synchronous, so the caller
+        learns at once whether the message was taken. A message already queued or running is
+        not queued twice (the resume loop may find it in the inbox before the web layer's
+        submit). Dedupe is not done here: the durable inbox records ids before the webhook is
+        answered (daemon/state/store.py).
         """
         if self._closed:
             raise Closed()
+        if message.message_id in self._held:
+            return
+        key = message.user.key
+        if not resumed and key in self._parked:
+            self._park(key)
+            raise Waiting("earlier messages of this user wait in the inbox")
         if self._queued >= self._queue_size:
             raise Overloaded("queue full")
-        key = message.user.key
         lane = self._lanes.get(key)
         if lane is None:
             if len(self._lanes) >= self._max_lanes:
@@ -123,9 +154,46 @@ class Lanes:
         try:
             lane.send.send_nowait(message)
         except trio.WouldBlock:
-            raise Overloaded("too many messages waiting for this user") from None
+            self._park(key)
+            raise Waiting("too many messages waiting for this user") from None
         self._queued += 1
         self._held.add(message.message_id)
+
+    # -- parked users -----------------------------------------------------------------------
+
+    def _park(self, key: str) -> None:
+        parked = self._parked.get(key)
+        if parked is None:
+            if len(self._parked) >= self._max_lanes:
+                raise Overloaded("too many users waiting")
+            parked = self._parked[key] = _Parked(self._generation)
+        self._generation += 1
+        parked.generation = self._generation
+        parked.messages += 1
+
+    def park_generation(self) -> int:
+        """A counter that grows with every message parked: the resume loop reads it before
+        it reads the inbox, so it can tell parks it has seen from later ones."""
+        return self._generation
+
+    def parked(self) -> list[str]:
+        """The users whose messages wait in the inbox."""
+        return list(self._parked)
+
+    def parked_messages(self, key: str) -> int:
+        """How many of this user's messages were parked since they were last unparked."""
+        parked = self._parked.get(key)
+        return 0 if parked is None else parked.messages
+
+    def unpark(self, key: str, *, seen: int) -> bool:
+        """The resume loop handed over every message of ``key`` it found in the inbox after
+        reading ``seen = park_generation()``: unpark the user, unless one was parked after
+        that (it may not have been in the inbox read). Returns whether the user was unparked."""
+        parked = self._parked.get(key)
+        if parked is None or parked.generation > seen:
+            return False
+        del self._parked[key]
+        return True
 
     def close(self) -> None:
         """Take no new work; lanes finish what they hold, then end."""
@@ -191,6 +259,8 @@ class Lanes:
                         self._limiter.release()
                 finally:
                     self._held.discard(message.message_id)
+                    if key in self._parked:  # room in this lane: the resume loop may go on
+                        self.room.set()
         finally:
             # No checkpoint between the last receive and this removal, so a message can't
             # slip into a lane that is going away: the next submit makes a new lane.

@@ -54,6 +54,24 @@ class Inbound:
     timestamp: int = 0  # seconds since the epoch, as the provider stamped it
     channel_ref: str = ""  # the provider's business number id the message came in on
 
+    def unstorable(self) -> str:
+        """Why this message cannot be written down (the durable inbox stores UTF-8), or "".
+
+        JSON may carry a lone surrogate (``"\\ud83d"``) that no UTF-8 encoder takes; a parser
+        skips such a message instead of letting the inbox write fail for its whole batch.
+        """
+        media = self.media
+        fields = [self.message_id, self.user.key, self.user.address, self.text]
+        fields += [self.original_type, self.channel_ref]
+        if media is not None:
+            fields += [media.id, media.mime_type, media.sha256 or ""]
+        for value in fields:
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return "message with text that is not valid Unicode (a lone surrogate)"
+        return ""
+
 
 @dataclass(slots=True)
 class Batch:

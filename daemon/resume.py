@@ -1,12 +1,14 @@
 """Turns the durable inbox holds and nobody is running: they are run again.
 
-Two kinds end up there:
+Three kinds end up there:
 
 - turns the last run of the daemon accepted and did not finish (a crash, kill -9, a drain
   that ran out of time): resumed at start-up, where they stopped;
 - turns *deferred* because nothing could be delivered and WhatsApp said "not now" (its
   circuit open, "slow down" answers that outlasted the retries, a refused token): their row
-  stays open, and they are tried again every ``every`` seconds until delivery works.
+  stays open, and they are tried again every ``every`` seconds until delivery works;
+- messages *waiting* because their user's lane was full (daemon/lanes.py, "parked"): handed
+  over oldest first as the lane drains, the user's later messages behind them.
 
 A turn older than ``window`` is given up without a word: WhatsApp accepts free-form messages
 only within 24 hours of the user's last message (reference/whatsapp.md §5), so past that
@@ -14,6 +16,9 @@ nothing can reach the user anyway. A message whose turn is queued or running is 
 
 A deferred turn may be answered after a newer message of the same user that came in once
 WhatsApp was back; per-user order holds among the turns that run, not across a deferral.
+A waiting message keeps its place: while its user is parked, every newer message of theirs
+waits in the inbox as well, and a round that finds a user's lane full again leaves the rest
+of that user's messages for the next round (other users go on).
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ from collections.abc import Callable
 
 import trio
 
-from daemon.lanes import Closed, Lanes, Overloaded
+from daemon.lanes import Closed, Lanes, Overloaded, Waiting
+from daemon.observe.logs import message_tag
 from daemon.state.store import Stage, Store
 
 log = logging.getLogger(__name__)
@@ -34,35 +40,53 @@ async def resume_unfinished(
     store: Store, lanes: Lanes, *, window: float, wall_clock: Callable[[], float] = time.time
 ) -> int:
     """Queue every open turn that is not queued or running; returns how many were queued."""
+    seen = lanes.park_generation()  # before the inbox is read: see Lanes.unpark
     now = wall_clock()
     queued = 0
+    full: set[str] = set()  # users whose lane filled up this round: the rest of theirs wait
     for record in await store.unfinished():
-        message_id = record.inbound.message_id
-        if lanes.holds(message_id):
+        message_id, user = record.inbound.message_id, record.inbound.user.key
+        if lanes.holds(message_id) or user in full:
             continue
         if now - record.received_at > window:
             log.error(
                 "message %s given up unanswered: nothing could be delivered for %.0f s",
-                message_id,
+                message_tag(message_id),
                 now - record.received_at,
             )
             await store.progress(message_id, Stage.FAILED, outcome="expired")
             continue
         try:
-            lanes.submit(record.inbound)
+            lanes.submit(record.inbound, resumed=True)
+        except Waiting:
+            full.add(user)  # this user's lane is full again: their later messages wait
+            continue
         except (Overloaded, Closed) as exc:  # the rest wait for the next round
             log.info("resuming unfinished turns paused: %s", exc or type(exc).__name__)
-            break
+            return queued
         queued += 1
+    # Every message these users had in the inbox is in their lane now (or was finished).
+    for user in lanes.parked():
+        if user not in full:
+            lanes.unpark(user, seen=seen)
     if queued:
         log.info("resuming %d unfinished turns", queued)
     return queued
 
 
+# A parked user's lane finishing a turn starts a round early, at most this often: a round
+# reads every open row of the inbox.
+MIN_ROUND_GAP = 1.0
+
+
 async def keep_resuming(store: Store, lanes: Lanes, *, every: float, window: float) -> None:
-    """``resume_unfinished`` every ``every`` seconds, for as long as the daemon serves."""
+    """``resume_unfinished`` every ``every`` seconds, and soon after a parked user's lane has
+    room again, for as long as the daemon serves."""
     while not lanes.closed:
-        await trio.sleep(every)
+        with trio.move_on_after(every):
+            await lanes.room.wait()
+            await trio.sleep(MIN_ROUND_GAP)
+        lanes.room = trio.Event()  # re-armed before the round: a turn ending now counts
         try:
             await resume_unfinished(store, lanes, window=window)
         except Exception:  # the next round may do better; the daemon serves regardless
@@ -71,5 +95,11 @@ async def keep_resuming(store: Store, lanes: Lanes, *, every: float, window: flo
 
 async def count_deferred(store: Store, lanes: Lanes) -> int:
     """Open turns no lane holds: deferred (nothing could be delivered now; ``keep_resuming``
-    tries them again each round) or left unfinished by the last run, waiting for a round."""
-    return sum(not lanes.holds(r.inbound.message_id) for r in await store.unfinished())
+    tries them again each round) or left unfinished by the last run, waiting for a round.
+    Not the messages of users whose lane is full (parked): they are a queue, not trouble,
+    and ``wa_agentd_users_waiting`` counts them."""
+    parked = set(lanes.parked())
+    return sum(
+        not lanes.holds(r.inbound.message_id) and r.inbound.user.key not in parked
+        for r in await store.unfinished()
+    )

@@ -46,6 +46,7 @@ from daemon.config import Settings
 from daemon.errors import UpstreamError
 from daemon.http import ResponseHook, make_client
 from daemon.lanes import Lanes
+from daemon.limits import Limit, MemoryBudget, MemoryUserLimits
 from daemon.model import Inbound
 from daemon.observe import cgroup, logs
 from daemon.observe.health import Readiness, StoreProbe, UpstreamHealth
@@ -408,6 +409,10 @@ def _export_state(
                 "Users with a lane (work queued or running).",
                 lambda: lanes.active,
             ),
+            "wa_agentd_users_waiting": (
+                "Users whose lane is full, with messages waiting in the inbox for it.",
+                lambda: len(lanes.parked()),
+            ),
             "wa_agentd_agent_sessions": ("Agentforce sessions open.", lambda: agent.sessions_open),
             "wa_agentd_dedupe_ids": (
                 "Message ids remembered for dedupe (durable inbox rows).",
@@ -480,6 +485,26 @@ def _export_caches(metrics: Metrics, caches: Caches) -> None:
         "Bytes held per cache (responses, transcripts: their text).",
         "cache",
         sizes,
+    )
+
+
+def _export_limits(metrics: Metrics, limits: MemoryUserLimits, budget: MemoryBudget) -> None:
+    """What the limits refused and how much of each budget is spent, read at scrape time
+    (names agreed with the alerts: brief/metrics-contract.md)."""
+    metrics.sources.counters["wa_agentd_limited"] = (
+        "Messages (or their transcription or voice note) dropped by a per-user limit.",
+        "limit",
+        lambda: {limit.value: limits.refusals().get(limit.value, 0) for limit in Limit},
+    )
+    metrics.sources.labelled_gauges["wa_agentd_budget_used_ratio"] = (
+        "Share of today's (UTC) global budget spent per upstream; 0 without a budget.",
+        "upstream",
+        budget.used_ratios,
+    )
+    metrics.sources.labelled_gauges["wa_agentd_budget_exhausted"] = (
+        "1 while the upstream's global daily budget is spent (the operator alert), else 0.",
+        "upstream",
+        lambda: {name: float(ratio >= 1.0) for name, ratio in budget.used_ratios().items()},
     )
 
 
@@ -646,6 +671,8 @@ async def _serving(
             on_report(r)
 
     store_counts: dict[str, int] = {}  # refreshed by _maintain_store, read by /metrics
+    limits = MemoryUserLimits(settings.limits)
+    budget = MemoryBudget(settings.limits)
     started_at = time.time()  # "up since" in the status
 
     turn = Turn(
@@ -662,6 +689,8 @@ async def _serving(
         on_report=report,
         remembered_users=settings.lanes.remembered_users,
         remembered_ttl=settings.lanes.remembered_ttl,
+        limits=limits,
+        budget=budget,
     )
 
     async def handle(message: Inbound) -> None:
@@ -702,6 +731,8 @@ async def _serving(
             public_media=ups.public_media,
             admin_token=settings.secrets.get("WA_AGENTD_ADMIN_TOKEN"),
             flush_caches=ups.caches.flush,
+            limits=limits,
+            max_waiting=lanes_cfg.max_waiting,
         )
         top.start_soon(probe.run)
         _export_state(obs.metrics, ctx, ups.agent, store_counts)
@@ -712,6 +743,7 @@ async def _serving(
         )
         top.start_soon(_maintain_store, settings, store, store_counts)
         _export_caches(obs.metrics, ups.caches)
+        _export_limits(obs.metrics, limits, budget)
         _export_bounds(obs.metrics, settings)
         backlog = Backlog()
         top.start_soon(_count_deferred, store, lanes, backlog, inbox.retry_every)

@@ -27,6 +27,7 @@ is behind any of them.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
@@ -38,16 +39,25 @@ from cachetools import LRUCache, TTLCache
 
 from daemon import language as languages
 from daemon import text as textfmt
-from daemon.cache.stt import TranscriptCache
+from daemon.cache.stt import TranscriptCache, audio_digest
 from daemon.channels.base import Channel
-from daemon.config import TextsConfig, TextTable, TimeoutsConfig, UxConfig, VoiceConfig
+from daemon.config import (
+    LimitsConfig,
+    TextsConfig,
+    TextTable,
+    TimeoutsConfig,
+    UxConfig,
+    VoiceConfig,
+)
 from daemon.errors import Reason, UpstreamError, UpstreamTimeout
+from daemon.limits import Budget, Limit, MemoryBudget, MemoryUserLimits, Upstream, UserLimits
 from daemon.model import AgentReply, Inbound, Kind, Media, Transcript
-from daemon.observe.logs import current_turn, hashed
+from daemon.observe.logs import current_turn, hashed, message_tag
 from daemon.observe.stages import current_stages
 from daemon.resilience.breaker import CircuitOpen
 from daemon.resilience.guard import Guard
 from daemon.resilience.retry import was_sent
+from daemon.speech import audio as audio_files
 from daemon.state.store import Stage, TurnRecord
 
 log = logging.getLogger(__name__)
@@ -126,8 +136,18 @@ _CANNED = frozenset(
         "timeout",
         "error",
         "send_failed",  # the answer was refused; the apology took its place
+        "too_long",  # a voice note over [voice] max_seconds
+        "undecodable",  # audio that does not decode: not sent to speech-to-text
+        "over_budget",  # a daily budget of the daemon is spent ([limits] budget_*)
+        *(f"limited_{limit.value}" for limit in Limit),  # a per-user limit ([limits])
     }
 )
+# Per-user limits the web layer decides as a message comes in (daemon/intake.py): the turn of
+# the one message per window that gets a notice finds its outcome in the journal, and says it.
+NOTICES: dict[str, str] = {
+    f"limited_{Limit.RATE.value}": "slow_down",
+    f"limited_{Limit.DAILY_TURNS.value}": "daily_limit",
+}
 # Canned outcomes that came from a passing trouble: a turn resumed before its apology went
 # out asks the agent again instead of apologising.
 _ASK_AGAIN = frozenset({"agent_down", "timeout", "error"})
@@ -155,6 +175,13 @@ class TurnReport:
     # Upstream calls that got no HTTP answer at all (the HTTP ones are counted by the
     # clients' response hooks): (upstream, "timeout" | "error").
     failures: list[tuple[str, str]] = field(default_factory=list)
+    # What the turn cost: Agentforce calls, seconds of audio and characters sent to STT / TTS
+    # (once per attempt), WhatsApp messages sent by kind (text, voice, canned, extra; a
+    # long answer split in three is three).
+    agent_calls: int = 0
+    stt_seconds: float = 0.0
+    tts_characters: int = 0
+    sent: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> str:
         stages = " ".join(f"{k}={v:.3f}" for k, v in self.stages.items())
@@ -215,6 +242,9 @@ class Turn:
         clock: Callable[[], float] = trio.current_time,
         remembered_users: int = 10_000,
         remembered_ttl: float = 86400.0,
+        limits: UserLimits | None = None,
+        budget: Budget | None = None,
+        measure: Callable[[bytes, float], Awaitable[float]] | None = None,
     ) -> None:
         self._channel = channel
         self._agent = agent
@@ -228,6 +258,13 @@ class Turn:
         self._journal = journal
         self._on_report = on_report
         self._clock = clock
+        # Without limits or budgets, none: a LimitsConfig of zeros turns every one off.
+        unlimited = LimitsConfig(burst=0, per_minute=0.0, daily_turns=0)
+        unlimited = dataclasses.replace(unlimited, daily_stt_seconds=0, daily_tts_characters=0)
+        self._limits = MemoryUserLimits(unlimited) if limits is None else limits
+        self._budget = MemoryBudget(unlimited) if budget is None else budget
+        # How an inbound voice note's length is found (PyAV, in a worker thread).
+        self._measure = measure or (lambda data, limit: audio_files.measure(data, limit=limit))
         # user key -> the language of their last turn ([lanes] remembered_users / _ttl).
         self._languages: TTLCache[str, str] = TTLCache(maxsize=remembered_users, ttl=remembered_ttl)
         # user key -> ids of their deferred messages, oldest first: a later message of the
@@ -316,7 +353,11 @@ class Turn:
         if attempts > MAX_ATTEMPTS:
             # Runs that ended normally are released, so these are crashes: the turn itself
             # takes the daemon down. Give up, but still tell the user once.
-            log.error("turn of message %s given up after %d attempts", message_id, attempts - 1)
+            log.error(
+                "turn of message %s given up after %d attempts",
+                message_tag(message_id),
+                attempts - 1,
+            )
             flow.report.outcome = "gave_up"
             if flow.record is not None and flow.record.reached(Stage.TEXT_SENT):
                 flow.delivery.begin()  # the answer went out before: nothing more
@@ -342,6 +383,13 @@ class Turn:
         report = flow.report
         if flow.message.kind is Kind.TEXT:
             flow.language = languages.from_script(flow.message.text)
+        if self._budget.exhausted(Upstream.WHATSAPP):
+            # Nothing may be sent today: not even an apology, and no agent call to pay for
+            # an answer nobody can receive. The operator's alert is the budget gauge.
+            report.outcome = "over_budget"
+            flow.dropped = True
+            report.stages["total"] = self._clock() - started
+            return
         with trio.move_on_after(self._timeouts.turn) as deadline:
             try:
                 # The background nursery holds what runs beside the answer: the read
@@ -377,6 +425,15 @@ class Turn:
         try:
             if (
                 record is not None
+                and record.outcome in NOTICES
+                and not record.reached(Stage.ANSWERED)
+            ):
+                # Over a per-user limit as it came in: this message is the one of its window
+                # that gets the notice (the others were dropped at intake).
+                notice = getattr(flow.texts(self._texts), NOTICES[record.outcome])
+                raise _Done(record.outcome, notice)
+            if (
+                record is not None
                 and record.reached(Stage.ANSWERED)
                 and record.answer
                 and not (record.outcome in _ASK_AGAIN and not record.reached(Stage.TEXT_SENT))
@@ -390,25 +447,35 @@ class Turn:
                 await self._note(flow, Stage.ANSWERED, answer=answer, outcome=outcome)
         except _Done as done:
             flow.report.outcome = done.outcome
+            if not done.reply:  # dropped: over a limit whose notice went out already
+                flow.dropped = True
+                return
             await self._note(flow, Stage.ANSWERED, answer=done.reply, outcome=done.outcome)
             if record is not None and record.reached(Stage.TEXT_SENT):
                 flow.delivery.begin()  # said before the restart: not again
                 flow.delivery.done()
                 return
             await self._say(flow, done.reply)
-            if flow.delivery.sent:
-                await self._speak_canned(flow, done.reply)
+            if flow.delivery.sent and not done.outcome.startswith("limited_"):
+                await self._speak_canned(flow, done.reply)  # one message per limit notice
             return
         gate = _TextGate()
         voice_sent = record is not None and record.reached(Stage.VOICE_SENT)
+        text = textfmt.to_whatsapp(answer)
         if self._wants_voice(flow.message, outcome) and not voice_sent:
-            background.start_soon(self._send_voice, flow, answer, gate)
+            voice = await self._voice_allowance(flow, answer)
+            if voice.note:
+                text = f"{text}\n\n{voice.note}"
+            if voice.spoken:
+                background.start_soon(self._send_voice, flow, voice, gate)
+            else:
+                flow.report.voice = "skipped"
         try:
             if record is not None and record.reached(Stage.TEXT_SENT):
                 flow.delivery.begin()  # sent before the restart: not again
                 flow.delivery.done()
             else:
-                await self._send_text(flow, textfmt.to_whatsapp(answer))
+                await self._send_text(flow, text)
             flow.report.outcome = outcome
         except _Silent:
             pass
@@ -459,35 +526,80 @@ class Turn:
         record = flow.record
         if record is not None and record.transcript is not None:
             return Transcript(record.transcript, record.transcript_language)  # before a restart
-        cache, digest = self._transcripts, media.sha256 or ""
-        if cache is not None and (known := cache.get(digest)) is not None:
-            flow.report.cached.append("transcript")
+        cache, report = self._transcripts, flow.report
+        # Looked up by the digest the webhook states (a forwarded note skips the download),
+        # stored only under the digest of what was downloaded (daemon/cache/stt.py says why).
+        if cache is not None and (known := cache.get(media.sha256 or "")) is not None:
+            report.cached.append("transcript")
             return known
         background.start_soon(self._prewarm, flow.message.user.key)
         try:
             audio = await self._timed(
-                flow.report,
+                report,
                 "download",
                 "whatsapp",
                 self._timeouts.download,
                 lambda: self._channel.fetch_media(media),
                 idempotent=True,
             )
+        except UpstreamError as exc:
+            report.error = str(exc)
+            raise _Done("not_understood", flow.texts(self._texts).not_understood) from None
+        digest = audio_digest(audio)
+        known = None if cache is None else cache.get_downloaded(digest, claimed=media.sha256)
+        if known is not None:
+            report.cached.append("transcript")  # the same file under another claimed digest
+            return known
+        seconds = await self._listenable(flow, audio)
+        attempts = _Attempts()
+        try:
+            # Billed per second of audio, so never repeated when it may have been done (a
+            # timeout, a 5xx): only what the upstream certainly refused (429, not sent).
             transcript = await self._timed(
-                flow.report,
+                report,
                 "stt",
                 "elevenlabs-stt",
                 self._timeouts.stt,
                 lambda: self._speech.transcribe(audio, media.mime_type),
-                idempotent=True,
+                idempotent=False,
+                on_attempt=attempts,
             )
         except UpstreamError as exc:
-            flow.report.error = str(exc)
+            report.error = str(exc)
             raise _Done("not_understood", flow.texts(self._texts).not_understood) from None
+        finally:
+            report.stt_seconds += seconds * attempts.count
+            self._budget.charge(Upstream.STT, seconds * attempts.count)
         if cache is not None:
-            cache.put(digest, transcript)  # ignores an empty digest or transcript
+            cache.put(digest, transcript)  # ignores an empty transcript
         await self._note(flow, Stage.TRANSCRIBED, transcript=transcript)
         return transcript
+
+    async def _listenable(self, flow: _Flow, audio: bytes) -> float:
+        """The voice note's length in seconds, measured by decoding it, when it may go to
+        speech-to-text: not too long, within today's budget and the user's allowance.
+        Otherwise ends the answer path with the reply that says why (or silence, when that
+        reply was given already today)."""
+        texts, user = flow.texts(self._texts), flow.message.user.key
+        limit = self._voice.max_seconds
+        try:
+            seconds = await self._measure(audio, limit)
+        except audio_files.AudioError as exc:
+            # Not audio we can decode: speech-to-text would fail the same way, and bill it.
+            flow.report.error = f"audio not measurable: {exc}"
+            raise _Done("undecodable", texts.not_understood) from None
+        if seconds > limit:
+            flow.report.error = f"voice note over {limit:g} s"
+            raise _Done("too_long", texts.voice_too_long)
+        if self._budget.exhausted(Upstream.STT):
+            told = await self._limits.first_notice(user, "budget_stt")
+            raise _Done("over_budget", texts.voice_unavailable if told else "")
+        verdict = await self._limits.spend(user, Limit.DAILY_STT_SECONDS, seconds)
+        if not verdict.allowed:
+            raise _Done(
+                "limited_daily_stt_seconds", texts.voice_daily_limit if verdict.notify else ""
+            )
+        return seconds
 
     async def _ask(self, flow: _Flow, question: str) -> tuple[str, str]:
         texts = flow.texts(self._texts)
@@ -497,14 +609,7 @@ class Turn:
             # circuit is open, and never counted by the breaker as an agent call.
             reply = self._agent.cached(user_key, question, language=flow.language)
             if reply is None:
-                reply = await self._timed(
-                    flow.report,
-                    "agent",
-                    "agentforce",
-                    self._timeouts.agent,
-                    lambda: self._agent.ask(user_key, question, language=flow.language),
-                    idempotent=False,
-                )
+                reply = await self._ask_agent(flow, question)
         except UpstreamError as exc:
             flow.report.error = str(exc)
             raise _Done("agent_down", texts.agent_down) from None
@@ -518,6 +623,31 @@ class Turn:
         # Failure / Error / an empty reply: the agent's own words there are often technical.
         flow.report.error = "agent reply: " + (",".join(m.type for m in reply.messages) or "empty")
         raise _Done("agent_failure", texts.agent_down)
+
+    async def _ask_agent(self, flow: _Flow, question: str) -> AgentReply:
+        """The agent's answer (through the response cache's ask), counted as agent calls: one
+        per attempt, except the last when its answer came from the cache or another user's
+        call. Ends the answer path when today's agent budget is spent."""
+        user_key, report = flow.message.user.key, flow.report
+        if self._budget.exhausted(Upstream.AGENT):
+            told = await self._limits.first_notice(user_key, "budget_agent")
+            raise _Done("over_budget", flow.texts(self._texts).over_capacity if told else "")
+        attempts, reply = _Attempts(), None
+        try:
+            reply = await self._timed(
+                report,
+                "agent",
+                "agentforce",
+                self._timeouts.agent,
+                lambda: self._agent.ask(user_key, question, language=flow.language),
+                idempotent=False,
+                on_attempt=attempts,
+            )
+            return reply
+        finally:
+            calls = attempts.count - (1 if reply is not None and reply.origin != "agent" else 0)
+            report.agent_calls += calls
+            self._budget.charge(Upstream.AGENT, calls)
 
     def _wants_voice(self, message: Inbound, outcome: str) -> bool:
         return outcome == "answered" and self._voice_reply_for(message)
@@ -567,9 +697,15 @@ class Turn:
                     # "later": the answer is in the journal already and goes out on the retry.
                     self._not_delivered(flow, verdict, "send_failed")
                 raise _Silent() from None
+        self._sent(flow, "text", len(ids))
         flow.delivery.done()
         flow.report.stages["to_text"] = self._clock() - flow.started  # what the user waited
         await self._note(flow, Stage.TEXT_SENT, text_ids=ids)
+
+    def _sent(self, flow: _Flow, kind: str, messages: int) -> None:
+        """Count WhatsApp messages that went out (billed per message, whatsapp.md §5)."""
+        flow.report.sent[kind] = flow.report.sent.get(kind, 0) + messages
+        self._budget.charge(Upstream.WHATSAPP, messages)
 
     async def _send(self, flow: _Flow, text: str) -> list[str]:
         """The answer (or the message in its place) to the user: one guarded send."""
@@ -582,25 +718,47 @@ class Turn:
             idempotent=False,
         )
 
-    async def _send_voice(self, flow: _Flow, answer: str, gate: _TextGate) -> None:
-        report = flow.report
+    async def _voice_allowance(self, flow: _Flow, answer: str) -> _Voice:
+        """Whether the answer may be spoken, decided before the text goes out (a line about
+        it may join the text). A cached voice note costs nothing and is always allowed; a new
+        one needs today's TTS budget and the user's allowance of characters."""
         spoken = textfmt.for_speech(answer)
         if not spoken or len(spoken) > self._voice.max_tts_chars:
-            report.voice = "skipped"
-            return
+            return _Voice("")
+        # Looked up outside the guard: spoken while ElevenLabs' circuit is open, and not
+        # counted by the breaker as a TTS call.
+        cached = await self._speech.cached(spoken, language=flow.language)
+        if cached is not None:
+            return _Voice(spoken, cached)
+        if self._budget.exhausted(Upstream.TTS):
+            return _Voice("")  # text only while the day's budget is spent; no notice
+        verdict = await self._limits.spend(
+            flow.message.user.key, Limit.DAILY_TTS_CHARACTERS, len(spoken)
+        )
+        if not verdict.allowed:
+            note = flow.texts(self._texts).text_only_today if verdict.notify else ""
+            return _Voice("", note=note)
+        return _Voice(spoken)
+
+    async def _send_voice(self, flow: _Flow, voice: _Voice, gate: _TextGate) -> None:
+        report, spoken = flow.report, voice.spoken
+        attempts = _Attempts()
         try:
-            # A cached voice note is taken outside the guard: spoken while ElevenLabs' circuit
-            # is open, and not counted by the breaker as a TTS call.
-            audio = await self._speech.cached(spoken, language=flow.language)
+            audio = voice.cached
             if audio is None:
-                audio = await self._timed(
-                    report,
-                    "tts",
-                    "elevenlabs-tts",
-                    self._timeouts.tts,
-                    lambda: self._speech.synthesize(spoken, language=flow.language),
-                    idempotent=True,
-                )
+                try:
+                    audio = await self._timed(
+                        report,
+                        "tts",
+                        "elevenlabs-tts",
+                        self._timeouts.tts,
+                        lambda: self._speech.synthesize(spoken, language=flow.language),
+                        idempotent=True,
+                        on_attempt=attempts,
+                    )
+                finally:
+                    report.tts_characters += len(spoken) * attempts.count
+                    self._budget.charge(Upstream.TTS, len(spoken) * attempts.count)
             else:
                 report.cached.append("voice")
             key = self._speech.audio_key(spoken, language=flow.language)
@@ -633,7 +791,7 @@ class Turn:
         )
         if gate is not None and not await gate.wait():
             return None
-        return await self._timed(
+        voice_id = await self._timed(
             flow.report,
             "voice_send",
             "whatsapp",
@@ -641,6 +799,8 @@ class Turn:
             lambda: self._channel.send_voice(flow.message.user, note),
             idempotent=False,
         )
+        self._sent(flow, "voice", 1)
+        return voice_id
 
     async def _say(self, flow: _Flow, text: str) -> None:
         """Send a canned message in place of the answer, once, with its own time budget.
@@ -648,7 +808,7 @@ class Turn:
         Shielded: it is what the user gets when the turn ran out of time. Through the guard,
         so an open WhatsApp circuit fails at once and "slow down" answers are waited out."""
         delivery = flow.delivery
-        if delivery.maybe or flow.deferred or flow.unreachable:
+        if delivery.maybe or flow.deferred or flow.unreachable or flow.dropped:
             return
         flow.answer_started = True
         delivery.begin()
@@ -669,6 +829,7 @@ class Turn:
                     if verdict == "later":  # resumed later, with this very text
                         await self._note(flow, Stage.ANSWERED, answer=text, outcome=outcome)
                     return
+            self._sent(flow, "canned", len(ids))
             delivery.done()
             await self._note(flow, Stage.TEXT_SENT, text_ids=ids)
             return
@@ -715,9 +876,10 @@ class Turn:
         """A message that is not the answer: best effort, its own time budget."""
         try:
             with trio.move_on_after(self._timeouts.whatsapp):
-                await self._channel.send_text(flow.message.user, text)
+                ids = await self._channel.send_text(flow.message.user, text)
                 flow.extras_sent = True
                 flow.report.extras.append(name)
+                self._sent(flow, "extra", len(ids))
         except UpstreamError as exc:
             log.info("turn %s: %s message not sent: %s", flow.report.turn_id, name, exc)
 
@@ -730,14 +892,20 @@ class Turn:
         call: Callable[[], Awaitable[T]],
         *,
         idempotent: bool,
+        on_attempt: Callable[[], None] | None = None,
     ) -> T:
         """``call()`` in its own cancel scope, behind ``upstream``'s circuit breaker and the
         retry policy when a guard is set (``idempotent``: safe to repeat). ``upstream`` is also
-        the metrics label ("whatsapp" is the WhatsApp provider, whichever channel it is)."""
+        the metrics label ("whatsapp" is the WhatsApp provider, whichever channel it is).
+        ``on_attempt`` is told of every attempt (what a billed call costs)."""
         started = self._clock()
         try:
             if self._guard is not None:
-                return await self._guard.call(upstream, seconds, call, idempotent=idempotent)
+                return await self._guard.call(
+                    upstream, seconds, call, idempotent=idempotent, on_attempt=on_attempt
+                )
+            if on_attempt is not None:
+                on_attempt()
             with trio.fail_after(seconds):
                 return await call()
         except trio.TooSlowError:
@@ -757,7 +925,9 @@ class Turn:
             report.stages[stage] = report.stages.get(stage, 0.0) + self._clock() - started
 
     def _emit(self, report: TurnReport) -> None:
-        quiet = ("answered", "escalated", "unsupported", "no_speech")  # business outcomes
+        # Business outcomes: what the user did or asked for, not trouble.
+        quiet = {"answered", "escalated", "unsupported", "no_speech", "too_long", "undecodable"}
+        quiet |= {f"limited_{limit.value}" for limit in Limit}
         log.log(logging.INFO if report.outcome in quiet else logging.WARNING, report.summary())
         if self._on_report is not None:
             self._on_report(report)
@@ -810,6 +980,7 @@ class _Flow:
         self.counted = False  # the journal counted this run (released when it ends)
         self.deferred = False  # nothing delivered, WhatsApp said "not now": try again later
         self.unreachable = False  # the user cannot be messaged now: nothing more to try
+        self.dropped = False  # over a limit whose notice went out already: nothing is said
         # The language this user's last turn was in: canned texts use it until this turn
         # knows better (a voice note's holding message comes before speech-to-text).
         self.remembered_language: str | None = None
@@ -820,6 +991,26 @@ class _Flow:
 
     def texts(self, texts: TextsConfig) -> TextTable:
         return texts.tables[self.canned_language(texts)]
+
+
+class _Attempts:
+    """Counts the attempts of one guarded call (``on_attempt``): what a billed call cost."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self) -> None:
+        self.count += 1
+
+
+@dataclass(frozen=True, slots=True)
+class _Voice:
+    """What ``_voice_allowance`` decided: the text to speak ("" = no voice note), its audio
+    when a cache holds it, and a line to add to the text answer about it ("" = none)."""
+
+    spoken: str
+    cached: bytes | None = None
+    note: str = ""
 
 
 class _Silent(Exception):

@@ -6,7 +6,8 @@ the lanes, in a nursery the daemon owns. Bad input gets a clear status and never
     401  missing or forged signature
     413  body over [server] max_body_bytes (Meta's payloads are at most 3 MB)
     400  not JSON / not a webhook shape
-    503  queue full or draining (Meta retries for up to 7 days)
+    503  the lanes' global bounds full, or draining (Meta retries for up to 7 days); never
+         for one user's full lane: that user's messages wait in the inbox (daemon/intake.py)
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import quote
 
 import trio
@@ -24,8 +25,11 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, RequestTimeout
 
+from daemon import intake
 from daemon.channels.base import BadWebhook, Channel, WebhookRequest
-from daemon.lanes import Closed, Lanes, Overloaded
+from daemon.intake import Inbox, Taken
+from daemon.lanes import Lanes
+from daemon.limits import UserLimits
 from daemon.model import Inbound
 from daemon.observe.metrics import Metrics
 from daemon.state.public_media import PublicMedia
@@ -43,14 +47,6 @@ class WebStats:
 
     def count(self, table: dict[str, int], key: str, n: int = 1) -> None:
         table[key] = table.get(key, 0) + n
-
-
-class Inbox(Protocol):
-    """The durable inbox (daemon/state/store.py) as the webhook sees it."""
-
-    async def accept(self, messages: Sequence[Inbound]) -> list[Inbound]: ...
-
-    async def forget(self, message_ids: Sequence[str]) -> int: ...
 
 
 @dataclass
@@ -71,6 +67,10 @@ class WebContext:
     status: Callable[[], Awaitable[dict[str, Any]]] | None = None
     stats: WebStats = field(default_factory=WebStats)
     draining: bool = False
+    # Per-user limits decided as messages come in (None: none); messages of one user that may
+    # wait in the inbox while their lane is full ([lanes] max_waiting).
+    limits: UserLimits | None = None
+    max_waiting: int = 100
 
 
 def create_app(ctx: WebContext, *, admin_routes: bool = True) -> QuartTrio:
@@ -123,23 +123,11 @@ def create_app(ctx: WebContext, *, admin_routes: bool = True) -> QuartTrio:
             ctx.stats.count(ctx.stats.messages, f"ignored_{reason}", n)
         for error in batch.errors:
             log.warning("provider reported: %s", error)
-        # Written down before the 200 (durable, and the dedupe in one transaction): a message
-        # we answered 200 for is never lost, and a redelivered id is never turned twice.
-        new = await ctx.inbox.accept(batch.messages)
-        if len(new) < len(batch.messages):
-            ctx.stats.count(ctx.stats.messages, "duplicate", len(batch.messages) - len(new))
-        for i, message in enumerate(new):
-            try:
-                ctx.lanes.submit(message)
-            except (Closed, Overloaded) as exc:
-                # The messages before this one are queued; Meta's redelivery of the whole
-                # batch will skip them as duplicates and bring the rest again.
-                await ctx.inbox.forget([m.message_id for m in new[i:]])
-                if isinstance(exc, Closed):
-                    return answer("draining", 503, "draining, retry later")
-                log.warning("webhook refused: %s", exc)
-                return answer("overloaded", 503, "busy, retry later")
-            ctx.stats.count(ctx.stats.messages, "accepted")
+        taken = await _take(ctx, batch.messages)
+        if taken is Taken.DRAINING:
+            return answer("draining", 503, "draining, retry later")
+        if taken is Taken.OVERLOADED:
+            return answer("overloaded", 503, "busy, retry later")
         body_out, content_type = ctx.channel.accepted()
         return answer("accepted", 200, body_out.decode(), content_type)
 
@@ -194,6 +182,18 @@ KNOWN_STATUSES = frozenset(
     | {"accepted", "scheduled", "queued", "sending", "undelivered", "canceled"}
     | {"partially_delivered"}
 )
+
+
+async def _take(ctx: WebContext, messages: Sequence[Inbound]) -> Taken:
+    """The parsed messages into the inbox and the lanes (daemon/intake.py)."""
+    return await intake.take(
+        messages,
+        inbox=ctx.inbox,
+        lanes=ctx.lanes,
+        limits=ctx.limits,
+        max_waiting=ctx.max_waiting,
+        count=lambda outcome, n: ctx.stats.count(ctx.stats.messages, outcome, n),
+    )
 
 
 def status_label(status: str) -> str:

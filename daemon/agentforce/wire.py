@@ -358,7 +358,7 @@ class SseTurn:
         self._data = []
         try:
             data = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             log.warning("agentforce stream: skipping an event whose data is not JSON")
             return
         if not isinstance(data, dict):
@@ -399,7 +399,7 @@ def parse_sse(lines: Iterable[str]) -> AgentReply:
 def _json_object(body: bytes) -> dict[str, Any] | None:
     try:
         data = json.loads(body)
-    except ValueError:  # includes UnicodeDecodeError
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError; deep nesting
         return None
     return data if isinstance(data, dict) else None
 

@@ -63,6 +63,19 @@ def scrub_numbers(text: str) -> str:
     return _NUMBER.sub("<number>", text)
 
 
+def error_code(value: object) -> int | None:
+    """A provider's error code as a number: an int, or a string of at most 12 ASCII digits;
+    None for anything else. ``str.isdigit()`` alone would let "²" through to ``int()``, which
+    refuses it, and an error body is whatever the other side sent."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isascii() and text.isdigit() and len(text) <= 12:
+            return int(text)
+    return None
+
+
 class Channel(Protocol):
     name: str  # "meta" | "twilio": for logs and metrics, never for branching
     text_limit: int  # the longest text one message may carry

@@ -136,7 +136,8 @@ async def _read_media(
     if status != 200:
         raise UpstreamRejected(upstream, f"media download answered {status}", status=status)
     declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
+    # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+    if declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
         raise UpstreamRejected(upstream, "media too large", status=status)
     data = await read_capped(response, max_bytes + 1)
     if len(data) > max_bytes:

@@ -45,6 +45,15 @@ def hashed(value: str, *, key: bytes | None = None) -> str:
     return "u:" + digest
 
 
+def message_tag(message_id: str) -> str:
+    """A message id as log lines show it: hashed like users ("m:" + 10 hex digits). A Meta
+    wamid is base64 of the sender's phone number, so the raw id never goes to the log."""
+    digest = hashlib.blake2s(
+        message_id.encode("utf-8", "surrogatepass"), key=_key, digest_size=5
+    ).hexdigest()
+    return "m:" + digest
+
+
 def use_salt(salt: str) -> None:
     """Key every later ``hashed`` with ``salt`` (the daemon calls this once, at start)."""
     global _key

@@ -43,7 +43,7 @@ class StateSources:
         default_factory=dict
     )  # name -> (help, label name, read)
     gauges: dict[str, tuple[str, Callable[[], float]]] = field(default_factory=dict)
-    labelled_gauges: dict[str, tuple[str, str, Callable[[], Mapping[str, int]]]] = field(
+    labelled_gauges: dict[str, tuple[str, str, Callable[[], Mapping[str, float]]]] = field(
         default_factory=dict
     )  # name -> (help, label name, read)
 
@@ -60,10 +60,10 @@ class _StateCollector(Collector):
             yield family
         for name, (help_text, gauge) in self._sources.gauges.items():
             yield GaugeMetricFamily(name, help_text, value=gauge())
-        for name, (help_text, label, read) in self._sources.labelled_gauges.items():
+        for name, (help_text, label, gauge_read) in self._sources.labelled_gauges.items():
             gauges = GaugeMetricFamily(name, help_text, labels=[label])
-            for value, count in sorted(read().items()):
-                gauges.add_metric([value], count)
+            for value, level in sorted(gauge_read().items()):
+                gauges.add_metric([value], level)
             yield gauges
 
 
@@ -99,6 +99,33 @@ class Metrics:
             registry=self.registry,
         )
 
+        # What the daemon spends (names agreed with the alerts, brief/metrics-contract.md).
+        self.agent_calls = Counter(
+            "wa_agentd_agent_calls",
+            "Agentforce message calls made, by the outcome of the turn that made them.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.stt_seconds = Counter(
+            "wa_agentd_stt_seconds",
+            "Seconds of audio sent to speech-to-text (once per attempt), by turn outcome.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.tts_characters = Counter(
+            "wa_agentd_tts_characters",
+            "Characters sent to text-to-speech (once per attempt), by turn outcome.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.whatsapp_messages = Counter(
+            "wa_agentd_whatsapp_messages_sent",
+            "WhatsApp messages sent, each billed: text (answer parts), voice, canned (an "
+            "apology or notice in place of the answer), extra (holding, echo).",
+            ["kind"],
+            registry=self.registry,
+        )
+
         self.circuit_changes = Counter(
             "wa_agentd_circuit_changes",
             "Circuit breaker state changes, by upstream and the state entered.",
@@ -120,6 +147,15 @@ class Metrics:
             self.voice_notes.labels(report.voice).inc()
         for stage, seconds in report.stages.items():
             self.stage_seconds.labels(stage).observe(seconds)
+        outcome = report.outcome
+        if report.agent_calls:
+            self.agent_calls.labels(outcome).inc(report.agent_calls)
+        if report.stt_seconds:
+            self.stt_seconds.labels(outcome).inc(report.stt_seconds)
+        if report.tts_characters:
+            self.tts_characters.labels(outcome).inc(report.tts_characters)
+        for kind, messages in report.sent.items():
+            self.whatsapp_messages.labels(kind).inc(messages)
 
     def observe_upstream(self, upstream: str, status: str) -> None:
         self.upstream_calls.labels(upstream, status).inc()

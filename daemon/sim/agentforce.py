@@ -293,6 +293,28 @@ def default_brain(session: SimSession, text: str) -> list[JsonDict]:
     return [inform(echo_answer(text))]
 
 
+# A card number as users type one: 13 to 16 digits, maybe grouped by spaces or dashes.
+_CARD_NUMBER = re.compile(r"(?<!\d)(?:\d[ -]?){12,15}(\d{4})(?!\d)")
+
+
+def remembering_brain(session: SimSession, text: str) -> list[JsonDict]:
+    """``default_brain``, but context-aware like a real agent: once the user gave a card
+    number earlier in the session, every answer names it ("... the card ending 1111").
+
+    A real Agentforce agent keeps the conversation in its session and may weave what the
+    user said before into any answer, even to a general question; this brain makes that
+    visible, so a test can tell one user's personal answer from a shared one.
+    """
+    messages = default_brain(session, text)
+    found = (_CARD_NUMBER.search(earlier) for earlier in reversed(session.history))
+    card = next((m.group(1) for m in found if m), None)
+    if card is None or not messages or messages[0].get("type") != "Inform":
+        return messages
+    first = dict(messages[0])
+    first["message"] = f"{first['message']}\n\nI still have the card ending {card} on file."
+    return [first, *messages[1:]]
+
+
 # --- pure wire helpers ----------------------------------------------------------------------
 
 

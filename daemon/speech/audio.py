@@ -1,4 +1,5 @@
-"""Ogg/Opus for WhatsApp voice notes, with PyAV (its wheel bundles FFmpeg and libopus).
+"""Ogg/Opus for WhatsApp voice notes, and the length of the ones users send, with PyAV (its
+wheel bundles FFmpeg and libopus).
 
 WhatsApp renders a voice note only for Ogg-contained Opus, mono (reference/whatsapp.md §4.1,
 §4.2). ElevenLabs normally answers ``opus_48000_*`` already in Ogg, so the happy path is a
@@ -9,6 +10,13 @@ PyAV in-process instead of spawning ffmpeg: no 65-90 ms process start-up per cal
 faster libopus, 1.5-2x faster overall (reference/speech.md §4.3, §4.4). The encode is still
 ~0.2-0.3 s of CPU per 20 s of speech, so async callers go through ``ensure_ogg_opus``, which
 runs it in a worker thread.
+
+Inbound voice notes are measured before speech-to-text, which bills per second of audio: the
+length is the count of decoded samples (``measure_seconds``), never what the container says.
+Headers are whatever the sender wrote (an Ogg's last granule position can claim one second for
+hours of audio), and a packet can be tiny: a 1-byte Opus packet (a bare TOC byte) decodes to a
+60 ms frame, so 300 KB of them are 2.4 hours. Decoding stops once the limit is passed, within
+a time budget and a packet budget, so a hostile file costs at most a fraction of a second.
 """
 
 from __future__ import annotations
@@ -46,6 +54,18 @@ _AV_ERRORS: tuple[type[BaseException], ...] = (
 
 class AudioError(ValueError):
     """The bytes are not audio we can decode (or re-encode)."""
+
+
+# Containers a user's audio may come in: WhatsApp voice notes are Ogg/Opus; audio files and
+# Twilio's list add MP3, AAC (ADTS), AMR, MP4/M4A/3GP, WAV, WebM/Matroska, FLAC (speech.md §2.1,
+# whatsapp.md §6). FFmpeg probes only among these: no playlist or concat demuxer, which could
+# open other files or URLs named inside the data.
+INBOUND_FORMATS = "ogg,mp3,aac,amr,mov,wav,matroska,flac"
+# Decoding an inbound clip to measure it stops after this much wall time or this many packets
+# (a 20 ms Opus frame per packet: 5 minutes are 15 000): far above what a real voice note
+# needs (~40 ms per 20 s, speech.md §4.3), far below what would hold a worker thread.
+MEASURE_TIME_BUDGET = 5.0
+MEASURE_MAX_PACKETS = 200_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +174,60 @@ def probe(data: bytes, *, pcm_rate: int | None = None) -> AudioInfo:
         raise
     except _AV_ERRORS as exc:
         raise AudioError(f"cannot read audio: {exc}") from exc
+
+
+def measure_seconds(
+    data: bytes,
+    *,
+    limit: float,
+    time_budget: float = MEASURE_TIME_BUDGET,
+    max_packets: int = MEASURE_MAX_PACKETS,
+) -> float:
+    """The length of an inbound clip in seconds, from the samples it decodes to.
+
+    Decoding stops as soon as more than ``limit`` seconds have been decoded: the result is
+    then just over ``limit`` (the caller only needs to know it is too long). Raises
+    AudioError when the data is not audio in one of ``INBOUND_FORMATS``, decodes to no
+    samples, or cannot be measured within ``time_budget`` seconds or ``max_packets`` packets.
+    Blocking and CPU-bound: call it from a thread (``measure``).
+    """
+    if not data:
+        raise AudioError("no audio bytes")
+    started = time.monotonic()
+    samples = 0.0  # in seconds: the sample rate may change from frame to frame
+    try:
+        with av.open(io.BytesIO(data), "r", options={"format_whitelist": INBOUND_FORMATS}) as inp:
+            if not inp.streams.audio:
+                raise AudioError("no audio stream")
+            stream = inp.streams.audio[0]
+            for n, packet in enumerate(inp.demux(stream)):
+                if n >= max_packets or time.monotonic() - started > time_budget:
+                    raise AudioError("audio could not be measured within its budget")
+                for frame in packet.decode():
+                    if frame.sample_rate > 0:
+                        samples += frame.samples / frame.sample_rate
+                if samples > limit:
+                    return samples
+    except AudioError:
+        raise
+    except _AV_ERRORS as exc:
+        raise AudioError(f"cannot read audio: {exc}") from exc
+    if samples <= 0:
+        raise AudioError("no audio frames")
+    return samples
+
+
+async def measure(
+    data: bytes, *, limit: float, limiter: trio.CapacityLimiter | None = None
+) -> float:
+    """``measure_seconds`` in a worker thread (the transcodes' limiter: one per core). Not
+    abandoned on cancellation: the time budget ends it within seconds anyway."""
+    started = time.perf_counter()
+    seconds = await trio.to_thread.run_sync(
+        lambda: measure_seconds(data, limit=limit), limiter=limiter or default_limiter()
+    )
+    stages.record("measure", time.perf_counter() - started)
+    return seconds
 
 
 # The host has 2 cores. A libopus encode keeps one core busy for ~0.2-0.3 s per 20 s clip,

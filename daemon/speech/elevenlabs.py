@@ -158,7 +158,7 @@ def pcm_rate(output_format: str) -> int | None:
 def _json(body: bytes) -> Any:
     try:
         return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError; deep nesting
         return None
 
 
@@ -180,9 +180,10 @@ def parse_error(status: int, body: bytes, upstream: str) -> UpstreamError:
     elif isinstance(detail, list):
         code = "validation_error"
         first = detail[0] if detail and isinstance(detail[0], dict) else {}
-        message = str(first.get("msg", ""))
-        if first.get("loc"):
-            message = f"{'.'.join(map(str, first['loc']))}: {message}"
+        message = str(first.get("msg", ""))[:200]
+        loc = first.get("loc")
+        if isinstance(loc, list) and loc:  # FastAPI's ["body", "model_id"]; anything else: none
+            message = f"{'.'.join(str(part)[:50] for part in loc[:5])}: {message}"
     elif isinstance(detail, str):
         message = detail
     message = f"HTTP {status}" + (f": {message[:200]}" if message else "")

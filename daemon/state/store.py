@@ -337,6 +337,16 @@ class Store:
             return 0
         return await self._run(lambda conn: _forget(conn, message_ids))
 
+    async def finish_unanswered(self, message_ids: Sequence[str], *, outcome: str) -> int:
+        """Mark messages done without a turn, in one transaction (over a per-user limit, the
+        notice given already: daemon/intake.py). They stay as duplicates for the dedupe
+        window, so a redelivery is not turned either. Only rows still at ``received`` move;
+        returns how many did."""
+        if not message_ids:
+            return 0
+        now = self._wall_clock()
+        return await self._run(lambda conn: _finish_unanswered(conn, message_ids, outcome, now))
+
     async def progress(
         self,
         message_id: str,
@@ -539,6 +549,20 @@ def _forget(connection: sqlite3.Connection, message_ids: Sequence[str]) -> int:
             )
             removed += cursor.rowcount
     return removed
+
+
+def _finish_unanswered(
+    connection: sqlite3.Connection, message_ids: Sequence[str], outcome: str, now: float
+) -> int:
+    finished = 0
+    with _transaction(connection):
+        for message_id in message_ids:
+            finished += connection.execute(
+                "UPDATE turns SET stage = ?, open = 0, outcome = ?, updated_at = ?"
+                " WHERE message_id = ? AND stage = ?",
+                (Stage.DONE.value, outcome, now, message_id, Stage.RECEIVED.value),
+            ).rowcount
+    return finished
 
 
 def _progress(

@@ -15,25 +15,6 @@ import shutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-# ---------------------------------------------------------------------------------------
-# PENDING ISSUE 10 — metric names agreed in /work/brief/metrics-contract.md that issue 10
-# (cost, limits) adds to the daemon. Alerts and panels on them are written already; until
-# issue 10 is merged they are allowed to be missing from the scrape. The lead removes this
-# list (and the allowance) when merging issue 10; a name here that the daemon does expose
-# makes test_pending_names_are_still_pending fail, as a reminder.
-PENDING_ISSUE_10 = frozenset(
-    {
-        "wa_agentd_agent_calls_total",
-        "wa_agentd_stt_seconds_total",
-        "wa_agentd_tts_characters_total",
-        "wa_agentd_whatsapp_messages_sent_total",
-        "wa_agentd_limited_total",
-        "wa_agentd_budget_used_ratio",
-        "wa_agentd_budget_exhausted",
-    }
-)
-# ---------------------------------------------------------------------------------------
-
 _KEYWORDS = frozenset(
     {"by", "without", "on", "ignoring", "group_left", "group_right", "offset", "bool"}
     | {"and", "or", "unless", "atan2", "inf", "nan"}

@@ -30,7 +30,7 @@ from quart_trio import QuartTrio
 
 from daemon.sim.stack import free_port, open_stack
 from tests.deploy.conftest import FAQ, exercise
-from tests.deploy.promql import PENDING_ISSUE_10, binary, exposed_names, metric_names
+from tests.deploy.promql import binary, exposed_names, metric_names
 from tests.deploy.test_prometheus_rules import rules
 
 DASHBOARD = Path(__file__).parents[2] / "deploy" / "grafana" / "wa-agentd.json"
@@ -105,7 +105,7 @@ def test_the_dashboard_is_importable_and_covers_what_the_operator_needs() -> Non
 async def test_every_metric_name_in_the_dashboard_is_exposed_by_the_daemon(scrape: str) -> None:
     exposed = exposed_names(scrape)
     for title, target in targets():
-        missing = metric_names(target["expr"]) - exposed - PENDING_ISSUE_10
+        missing = metric_names(target["expr"]) - exposed
         assert not missing, f"panel {title!r} uses names the daemon does not expose: {missing}"
 
 
@@ -205,12 +205,7 @@ async def test_every_query_runs_on_a_real_prometheus_scraping_the_daemon(tmp_pat
     empty = {
         key for key, result in results.items() if not result and not key[0].startswith("alert ")
     }
-    pending = {
-        (title, t["legendFormat"])
-        for title, t in targets()
-        if metric_names(t["expr"]) & PENDING_ISSUE_10
-    }
-    assert empty - pending == set(MAY_BE_EMPTY), "panels with no data, or listed but not empty"
+    assert empty == set(MAY_BE_EMPTY), "panels with no data, or listed but not empty"
     # The alerts are quiet on a healthy daemon (WaAgentdAbsent looks for up{job="wa-agentd"}).
     firing = {key[0] for key, result in results.items() if key[0].startswith("alert ") and result}
     assert firing == set(), firing

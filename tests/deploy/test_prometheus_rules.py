@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from tests.deploy.promql import PENDING_ISSUE_10, binary, exposed_names, metric_names
+from tests.deploy.promql import binary, exposed_names, metric_names
 
 RULES_DIR = Path(__file__).parents[2] / "deploy" / "prometheus"
 RULES = RULES_DIR / "wa-agentd.rules.yml"
@@ -72,13 +72,8 @@ async def test_every_metric_name_in_the_rules_is_exposed_by_the_daemon(scrape: s
     exposed = exposed_names(scrape)
     used = {name for rule in rules() for name in metric_names(rule["expr"])}
     assert "wa_agentd_turns_total" in used and "up" in used  # the parser finds names
-    missing = used - exposed - PENDING_ISSUE_10 - {"up"}  # up: Prometheus' own
+    missing = used - exposed - {"up"}  # up: Prometheus' own
     assert not missing, f"rules use names the daemon does not expose: {sorted(missing)}"
-
-
-async def test_pending_names_are_still_pending(scrape: str) -> None:
-    # Once issue 10 lands, its names are exposed: then PENDING_ISSUE_10 must go.
-    assert not PENDING_ISSUE_10 & exposed_names(scrape), "issue 10 merged: drop PENDING_ISSUE_10"
 
 
 def test_metric_names_reads_selectors_not_labels_functions_or_durations() -> None:

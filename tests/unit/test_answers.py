@@ -125,3 +125,56 @@ async def test_a_non_standalone_rule_is_an_opener_its_first_answer_not_trusted()
     assert origins == ["agent", "agent", "cache"]
     assert len(agent.asked) == 2
     assert cached.stats.decisions == {"opener": 3}
+
+
+class ContextAgent(FakeAgent):
+    """An agent that remembers each user's session: after a first message, the user is in a
+    conversation, and its answers name what that user said (like a real, context-aware one)."""
+
+    def __init__(self) -> None:
+        super().__init__(HOURS)
+        self.release.set()
+        self.history: dict[str, list[str]] = {}
+
+    async def ask(self, user_key: str, text: str) -> AgentReply:
+        self.asked.append((user_key, text))
+        said = self.history.setdefault(user_key, [])
+        answer = "We open at 9." + (f" (You told me: {said[0]})" if said else "")
+        said.append(text)
+        return AgentReply((AgentMessage("Inform", answer),))
+
+    def in_conversation(self, user_key: str) -> bool:
+        return bool(self.history.get(user_key))
+
+
+async def test_an_faq_answered_in_a_session_with_context_is_never_shared() -> None:
+    """A standalone FAQ rule trusts one answer, so it is learnt only from a session that had
+    no earlier context: an answer from a session that knows the user can name what they
+    said (a card number, an order) and must not reach anyone else."""
+    agent = ContextAgent()
+    cached, responses = cached_agent(agent, HOURS_RULE)
+    await cached.ask("15550000001", "my card is 4111 1111 1111 1111")
+    a = await cached.ask("15550000001", "What are your opening hours?")
+    assert "4111" in a.text  # personalised
+    assert len(responses) == 0  # not learnt
+    b = await cached.ask("15550000002", "What are your opening hours?")
+    assert "4111" not in b.text and b.origin == "agent"
+    assert len(responses) == 1  # learnt from B's fresh session
+    c = await cached.ask("15550000003", "What are your opening hours?")
+    assert c.origin == "cache" and c.text == b.text == "We open at 9."
+
+
+async def test_faq_askers_in_a_conversation_do_not_lead_a_shared_call() -> None:
+    """Single flight shares the leader's answer: a leader with context would share its own."""
+    agent = ContextAgent()
+    cached, _ = cached_agent(agent, HOURS_RULE)
+    await cached.ask("15550000001", "my card is 4111 1111 1111 1111")
+    replies: dict[str, AgentReply] = {}
+
+    async def one(user: str) -> None:
+        replies[user] = await cached.ask(user, "What are your opening hours?")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(one, "15550000001")
+        nursery.start_soon(one, "15550000002")
+    assert "4111" not in replies["15550000002"].text

@@ -74,6 +74,10 @@ def test_shipped_config_toml_lists_every_key() -> None:
         ({"whatsapp": {"media_hosts": "lookaside.fbsbx.com"}}, "[whatsapp] media_hosts", "list"),
         ({"lanes": {"max_lanes": 1.5}}, "[lanes] max_lanes", "whole number"),
         ({"server": {"webhook_path": "webhook"}}, "[server] webhook_path", "start with /"),
+        ({"limits": {"daily_turns": -1}}, "[limits] daily_turns", ">= 0 (0 = off)"),
+        ({"limits": {"users": 0}}, "[limits] users", "> 0"),
+        ({"limits": {"burst": 0}}, "[limits] burst / per_minute", "needs both"),
+        ({"voice": {"max_seconds": 0}}, "[voice] max_seconds", "> 0"),
     ],
 )
 def test_bad_values_name_the_key(data: dict[str, object], key: str, why: str) -> None:

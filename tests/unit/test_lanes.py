@@ -6,7 +6,7 @@ import pytest
 import trio
 import trio.testing
 
-from daemon.lanes import Closed, Lanes, Overloaded
+from daemon.lanes import Closed, Lanes, Overloaded, Waiting
 from daemon.model import Inbound, Kind, User
 
 
@@ -139,3 +139,71 @@ async def test_a_failing_turn_does_not_end_the_lane() -> None:
             lanes.submit(msg("a", 0))
             lanes.submit(msg("a", 1))
     assert seen == ["a-0", "a-1"]
+
+
+# -- one user never blocks the others (issue 10) -------------------------------------------------
+
+
+async def test_a_full_lane_parks_its_user_and_their_later_messages_wait_too() -> None:
+    block = trio.Event()
+
+    async def handler(m: Inbound) -> None:
+        await block.wait()
+
+    with trio.fail_after(5):
+        async with Lanes.open(handler, **lanes_kwargs(max_pending=1)) as lanes:  # type: ignore[arg-type]
+            lanes.submit(msg("a", 0))
+            await trio.testing.wait_all_tasks_blocked()  # a-0 runs
+            lanes.submit(msg("a", 1))  # waits in the lane
+            with pytest.raises(Waiting, match="this user"):
+                lanes.submit(msg("a", 2))
+            assert lanes.parked() == ["a"]
+            lanes.submit(msg("b", 0))  # others are not affected
+            with pytest.raises(Waiting, match="wait in the inbox"):
+                lanes.submit(msg("a", 3))  # behind a-2, even with room: order holds
+            assert lanes.parked_messages("a") == 2
+            assert isinstance(Waiting(), Overloaded)  # callers that know only Overloaded
+            block.set()
+
+
+async def test_the_resume_loop_hands_parked_messages_over_and_unparks() -> None:
+    done: list[str] = []
+    block = trio.Event()
+
+    async def handler(m: Inbound) -> None:
+        await block.wait()
+        done.append(m.message_id)
+
+    with trio.fail_after(5):
+        async with Lanes.open(handler, **lanes_kwargs(max_pending=1)) as lanes:  # type: ignore[arg-type]
+            lanes.submit(msg("a", 0))
+            await trio.testing.wait_all_tasks_blocked()
+            lanes.submit(msg("a", 1))
+            with pytest.raises(Waiting):
+                lanes.submit(msg("a", 2))
+            seen = lanes.park_generation()
+            with pytest.raises(Waiting):
+                lanes.submit(msg("a", 2), resumed=True)  # still full: still waiting
+            block.set()
+            await lanes.room.wait()  # a turn of a parked user ended: room in the lane
+            await trio.testing.wait_all_tasks_blocked()
+            lanes.submit(msg("a", 2), resumed=True)
+            assert not lanes.unpark("a", seen=seen)  # parked again after `seen`
+            assert lanes.unpark("a", seen=lanes.park_generation())
+            assert lanes.parked() == []
+            lanes.submit(msg("a", 3))
+    assert done == ["a-0", "a-1", "a-2", "a-3"]
+
+
+async def test_a_message_already_queued_is_not_queued_twice() -> None:
+    done: list[str] = []
+
+    async def handler(m: Inbound) -> None:
+        done.append(m.message_id)
+
+    with trio.fail_after(5):
+        async with Lanes.open(handler, **lanes_kwargs()) as lanes:  # type: ignore[arg-type]
+            lanes.submit(msg("a", 0))
+            lanes.submit(msg("a", 0), resumed=True)  # the resume loop found it in the inbox
+            assert lanes.queued == 1
+    assert done == ["a-0"]

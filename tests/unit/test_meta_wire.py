@@ -515,7 +515,7 @@ def test_a_message_without_a_known_type_is_answered_as_unsupported(
     assert second.kind is Kind.TEXT
     assert batch.ignored == {}
     if kind in (None, "", 42):  # a type-less message is worth a warning; a new type is not
-        assert batch.errors == ["message wamid.T without a type: answered as unsupported"]
+        assert batch.errors == ["message without a type: answered as unsupported"]
     else:
         assert batch.errors == []
 
@@ -802,3 +802,97 @@ def test_phone_numbers_are_scrubbed_from_message_and_details() -> None:
     )
     # Error codes are not phone numbers.
     assert parse_graph_error(400, graph_error(131047, "(#131047) x")).message == "(#131047) x"
+
+
+# -- poison: one message that cannot be handled never fails its batch (issue 10) ---------------
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    ["²", "٣٤", "9" * 5000, "-5", "1.5", "", " ", [], {}, True, -1, 10**12, 1.5],
+)
+def test_a_timestamp_that_is_not_unix_seconds_skips_that_message_only(timestamp: object) -> None:
+    bad = {**text_message("wamid.bad"), "timestamp": timestamp}
+    batch = parse(envelope(value(bad, text_message("wamid.good"))))
+    assert [m.message_id for m in batch.messages] == ["wamid.good"]
+    assert batch.ignored == {"malformed": 1}
+    assert batch.errors == [
+        "malformed item skipped: message with a timestamp that is not Unix seconds"
+    ]
+
+
+@pytest.mark.parametrize("timestamp", ["1749416383", " 1749416383 ", 1749416383])
+def test_a_timestamp_is_unix_seconds_as_a_string_or_a_number(timestamp: object) -> None:
+    (message,) = parse(envelope(value({**text_message(), "timestamp": timestamp}))).messages
+    assert message.timestamp == 1749416383
+
+
+def test_a_message_without_a_timestamp_is_answered() -> None:
+    bare = text_message()
+    del bare["timestamp"]
+    (message,) = parse(envelope(value(bare))).messages
+    assert message.timestamp == 0
+
+
+def test_integer_literals_of_thousands_of_digits_do_not_fail_the_delivery() -> None:
+    """json.loads refuses an int of more than 4300 digits with ValueError: that would be a 400
+    for the whole batch. Such a literal is read as no number at all."""
+    good = json.dumps(envelope(value(text_message("wamid.bad"), text_message("wamid.good"))))
+    body = good.replace('"timestamp": "1749416383"', '"timestamp": ' + "7" * 5000, 1)
+    body = body.replace(
+        '"messaging_product"', '"noise": ' + "8" * 100_000 + ', "messaging_product"'
+    )
+    batch = parse_webhook(body.encode(), phone_number_id=None)
+    assert [m.message_id for m in batch.messages] == ["wamid.good"]
+    assert batch.ignored == {"malformed": 1}
+
+
+@pytest.mark.parametrize(
+    "poison",
+    [
+        lambda m: m["text"].update(body="\ud83d"),
+        lambda m: m["text"].update(body="ok \udfff ok"),
+        lambda m: m.update(id="wamid.\ud800"),
+        lambda m: m.update(type="\ud83d"),
+    ],
+)
+def test_a_lone_surrogate_skips_that_message_only(poison: Any) -> None:
+    bad = text_message("wamid.bad")
+    poison(bad)
+    raw = json.dumps(envelope(value(bad, text_message("wamid.good"))))  # ensure_ascii: \ud83d
+    batch = parse_webhook(raw.encode(), phone_number_id=None)
+    assert [m.message_id for m in batch.messages] == ["wamid.good"]
+    assert batch.ignored == {"malformed": 1}
+    assert all(m.unstorable() == "" for m in batch.messages)
+
+
+def test_a_lone_surrogate_in_the_contact_skips_the_message() -> None:
+    contacts = [{"wa_id": "1650\udc00", "profile": {"name": "x"}}]
+    bad = text_message("wamid.bad", sender="1650\udc00")
+    raw = json.dumps(envelope(value(bad, text_message("wamid.good"), contacts=contacts)))
+    batch = parse_webhook(raw.encode(), phone_number_id=None)
+    assert [m.message_id for m in batch.messages] == ["wamid.good"]
+
+
+def test_a_surrogate_pair_is_an_emoji_not_poison() -> None:
+    raw = json.dumps(envelope(value(text_message(body="\ud83d\ude00"))))
+    (message,) = parse_webhook(raw.encode(), phone_number_id=None).messages
+    assert message.text == "😀"
+
+
+def test_notes_about_skipped_messages_carry_no_message_id() -> None:
+    """A wamid is base64 of the sender's phone number; the notes go to the log."""
+    no_sender = text_message("wamid.SECRET")
+    del no_sender["from"]
+    no_type = {**text_message("wamid.SECRET2")}
+    del no_type["type"]
+    batch = parse(envelope(value(no_sender, no_type)))
+    assert batch.errors and not any("SECRET" in e for e in batch.errors)
+
+
+@pytest.mark.parametrize("code", ["²", "9" * 5000, "1e5", " ", "-1", 1.5, None, True, [131000]])
+def test_an_error_code_that_is_not_a_number_is_no_code(code: object) -> None:
+    body = json.dumps({"error": {"message": "x", "code": code}}).encode()
+    error = parse_graph_error(503, body)
+    assert error.code is None
+    assert error.reason == Reason.SLOW_DOWN  # decided by the status alone

@@ -10,6 +10,7 @@ import trio
 
 from daemon.observe.stages import current_stages
 from daemon.sim.audio import speak
+from daemon.sim.hostile import one_byte_opus, one_byte_opus_seconds
 from daemon.speech import audio
 from daemon.speech.audio import AudioError, ensure_ogg_opus, is_ogg, probe, to_ogg_opus
 
@@ -191,3 +192,65 @@ async def test_concurrent_transcodes_share_the_default_limiter() -> None:
     assert len(results) == 4
     assert all(is_ogg(r) for r in results)
     assert limiter.borrowed_tokens == 0
+
+
+# -- measuring what users send (issue 10) --------------------------------------------------------
+
+
+def test_a_voice_note_is_measured_by_its_decoded_samples() -> None:
+    clip = speak("when do you open", seconds=7.0)
+    assert audio.measure_seconds(clip, limit=300) == pytest.approx(7.0, abs=0.1)
+    mp3 = make_mp3(3.0)
+    assert audio.measure_seconds(mp3, limit=300) == pytest.approx(3.0, abs=0.1)
+
+
+def test_one_byte_opus_packets_are_counted_as_what_they_decode_to() -> None:
+    """300 KB of 1-byte Opus packets decode to 2.4 h; measuring stops just past the limit
+    instead of decoding all of it (which takes seconds of CPU)."""
+    bomb = one_byte_opus()
+    seconds = audio.measure_seconds(bomb, limit=300)
+    assert 300 < seconds < 301
+
+
+def test_container_headers_that_understate_the_length_are_not_believed() -> None:
+    """Every page claims granule position 48000 (one second): the header says 1 s."""
+    liar = one_byte_opus(30_000, lie_granule=48_000)
+    with av.open(io.BytesIO(liar)) as container:
+        assert container.duration is not None and container.duration / 1e6 <= 1.0
+    decoded = audio.measure_seconds(liar, limit=10_000)
+    assert decoded == pytest.approx(one_byte_opus_seconds(liar), rel=0.01)
+    assert decoded > 800
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"not audio at all",
+        b"OggS" + bytes(200),
+        b"#EXTM3U\n#EXTINF:10,\nhttp://127.0.0.1:9/a.ts\n#EXT-X-ENDLIST\n",
+        b"ffconcat version 1.0\nfile /etc/passwd\n",
+    ],
+)
+def test_what_is_not_inbound_audio_cannot_be_measured(data: bytes) -> None:
+    with pytest.raises(AudioError):
+        audio.measure_seconds(data, limit=300)
+
+
+def test_measuring_is_bounded_in_time_and_packets() -> None:
+    bomb = one_byte_opus(30_000)
+    with pytest.raises(AudioError, match="budget"):
+        audio.measure_seconds(bomb, limit=10_000, max_packets=100)
+    with pytest.raises(AudioError, match="budget"):
+        audio.measure_seconds(bomb, limit=10_000, time_budget=0.0)
+
+
+async def test_measure_runs_in_a_worker_thread_and_is_timed() -> None:
+    clip = speak("hello", seconds=2.0)
+    seen: dict[str, float] = {}
+    token = current_stages.set(seen)
+    try:
+        assert await audio.measure(clip, limit=300) == pytest.approx(2.0, abs=0.1)
+    finally:
+        current_stages.reset(token)
+    assert "measure" in seen

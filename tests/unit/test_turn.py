@@ -18,6 +18,8 @@ from daemon.errors import Reason, UpstreamError, UpstreamRejected, UpstreamUnava
 from daemon.model import AgentMessage, AgentReply, Inbound, Kind, Media, Transcript, User
 from daemon.resilience.breaker import CircuitOpen
 from daemon.resilience.guard import Guard
+from daemon.sim.audio import speak
+from daemon.speech import audio
 from daemon.state.store import Stage, Store
 from daemon.turn import MAX_ATTEMPTS, Turn, TurnReport
 
@@ -33,7 +35,8 @@ class FakeChannel:
     fail_text: Exception | None = None
     fail_sends: list[Exception] = field(default_factory=list)  # the next sends' errors, in turn
     text_delay: float = 0.0
-    audio: bytes = b"OggS-voice-note"
+    # A real voice note: the turn measures it by decoding it before speech-to-text.
+    audio: bytes = field(default_factory=lambda: speak("when do you open", seconds=2.0))
 
     def handshake(self, query: object) -> str | None:
         return None
@@ -113,11 +116,16 @@ class FakeSpeech:
     tts_delay: float = 0.0
     stt_delay: float = 0.0
     spoken: list[tuple[str, str | None]] = field(default_factory=list)
+    heard: list[bytes] = field(default_factory=list)  # the audio of every STT call
+    stt_errors: list[Exception] = field(default_factory=list)  # the next calls' errors
 
     async def transcribe(
         self, audio: bytes, mime_type: str, *, language: str | None = None
     ) -> Transcript:
+        self.heard.append(audio)
         await trio.sleep(self.stt_delay)
+        if self.stt_errors:
+            raise self.stt_errors.pop(0)
         if self.stt_error is not None:
             raise self.stt_error
         return self.transcript
@@ -146,6 +154,12 @@ def voice_msg() -> Inbound:
     return Inbound("wamid.in2", USER, Kind.VOICE, media=Media("m1", "audio/ogg", voice=True))
 
 
+async def measure_inline(data: bytes, limit: float) -> float:
+    """The real measurement, without the worker thread: MockClock's autojump counts a task
+    waiting on a thread as idle and would jump past the turn's deadline meanwhile."""
+    return audio.measure_seconds(data, limit=limit)
+
+
 def make_turn(
     channel: FakeChannel,
     agent: FakeAgent | None = None,
@@ -166,6 +180,7 @@ def make_turn(
         texts=TextsConfig(),
         ux=ux,
         on_report=on_report,
+        measure=measure_inline,
     )
 
 
@@ -572,7 +587,7 @@ async def test_later_messages_wait_behind_a_deferred_one_to_keep_the_order(
 
 
 async def test_a_turn_that_keeps_crashing_the_daemon_is_given_up_with_one_apology(
-    store: Store,
+    store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
     message = text_msg()
     await accepted(store, message)
@@ -584,6 +599,8 @@ async def test_a_turn_that_keeps_crashing_the_daemon_is_given_up_with_one_apolog
     assert agent.asked == [] and channel.sent("text") == [TEXTS.agent_down]
     record = await store.get(message.message_id)
     assert record is not None and record.stage is Stage.FAILED
+    (line,) = [r.getMessage() for r in caplog.records if "given up" in r.getMessage()]
+    assert message.message_id not in line  # hashed: a wamid is base64 of the phone number
 
 
 async def test_runs_that_end_or_are_cancelled_do_not_count_towards_giving_up(

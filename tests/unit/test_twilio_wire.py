@@ -480,3 +480,37 @@ def test_parse_error_reasons(code: int, status: int, reason: str | None) -> None
 )
 def test_parse_error_reason_without_a_body(status: int, reason: str | None) -> None:
     assert wire.parse_error(status, b"").reason == reason
+
+
+# -- odd field values (issue 10) ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("num_media", ["²", "٣", "9" * 5000, "-1", "1.0", "one"])
+def test_num_media_that_is_not_a_small_number_is_a_bad_webhook(num_media: str) -> None:
+    params = [("MessageSid", "SM1"), ("From", "whatsapp:+15551234567"), ("NumMedia", num_media)]
+    with pytest.raises(BadWebhook, match="NumMedia"):
+        wire.parse_webhook(params)
+
+
+def test_a_lone_surrogate_in_a_field_is_a_bad_webhook() -> None:
+    # parse_form refuses one (strict UTF-8); params from elsewhere are checked all the same.
+    params = [("MessageSid", "SM1"), ("From", "whatsapp:+15551234567"), ("Body", "hi \ud83d")]
+    with pytest.raises(BadWebhook, match="surrogate"):
+        wire.parse_webhook(params)
+    with pytest.raises(BadWebhook):
+        wire.parse_form(b"MessageSid=SM1&From=whatsapp%3A%2B1555&Body=%ED%A0%BD")
+
+
+def test_control_characters_and_astral_emoji_in_a_body_are_a_message() -> None:
+    body = "\x00\x1b[31m\r\nhello 😀\u202e"
+    params = [("MessageSid", "SM1"), ("From", "whatsapp:+15551234567"), ("Body", body)]
+    (message,) = wire.parse_webhook(params).messages
+    assert message.text == body
+    assert message.unstorable() == ""
+
+
+@pytest.mark.parametrize("code", ["²", "9" * 5000, " ", None, True])
+def test_an_error_code_that_is_not_a_number_is_no_code(code: object) -> None:
+    error = wire.parse_error(429, json.dumps({"code": code, "message": "x"}).encode())
+    assert error.code is None
+    assert error.reason == Reason.SLOW_DOWN

@@ -12,7 +12,6 @@ not be able to carry the token anywhere else.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -21,7 +20,13 @@ from urllib.parse import quote
 import httpx
 
 from daemon.channels import media
-from daemon.channels.meta.wire import UPSTREAM, VOICE_MIME, names_media, parse_graph_error
+from daemon.channels.meta.wire import (
+    UPSTREAM,
+    VOICE_MIME,
+    loads,
+    names_media,
+    parse_graph_error,
+)
 from daemon.errors import UpstreamRejected, UpstreamUnavailable
 from daemon.http import USER_AGENT
 from daemon.resilience.retry import with_retry_after
@@ -119,8 +124,8 @@ class GraphClient:
             error = parse_graph_error(response.status_code, response.content, media_call=media_call)
             raise with_retry_after(error, response.headers)
         try:
-            doc = json.loads(response.content)
-        except ValueError:
+            doc = loads(response.content)
+        except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
             doc = None
         if not isinstance(doc, dict):
             raise UpstreamRejected(UPSTREAM, "answer is not a JSON object", status=200)

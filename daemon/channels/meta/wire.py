@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from daemon.channels.base import BadWebhook, scrub_numbers
+from daemon.channels.base import BadWebhook, error_code, scrub_numbers
 from daemon.errors import Reason, UpstreamError, UpstreamRejected, UpstreamUnavailable
 from daemon.model import Batch, Inbound, Kind, Media, User
 
@@ -28,6 +28,13 @@ TEXT_LIMIT = 4096  # characters in a text body (§5)
 VOICE_MIME = "audio/ogg; codecs=opus"
 
 _HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
+# A timestamp is a string of Unix seconds (§2.2). ASCII digits only: str.isdigit() also
+# accepts "²" and other digits int() refuses; twelve of them reach the year 33658.
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+# Integers in the JSON longer than this are not read as numbers: CPython refuses to convert
+# more than 4300 digits (a ValueError that would fail the whole delivery), and no field of a
+# webhook needs more than a timestamp's or an error code's few digits.
+_MAX_INT_DIGITS = 30
 
 # Message types that owe no answer, and the reason counted in Batch.ignored. A reaction is not
 # a question; system messages (number or identity changed, §2.5) and request_welcome come
@@ -158,7 +165,7 @@ def parse_webhook(body: bytes, *, phone_number_id: str | None) -> Batch:
     ``ignored["other_number"]``.
     """
     try:
-        doc = json.loads(body)
+        doc = loads(body)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise BadWebhook(f"body is not JSON: {type(exc).__name__}") from None
     if not isinstance(doc, dict):
@@ -170,6 +177,28 @@ def parse_webhook(body: bytes, *, phone_number_id: str | None) -> Batch:
         for change in _objects(entry, "changes", "entry"):
             _parse_change(change, batch, phone_number_id)
     return batch
+
+
+class OversizedNumber:
+    """An integer literal too long to be any webhook field (``_MAX_INT_DIGITS``); it is no
+    ``int`` and no ``str``, so every field check treats it as a wrong type."""
+
+    __slots__ = ("digits",)
+
+    def __init__(self, digits: int) -> None:
+        self.digits = digits
+
+    def __repr__(self) -> str:
+        return f"OversizedNumber({self.digits} digits)"
+
+
+def _parse_int(literal: str) -> int | OversizedNumber:
+    return int(literal) if len(literal) <= _MAX_INT_DIGITS else OversizedNumber(len(literal))
+
+
+def loads(body: bytes | str) -> Any:
+    """``json.loads`` that never fails on a long integer literal (see OversizedNumber)."""
+    return json.loads(body, parse_int=_parse_int)
 
 
 def _count(counter: dict[str, int], key: str, n: int = 1) -> None:
@@ -241,7 +270,14 @@ def _parse_change(change: Mapping[str, Any], batch: Batch, own_number: str | Non
             continue
         inbound = _inbound(message, contacts, number, batch)
         if isinstance(inbound, Inbound):
+            if problem := inbound.unstorable():
+                # A lone surrogate ("\ud83d" is valid JSON, not valid UTF-8) would fail the
+                # inbox write, and with it the whole batch, on every redelivery.
+                _skip(batch, problem)
+                continue
             batch.messages.append(inbound)
+        elif inbound == "malformed":
+            _skip(batch, "message with a timestamp that is not Unix seconds")
         else:
             _count(batch.ignored, inbound)
 
@@ -261,8 +297,9 @@ def _skip(batch: Batch, problem: str) -> None:
 
 
 def _code(error: Mapping[str, Any]) -> str:
-    code = error.get("code")
-    return str(code) if isinstance(code, int | str) and not isinstance(code, bool) else "unknown"
+    """An error's code for a log line: a number, or "unknown" (never an arbitrary string)."""
+    code = error_code(error.get("code"))
+    return "unknown" if code is None else str(code)
 
 
 def _unanswerable(message: object) -> str:
@@ -278,7 +315,8 @@ def _unanswerable(message: object) -> str:
     if not _text(message.get("id")):
         return "message without id"
     if not isinstance(message.get("from"), str) and not _text(message.get("from_user_id")):
-        return f"message {message['id']} without a sender"
+        # No id in the note: it goes to the log, and a wamid is base64 of the sender's number.
+        return "message without a sender"
     return ""
 
 
@@ -306,12 +344,16 @@ def _user(message: Mapping[str, Any], contacts: list[dict[str, Any]]) -> User | 
     return User(key=key, address=f"+{phone}" if phone else user_id)
 
 
-def _timestamp(value: object) -> int:
+def _timestamp(value: object) -> int | None:
+    """Unix seconds (a string of digits, §2.2; a number is taken too); 0 when absent; None
+    when present and not a timestamp ("²", 5000 digits, a negative number, a list)."""
+    if value is None:
+        return 0
     if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
+        return value if 0 <= value < 10**12 else None
+    if isinstance(value, str) and _TIMESTAMP.fullmatch(value.strip()):
         return int(value.strip())
-    return 0
+    return None
 
 
 def _inbound(
@@ -321,7 +363,7 @@ def _inbound(
     kind_name = _text(message.get("type"))
     if not kind_name:
         # Every message has a type; one without is answered as unsupported, never dropped.
-        batch.errors.append(f"message {message['id']} without a type: answered as unsupported")
+        batch.errors.append("message without a type: answered as unsupported")
         kind_name = "unknown"
     errors = message.get("errors")
     if kind_name in _NO_ANSWER_TYPES:
@@ -335,12 +377,16 @@ def _inbound(
     if (
         kind_name == "unsupported"
         and isinstance(unsupported, dict)
-        and unsupported.get("type") in _NO_ANSWER_UNSUPPORTED
+        # A string first: a list there is unhashable, and the set lookup would raise.
+        and _text(unsupported.get("type")) in _NO_ANSWER_UNSUPPORTED
     ):
         return str(unsupported["type"])
     user = _user(message, contacts)
     if user is None:
         return "no_user"
+    timestamp = _timestamp(message.get("timestamp"))
+    if timestamp is None:
+        return "malformed"
 
     kind, text, media = Kind.UNSUPPORTED, "", None
     if isinstance(errors, list) and errors:
@@ -355,7 +401,7 @@ def _inbound(
         text=text,
         media=media,
         original_type=kind_name,
-        timestamp=_timestamp(message.get("timestamp")),
+        timestamp=timestamp,
         channel_ref=number,
     )
 
@@ -462,17 +508,12 @@ def parse_graph_error(status: int, body: bytes, *, media_call: bool = False) -> 
     """
     error: Mapping[str, Any] = {}
     try:
-        doc = json.loads(body)
+        doc = loads(body)
     except (ValueError, RecursionError):
         doc = None
     if isinstance(doc, dict) and isinstance(doc.get("error"), dict):
         error = doc["error"]
-    raw_code = error.get("code")
-    code: int | None = None
-    if isinstance(raw_code, int) and not isinstance(raw_code, bool):
-        code = raw_code
-    elif isinstance(raw_code, str) and raw_code.strip().isdigit():
-        code = int(raw_code)
+    code = error_code(error.get("code"))
     text = _text(error.get("message")) or f"HTTP {status}"
     error_data = error.get("error_data")
     details = _text(error_data.get("details")) if isinstance(error_data, dict) else ""

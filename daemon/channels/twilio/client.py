@@ -92,7 +92,7 @@ class TwilioClient:
             raise UpstreamRejected(UPSTREAM, f"send answered {status}", status=status)
         try:
             doc = json.loads(response.content)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
             doc = None
         sid = doc.get("sid") if isinstance(doc, dict) else None
         if not isinstance(sid, str) or not sid:

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl
 
-from daemon.channels.base import BadWebhook, scrub_numbers
+from daemon.channels.base import BadWebhook, error_code, scrub_numbers
 from daemon.errors import Reason, UpstreamError, UpstreamRejected, UpstreamUnavailable
 from daemon.model import Batch, Inbound, Kind, Media, User
 
@@ -254,25 +254,30 @@ def parse_webhook(params: Params) -> Batch:
     if not key:
         raise BadWebhook("From carries no number")
     kind, text, media, original_type = _content(fields, batch)
-    batch.messages.append(
-        Inbound(
-            message_id=sid,
-            user=User(key=key, address=sender),
-            kind=kind,
-            text=text,
-            media=media,
-            original_type=original_type,
-            timestamp=0,  # Twilio's inbound webhook carries no timestamp
-            channel_ref=fields.get("To", ""),
-        )
+    message = Inbound(
+        message_id=sid,
+        user=User(key=key, address=sender),
+        kind=kind,
+        text=text,
+        media=media,
+        original_type=original_type,
+        timestamp=0,  # Twilio's inbound webhook carries no timestamp
+        channel_ref=fields.get("To", ""),
     )
+    # parse_form decodes strictly, so no lone surrogate gets this far; params handed in
+    # by other callers are checked all the same.
+    if problem := message.unstorable():
+        raise BadWebhook(problem)
+    batch.messages.append(message)
     return batch
 
 
 def _num_media(fields: Mapping[str, str]) -> int:
     raw = fields.get("NumMedia", "0").strip() or "0"
-    if not raw.isdigit():
-        raise BadWebhook("NumMedia is not a number")
+    # ASCII digits only: str.isdigit() also takes "²", which int() refuses. WhatsApp carries
+    # one attachment per message; Twilio's MMS at most ten.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 3):
+        raise BadWebhook("NumMedia is not a small number")
     return int(raw)
 
 
@@ -332,12 +337,7 @@ def parse_error(status: int, body: bytes) -> UpstreamError:
     with contextlib.suppress(ValueError, RecursionError):
         doc = json.loads(body)
     error: Mapping[str, Any] = doc if isinstance(doc, dict) else {}
-    raw_code = error.get("code")
-    code: int | None = None
-    if isinstance(raw_code, int) and not isinstance(raw_code, bool):
-        code = raw_code
-    elif isinstance(raw_code, str) and raw_code.strip().isdigit():
-        code = int(raw_code)
+    code = error_code(error.get("code"))
     message = error.get("message")
     # Twilio error messages quote the numbers they refuse; phone numbers never go to our logs.
     text = scrub_numbers(message) if isinstance(message, str) and message else f"HTTP {status}"
