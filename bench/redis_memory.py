@@ -37,7 +37,8 @@ from typing import Any
 
 import trio
 
-from daemon.config import RedisConfig
+from daemon.config import LimitsConfig, RedisConfig
+from daemon.limits import Limit
 from daemon.model import Inbound, Kind, Transcript, User
 from daemon.state.redis import (
     Keys,
@@ -46,8 +47,8 @@ from daemon.state.redis import (
     RedisClient,
     RedisJournal,
     RedisLanguages,
-    RedisLimits,
     RedisSessions,
+    RedisUserLimits,
     open_client,
     user_tag,
 )
@@ -105,7 +106,7 @@ async def _one_user(client: RedisClient, keys: Keys, n: int, messages: int, host
     )
     await turns.progress(inbox[-1].message_id, Stage.ANSWERED, answer=ANSWER)
     await RedisLanguages(client, keys).remember(user.key, "en")
-    await RedisLimits(client, keys).take(user.key, turn=True)
+    await RedisUserLimits(client, keys, LimitsConfig()).admit(user.key)
 
 
 class _Counting:
@@ -131,7 +132,8 @@ async def _turn(client: RedisClient, keys: Keys, n: int, *, voice: bool) -> dict
     message = _message(user, 0)
     leases = Leases(client, keys, ttl=15)
     journal = RedisJournal(client, keys)
-    sessions, limits = RedisSessions(client, keys), RedisLimits(client, keys)
+    sessions = RedisSessions(client, keys)
+    limits = RedisUserLimits(client, keys, LimitsConfig())
     responses = RedisResponses(client, keys, default_ttl=3600)
     pending = RedisPendingContext(client, keys, ttl=1200)
     steps: dict[str, int] = {}
@@ -145,12 +147,12 @@ async def _turn(client: RedisClient, keys: Keys, n: int, *, voice: bool) -> dict
     lease = await leases.acquire(tag)
     assert isinstance(lease, Lease)
     await step("webhook: touch, accept, acquire")
-    await limits.take(user.key, turn=True)
+    await limits.admit(user.key)
     turns = journal.fenced(lease)
     await turns.attempt(message.message_id)
     await step("turn start: limits, attempt")
     if voice:
-        await limits.take(user.key, stt_seconds=8.0)
+        await limits.spend(user.key, Limit.DAILY_STT_SECONDS, 8.0)
         await turns.progress(message.message_id, Stage.TRANSCRIBED, transcript=Transcript("hi"))
         await step("voice: STT limit, transcribed")
     await responses.lookup("q")
@@ -164,7 +166,7 @@ async def _turn(client: RedisClient, keys: Keys, n: int, *, voice: bool) -> dict
     await turns.progress(message.message_id, Stage.TEXT_SENT, text_ids=["x"])
     await step("text: may-send, text sent")
     if voice:
-        await limits.take(user.key, tts_chars=300)
+        await limits.spend(user.key, Limit.DAILY_TTS_CHARACTERS, 300)
         await leases.may_send(lease)
         await turns.progress(message.message_id, Stage.VOICE_SENT, voice_id="y")
         await step("voice note: TTS limit, may-send, voice sent")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import trio
 
+from daemon.config import LimitsConfig
+from daemon.limits import Limit
 from daemon.model import AgentMessage, AgentReply, Inbound, Kind, Transcript, User
 from daemon.state.redis import (
     Dedupe,
@@ -14,12 +16,12 @@ from daemon.state.redis import (
     RedisDeferred,
     RedisJournal,
     RedisLanguages,
-    RedisLimits,
     RedisMediaIds,
     RedisPendingContext,
     RedisPublicMedia,
     RedisResponses,
     RedisSessions,
+    RedisUserLimits,
     user_tag,
 )
 from daemon.state.store import Stage
@@ -40,7 +42,9 @@ async def test_a_turn_leaves_only_keys_that_expire(redis: RedisClient, keys: Key
         lease = await hold(leases, tag)
         turns = journal.fenced(lease)
         await turns.attempt("wamid.1")
-        await RedisLimits(redis, keys).take(USER, turn=True, stt_seconds=3, tts_chars=5)
+        limits = RedisUserLimits(redis, keys, LimitsConfig())
+        await limits.admit(USER)
+        await limits.spend(USER, Limit.DAILY_STT_SECONDS, 3)
         await turns.progress("wamid.1", Stage.TRANSCRIBED, transcript=Transcript("hi", "en"))
         sessions = RedisSessions(redis, keys)
         await sessions.start(lease, USER, "s-1")

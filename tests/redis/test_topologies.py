@@ -17,12 +17,13 @@ from collections.abc import Iterator
 import pytest
 import trio
 
+from daemon.config import LimitsConfig
 from daemon.model import AgentMessage, AgentReply, Inbound, Kind, User
 from daemon.state.redis.client import RedisClient, check_server, open_client
 from daemon.state.redis.journal import RedisJournal
 from daemon.state.redis.keys import Keys, user_tag
 from daemon.state.redis.leases import Leases
-from daemon.state.redis.limits import RedisLimits
+from daemon.state.redis.limits import RedisUserLimits
 from daemon.state.redis.responses import RedisResponses
 from daemon.state.redis.sessions import RedisSessions
 from daemon.state.redis.takeover import WorkIndex
@@ -78,7 +79,7 @@ async def test_every_primitive_runs_on_a_cluster(cluster_node: RedisServer, keys
             assert [r.stage for r in await journal.unfinished()] == [Stage.ANSWERED]
             await turns.progress("wamid.1", Stage.DONE)
             assert await leases.release(lease) is True
-            assert (await RedisLimits(client, keys).take(USER, turn=True)).allowed
+            assert (await RedisUserLimits(client, keys, LimitsConfig()).admit(USER)).allowed
             responses = RedisResponses(client, keys, default_ttl=60)
             reply = AgentReply((AgentMessage("Inform", "At 9."),))
             assert await responses.record("q", "u1", reply, trusted=True) == "confirmed"

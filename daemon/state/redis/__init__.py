@@ -27,9 +27,7 @@ from daemon.state.redis.language import RedisLanguages as RedisLanguages
 from daemon.state.redis.leases import Held as Held
 from daemon.state.redis.leases import Lease as Lease
 from daemon.state.redis.leases import Leases as Leases
-from daemon.state.redis.limits import LimitRules as LimitRules
-from daemon.state.redis.limits import RedisLimits as RedisLimits
-from daemon.state.redis.limits import Verdict as Verdict
+from daemon.state.redis.limits import RedisUserLimits as RedisUserLimits
 from daemon.state.redis.media import RedisPublicMedia as RedisPublicMedia
 from daemon.state.redis.responses import RedisPendingContext as RedisPendingContext
 from daemon.state.redis.responses import RedisResponses as RedisResponses

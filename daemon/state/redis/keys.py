@@ -26,7 +26,7 @@ named; every key has one, or a bound stated here:
     P{u}:lang           remembered language                language.py    remembered_ttl
     P{u}:deferred       LIST of deferred message ids       deferred.py    retry window
     P{u}:pending        cached exchange owed as context    responses.py   session idle
-    P{u}:bucket         HASH: token bucket                 limits.py      refill time
+    P{u}:bucket         HASH: token bucket                 limits.py      refill/notice
     P{u}:day:YYYYMMDD   HASH: daily counters               limits.py      2 days
     P{work}:users       ZSET u -> last touch (µs)          takeover.py    bounded: one
                                                                           member per user

@@ -1,134 +1,146 @@
-"""Per-user limits shared by all hosts: a token bucket on turns and daily caps, one script.
+"""Per-user limits shared by all hosts: ``UserLimits`` (daemon/limits/base.py) in Redis.
 
-The Redis counterpart of the per-host limits of issue 10 (daemon/limits.py): a user who
-spreads a flood over several hosts meets one bucket and one day's counters. One script
-decides and charges in the same step, on Redis' clock, so two hosts can't both spend the
-last token.
+The same rules as ``MemoryUserLimits`` (daemon/limits/memory.py), decided and charged in
+one script per call on Redis' clock, so that a user who spreads a flood over several hosts
+meets one bucket and one day's counts, and two hosts can't both spend the last token:
 
-- **Bucket** (turns only): ``burst`` tokens, refilled at ``refill_per_second``; a turn takes
-  one. ``P{u}:bucket`` lives as long as a full refill takes (an absent bucket is a full one).
-- **Day** (UTC, on Redis' clock): turns, STT seconds and TTS characters, each with a cap.
-  ``P{u}:day`` holds the day number and its counters, and starts afresh when the day
-  changes; it lives two days at most. A cap refuses the use that would exceed it, and
-  charges nothing then.
-- **Notice once**: a refusal says ``notify`` only the first time in its window (until the
-  bucket has a token again; until the day ends), so the user gets one polite "slow down",
-  not one per message.
+- ``admit``: today's turns first (``[limits] daily_turns``), then the token bucket
+  (``burst``, ``per_minute``); an allowed message counts against both, a refused one
+  against neither. A rate refusal notifies at most once every ``notice_every`` seconds.
+- ``spend``: a daily allowance (STT seconds, TTS characters); refused, and nothing taken,
+  when it would go over.
+- ``first_notice``: once per user, reason and UTC day. Daily refusals notify the same way.
 
-``take`` is the whole interface: ``take(user, turn=True)`` at intake, ``take(user,
-stt_seconds=x)`` before speech-to-text, ``take(user, tts_chars=n)`` before text-to-speech.
+Keys, under the user's tag: ``P{u}:bucket`` (tokens, last refill, last rate notice; lives
+as long as a refill or a notice window takes, whichever is longer: an absent bucket is a
+full one) and ``P{u}:day`` (the UTC day number on Redis' clock, today's counts and the
+notices given; starts afresh when the day changes, lives two days at most). ``[limits]
+users`` bounds the in-memory map only: here the TTLs are the bound. The refusal counts of
+``refusals()`` are this host's, as /metrics wants them.
+
+The daemon's global daily budgets (``Budget``) are not here: that protocol is synchronous
+(read before every billed call), so a shared one keeps a local view and settles deltas
+periodically (base.py) — part of wiring the several hosts, not a primitive.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Mapping
 
+from daemon.config import LimitsConfig
+from daemon.limits.base import ALLOWED, Limit, Verdict
 from daemon.state.redis.client import RedisClient
 from daemon.state.redis.keys import Keys, user_tag
 from daemon.state.redis.scripts import call, text
 
-DAY_SECONDS = 86400
-
-# KEYS: bucket, day. ARGV: burst, refill per ms, turns, stt seconds, tts chars, cap turns,
-# cap stt, cap tts. Returns {allowed, limit, notify, retry after ms}.
-TAKE = """
+# Sets now (ms on Redis' clock); rolls KEYS[2], the day hash, over to today.
+_NOW_AND_DAY = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local today = tostring(math.floor(tonumber(t[1]) / 86400))
-local to_midnight = (86400 - tonumber(t[1]) % 86400) * 1000
 if redis.call('HGET', KEYS[2], 'day') ~= today then
   redis.call('DEL', KEYS[2])
   redis.call('HSET', KEYS[2], 'day', today)
 end
 redis.call('PEXPIRE', KEYS[2], 2 * 86400 * 1000)
-local uses = {{'turns', ARGV[3], ARGV[6]}, {'stt_seconds', ARGV[4], ARGV[7]},
-              {'tts_chars', ARGV[5], ARGV[8]}}
-for _, use in ipairs(uses) do
-  local amount = tonumber(use[2])
-  if amount > 0 then
-    local used = tonumber(redis.call('HGET', KEYS[2], use[1]) or '0')
-    if used + amount > tonumber(use[3]) then
-      local first = redis.call('HSETNX', KEYS[2], 'noticed:' .. use[1], '1')
-      return {0, use[1], first, to_midnight}
-    end
-  end
+"""
+
+# KEYS: bucket, day. ARGV: burst, refill per ms, daily turns, notice every ms.
+# Returns {allowed, limit, notify}.
+ADMIT = (
+    _NOW_AND_DAY
+    + """
+local cap = tonumber(ARGV[3])
+if cap > 0 and tonumber(redis.call('HGET', KEYS[2], 'turns') or '0') >= cap then
+  return {0, 'daily_turns', redis.call('HSETNX', KEYS[2], 'noticed:daily_turns', '1')}
 end
-if tonumber(ARGV[3]) > 0 then
-  local burst, rate = tonumber(ARGV[1]), tonumber(ARGV[2])
-  local full_ms = math.ceil(burst / rate)
-  local b = redis.call('HMGET', KEYS[1], 'tokens', 'at', 'noticed')
+local burst = tonumber(ARGV[1])
+if burst > 0 then
+  local rate, every = tonumber(ARGV[2]), tonumber(ARGV[4])
+  local keep = math.max(math.ceil(burst / rate), every)
+  local b = redis.call('HMGET', KEYS[1], 'tokens', 'at', 'noticed_at')
   local tokens = tonumber(b[1] or burst)
   local at = tonumber(b[2] or now)
   tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
   if tokens < 1 then
-    redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', now, 'noticed', '1')
-    redis.call('PEXPIRE', KEYS[1], full_ms)
-    return {0, 'burst', b[3] and 0 or 1, math.ceil((1 - tokens) / rate)}
+    local notify = 0
+    if not b[3] or now - tonumber(b[3]) >= every then
+      notify = 1
+      redis.call('HSET', KEYS[1], 'noticed_at', now)
+    end
+    redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', now)
+    redis.call('PEXPIRE', KEYS[1], keep)
+    return {0, 'rate', notify}
   end
   redis.call('HSET', KEYS[1], 'tokens', tostring(tokens - 1), 'at', now)
-  redis.call('HDEL', KEYS[1], 'noticed')
-  redis.call('PEXPIRE', KEYS[1], full_ms)
+  redis.call('PEXPIRE', KEYS[1], keep)
 end
-redis.call('HINCRBY', KEYS[2], 'turns', ARGV[3])
-redis.call('HINCRBYFLOAT', KEYS[2], 'stt_seconds', ARGV[4])
-redis.call('HINCRBY', KEYS[2], 'tts_chars', ARGV[5])
-return {1, '', 0, 0}
+redis.call('HINCRBY', KEYS[2], 'turns', 1)
+return {1, '', 0}
 """
+)
+
+# KEYS: bucket (unused), day. ARGV: limit, amount, cap. Returns {allowed, notify}.
+SPEND = (
+    _NOW_AND_DAY
+    + """
+local cap = tonumber(ARGV[3])
+local used = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+if cap > 0 and used + tonumber(ARGV[2]) > cap then
+  return {0, redis.call('HSETNX', KEYS[2], 'noticed:' .. ARGV[1], '1')}
+end
+redis.call('HINCRBYFLOAT', KEYS[2], ARGV[1], ARGV[2])
+return {1, 0}
+"""
+)
+
+# KEYS: bucket (unused), day. ARGV: reason. 1 the first time today.
+NOTICE = _NOW_AND_DAY + "return redis.call('HSETNX', KEYS[2], 'noticed:' .. ARGV[1], '1')"
 
 
-@dataclass(frozen=True, slots=True)
-class LimitRules:
-    burst: int = 10  # turns a user may start at once
-    refill_per_second: float = 1 / 30  # then one more every 30 s
-    turns_per_day: int = 200
-    stt_seconds_per_day: float = 1800.0
-    tts_chars_per_day: int = 50_000
+class RedisUserLimits:
+    """``UserLimits`` for several hosts."""
 
-    def __post_init__(self) -> None:
-        values = (self.burst, self.refill_per_second, self.turns_per_day,
-                  self.stt_seconds_per_day, self.tts_chars_per_day)  # fmt: skip
-        if min(values) <= 0:
-            raise ValueError("limits must be > 0")
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    allowed: bool
-    limit: str = ""  # "burst", "turns", "stt_seconds" or "tts_chars" when refused
-    notify: bool = False  # the first refusal of its window: say "slow down" once
-    retry_after: float = 0.0  # seconds until it would be allowed again
-
-
-class RedisLimits:
-    def __init__(self, client: RedisClient, keys: Keys, rules: LimitRules = LimitRules()) -> None:
+    def __init__(self, client: RedisClient, keys: Keys, config: LimitsConfig) -> None:
         self._keys = keys
-        self.rules = rules
-        self._take = client.register_script(TAKE)
+        self._config = config
+        self._daily: dict[Limit, float] = {
+            Limit.DAILY_STT_SECONDS: config.daily_stt_seconds,
+            Limit.DAILY_TTS_CHARACTERS: float(config.daily_tts_characters),
+        }
+        self._admit = client.register_script(ADMIT)
+        self._spend = client.register_script(SPEND)
+        self._notice = client.register_script(NOTICE)
+        self._refusals: Counter[str] = Counter()
 
-    async def take(
-        self, user: str, *, turn: bool = False, stt_seconds: float = 0.0, tts_chars: int = 0
-    ) -> Verdict:
-        """Charge the uses if every limit allows them; otherwise charge nothing."""
-        if stt_seconds < 0 or tts_chars < 0:
-            raise ValueError("uses must be >= 0")
+    def _user_keys(self, user: str) -> list[str]:
         tag = user_tag(user)
-        r = self.rules
-        reply = await call(
-            self._take,
-            [self._keys.user(tag, "bucket"), self._keys.user(tag, "day")],
-            [
-                r.burst,
-                repr(r.refill_per_second / 1000),
-                int(turn),
-                repr(float(stt_seconds)),
-                tts_chars,
-                r.turns_per_day,
-                repr(r.stt_seconds_per_day),
-                r.tts_chars_per_day,
-            ],
-        )
-        allowed, limit, notify, wait_ms = reply
-        return Verdict(bool(allowed), text(limit), bool(notify), int(wait_ms) / 1000)
+        return [self._keys.user(tag, "bucket"), self._keys.user(tag, "day")]
+
+    def _refuse(self, limit: Limit, notify: object) -> Verdict:
+        self._refusals[limit.value] += 1
+        return Verdict(False, limit, bool(notify))
+
+    async def admit(self, user: str) -> Verdict:
+        c = self._config
+        args = [c.burst, repr(c.per_minute / 60_000), c.daily_turns, round(c.notice_every * 1000)]
+        allowed, limit, notify = await call(self._admit, self._user_keys(user), args)
+        return ALLOWED if allowed else self._refuse(Limit(text(limit)), notify)
+
+    async def spend(self, user: str, limit: Limit, amount: float) -> Verdict:
+        cap = self._daily.get(limit)
+        if cap is None:
+            raise ValueError(f"{limit} is not a daily allowance")
+        args = [limit.value, repr(float(amount)), repr(cap)]
+        allowed, notify = await call(self._spend, self._user_keys(user), args)
+        return ALLOWED if allowed else self._refuse(limit, notify)
+
+    async def first_notice(self, user: str, reason: str) -> bool:
+        return bool(await call(self._notice, self._user_keys(user), [reason]))
+
+    def refusals(self) -> Mapping[str, int]:
+        return self._refusals
 
 
-__all__ = ["LimitRules", "RedisLimits", "Verdict"]
+__all__ = ["RedisUserLimits"]
