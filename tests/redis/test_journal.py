@@ -176,3 +176,29 @@ async def test_unfinished_and_counts_walk_the_work_index(redis: RedisClient, key
         assert counts["received"] == 1 and counts["answered"] == 1
         assert sum(counts.values()) == 2 and set(counts) == {s.value for s in Stage}
         assert await journal.prune() == 0  # TTLs do the store's pruning here
+
+
+async def test_the_intakes_notes_touch_only_turns_nobody_started(
+    redis: RedisClient, keys: Keys
+) -> None:
+    # daemon/intake.py notes a limit on a message it just accepted, or finishes it unanswered;
+    # a turn another host already started is the holder's and stays as it is.
+    journal = RedisJournal(redis, keys)
+    one, two, three = message(1), message(2), message(3)
+    with trio.fail_after(5):
+        await journal.accept([one, two, three])
+        noted = await journal.progress(one.message_id, Stage.RECEIVED, outcome="limited_rate")
+        assert noted is Stage.RECEIVED
+        turns = journal.fenced(await hold(Leases(redis, keys, ttl=30), TAG))
+        await turns.attempt(two.message_id)  # another host started it
+        done = [one.message_id, two.message_id, three.message_id, "wamid.unknown"]
+        assert await journal.finish_unanswered(done, outcome="limited_daily_turns") == 2
+        assert await journal.finish_unanswered(done, outcome="again") == 0
+        records = {r.inbound.message_id: r for r in await journal.open_turns(TAG)}
+        assert list(records) == [two.message_id]
+        first = await journal.get(one.message_id, user=USER)
+        assert first is not None and (first.stage, first.outcome) == (
+            Stage.DONE,
+            "limited_daily_turns",
+        )
+        assert await journal.accept([one, three]) == []  # still duplicates

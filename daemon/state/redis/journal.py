@@ -95,6 +95,28 @@ end
 return 0
 """
 
+# KEYS: open, turn. ARGV: member, stage, outcome, now, finished ms. The intake's own notes
+# (daemon/intake.py), before any lease: only a turn nobody has started yet is touched.
+# Returns {the stage recorded, 1 if this call wrote}, or false when the record is gone.
+NOTE = f"""
+local RANK = {_LUA_RANKS}
+local FINAL = {_LUA_FINAL}
+local stage = redis.call('HGET', KEYS[2], 'stage')
+if not stage then return false end
+if stage ~= 'received' or redis.call('HGET', KEYS[2], 'attempts') ~= '0' then
+  return {{stage, 0}}
+end
+if RANK[ARGV[2]] > RANK[stage] then stage = ARGV[2] end
+redis.call('HSET', KEYS[2], 'stage', stage, 'open', FINAL[stage] and '0' or '1',
+  'updated_at', ARGV[4])
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[2], 'outcome', ARGV[3]) end
+if FINAL[stage] then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  redis.call('PEXPIRE', KEYS[2], ARGV[5])
+end
+return {{stage, 1}}
+"""
+
 # KEYS: fence, turn, open. ARGV: fence, stage, now, finished ms, member, field/value pairs.
 # Returns the stage now recorded, or false when the record is gone.
 PROGRESS = f"""
@@ -189,6 +211,7 @@ class RedisJournal:
         self._wall_clock = wall_clock
         self._accept = client.register_script(ACCEPT)
         self._forget = client.register_script(FORGET)
+        self._note = client.register_script(NOTE)
         self._progress = client.register_script(PROGRESS)
         self._attempt = client.register_script(ATTEMPT)
         self._open_turns = client.register_script(OPEN_TURNS)
@@ -254,6 +277,44 @@ class RedisJournal:
             ]
             removed += int(await call(self._forget, keys, [member]))
         return removed
+
+    async def progress(
+        self, message_id: str, stage: Stage, *, outcome: str | None = None
+    ) -> Stage | None:
+        """The intake's note on a message it accepted a moment ago (intake.Inbox): written
+        only while no host has started its turn (``received``, never attempted) — past
+        that, the turn is the holder's, whose writes are fenced. Returns the stage now
+        recorded; ``None`` for a message not accepted here lately, or gone."""
+        noted = await self._note_turn(message_id, stage, outcome)
+        return None if noted is None else noted[0]
+
+    async def _note_turn(
+        self, message_id: str, stage: Stage, outcome: str | None
+    ) -> tuple[Stage, bool] | None:
+        tag = self._accepted.get(message_id)
+        if tag is None:
+            return None
+        member = message_tag(message_id)
+        keys = [self._keys.open(tag), self._keys.turn(tag, member)]
+        args = [
+            member,
+            Stage(stage).value,
+            outcome or "",
+            repr(self._wall_clock()),
+            ms(self.times.finished_ttl),
+        ]
+        result = await call(self._note, keys, args)
+        return None if result is None else (Stage(text(result[0])), bool(result[1]))
+
+    async def finish_unanswered(self, message_ids: Sequence[str], *, outcome: str) -> int:
+        """Mark messages accepted here lately done without a turn (store.finish_unanswered:
+        over a limit, the notice given already). Only turns still untouched move; they stay
+        duplicates for the dedupe window (their markers). Returns how many moved."""
+        finished = 0
+        for message_id in message_ids:
+            noted = await self._note_turn(message_id, Stage.DONE, outcome)
+            finished += noted is not None and noted[1]
+        return finished
 
     async def get(self, message_id: str, *, user: str) -> TurnRecord | None:
         return await self._read(user_tag(user), message_id)
