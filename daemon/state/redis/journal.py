@@ -22,9 +22,11 @@ Writes after ``accept`` are fenced (leases.py): ``fenced(lease)`` gives the turn
 with the store's own method signatures, bound to one user and one fencing token, whose
 every write is refused (``LeaseLost``) once another host holds a newer token.
 
-``accept`` and ``forget`` keep the store's signatures too. ``forget`` is only ever about
-messages this host accepted a moment ago, in the same webhook request (their lane was
-full), so it finds their users in a small memo of recent accepts instead of an index.
+The inbox side keeps the store's signatures too (daemon/intake.py's ``Inbox``: ``accept``,
+``forget``, ``progress``, ``finish_unanswered``). All but ``accept`` are only ever about
+messages this host accepted a moment ago, in the same webhook request, so they find the
+users in a small memo of recent accepts instead of an index; and since another host may
+already be running that user's turns, they touch only a turn nobody has started.
 """
 
 from __future__ import annotations
