@@ -34,6 +34,8 @@ SECRET_NAMES = (
     # Keys the hashes of phone numbers in the logs (daemon/observe/logs.py). Optional: unset,
     # the daemon keeps a random one in its state directory.
     "WA_AGENTD_LOG_SALT",
+    # The Redis password (AUTH), for [state] backend = "redis"; never in [redis] url.
+    "REDIS_PASSWORD",
 )
 
 
@@ -432,6 +434,34 @@ class StateConfig:
     dir: str = ""  # "" = $STATE_DIRECTORY (systemd), else ./state
 
 
+REDIS_MODES = ("standalone", "sentinel", "cluster")
+
+
+@dataclass(frozen=True)
+class RedisConfig:
+    """``[redis]``: the shared state of several hosts (daemon/state/redis/).
+
+    The password comes from the secret ``REDIS_PASSWORD``, never from ``url``."""
+
+    # redis://host:port/db, or rediss:// for TLS (verified against the system CAs, or
+    # tls_ca_file). In cluster mode: any one node; in sentinel mode: only the db and TLS.
+    url: str = "redis://127.0.0.1:6379/0"
+    # Every key starts with it, so several deployments can share one Redis.
+    prefix: str = "wa-agentd:"
+    mode: str = "standalone"  # standalone | sentinel | cluster
+    sentinels: tuple[str, ...] = ()  # "host:port" of each sentinel (mode = "sentinel")
+    sentinel_service: str = "wa-agentd"  # the primary's name the sentinels monitor
+    username: str = ""  # ACL user; "" = the default user
+    tls_ca_file: str = ""  # PEM bundle that signs the server's certificate (rediss://)
+    connect_timeout: float = 2.0
+    # Seconds a command may take before the daemon counts Redis as down (503, /readyz).
+    command_timeout: float = 2.0
+    max_connections: int = 32
+    # A host owns a user's turns for this long without renewing; a dead host's users are
+    # taken over after it (plus one scan).
+    lease_seconds: float = 15.0
+
+
 @dataclass(frozen=True)
 class FaqRule:
     """``[[cache.faq]]``: questions matching ``pattern`` (a regex, case-insensitive, against
@@ -533,6 +563,7 @@ class Settings:
     ux: UxConfig = UxConfig()
     admin: AdminConfig = AdminConfig()
     state: StateConfig = StateConfig()
+    redis: RedisConfig = RedisConfig()
     cache: CacheConfig = CacheConfig()
     log: LogConfig = LogConfig()
     http: HttpConfig = HttpConfig()
@@ -750,6 +781,7 @@ def validate_values(s: Settings) -> None:
             "[ux] holding_after", f"must be >= 0 (0 = off), got {s.ux.holding_after!r}"
         )
     _check_cache_rules(s.cache)
+    _check_redis(s.redis)
     if not s.twilio.media_hosts:
         raise ConfigError("[twilio] media_hosts", "must name at least one host")
     for key in ("response_entries", "opener_ttl", "audio_memory_bytes", "media_ids",
@@ -797,6 +829,38 @@ def _check_limits(limits: LimitsConfig) -> None:
         raise ConfigError(
             "[limits] burst / per_minute", "the rate limit needs both (or both 0 to turn it off)"
         )
+
+
+def _check_redis(r: RedisConfig) -> None:
+    parts = urlsplit(r.url)
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        raise ConfigError("[redis] url", f"must be a redis:// or rediss:// URL, got {r.url!r}")
+    if parts.password is not None:
+        raise ConfigError(
+            "[redis] url", "must not hold a password: set the secret REDIS_PASSWORD instead"
+        )
+    try:
+        parts.port  # noqa: B018 (urlsplit checks the port when it is read)
+    except ValueError:
+        raise ConfigError("[redis] url", f"has an invalid port: {r.url!r}") from None
+    db = parts.path.strip("/")
+    if db and not db.isdigit():
+        raise ConfigError("[redis] url", f"the path must be a database number, got {db!r}")
+    if db and r.mode == "cluster":
+        raise ConfigError("[redis] url", "Redis Cluster has only database 0: drop the path")
+    if not r.prefix or any(c in r.prefix for c in "{} "):
+        # Braces would break the {user} hash tags that keep one user's keys on one slot.
+        raise ConfigError(
+            "[redis] prefix", f"must be non-empty, without braces or spaces, got {r.prefix!r}"
+        )
+    _check_choice("[redis] mode", r.mode, REDIS_MODES)
+    if r.mode == "sentinel" and not r.sentinels:
+        raise ConfigError("[redis] sentinels", 'mode = "sentinel" needs at least one "host:port"')
+    for i, sentinel in enumerate(r.sentinels):
+        _check_bind(f"[redis] sentinels[{i}]", sentinel)
+    if r.mode == "sentinel" and not r.sentinel_service:
+        raise ConfigError("[redis] sentinel_service", "must name the monitored primary")
+    _check_positive("redis", r)
 
 
 def _check_cache_rules(cache: CacheConfig) -> None:
