@@ -60,7 +60,8 @@ from daemon.resilience.retry import was_sent
 from daemon.speech import audio as audio_files
 from daemon.state.store import Stage, TurnRecord
 
-log = logging.getLogger(__name__)
+# Every line of the turn logs as "daemon.turn": the name operators filter journalctl on.
+log = logging.getLogger("daemon.turn")
 
 T = TypeVar("T")
 
