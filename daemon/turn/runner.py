@@ -31,7 +31,7 @@ import dataclasses
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import trio
@@ -49,52 +49,23 @@ from daemon.config import (
     UxConfig,
     VoiceConfig,
 )
-from daemon.errors import Reason, UpstreamError, UpstreamTimeout
+from daemon.errors import UpstreamError, UpstreamTimeout
 from daemon.limits import Budget, Limit, MemoryBudget, MemoryUserLimits, Upstream, UserLimits
 from daemon.model import AgentReply, Inbound, Kind, Media, Transcript
 from daemon.observe.logs import current_turn, hashed, message_tag
 from daemon.observe.stages import current_stages
 from daemon.resilience.breaker import CircuitOpen
 from daemon.resilience.guard import Guard
-from daemon.resilience.retry import was_sent
 from daemon.speech import audio as audio_files
 from daemon.state.store import Stage, TurnRecord
+from daemon.turn import delivery as deliveries
+from daemon.turn.report import TurnReport
+from daemon.turn.upstreams import Agent, Speech
 
 # Every line of the turn logs as "daemon.turn": the name operators filter journalctl on.
 log = logging.getLogger("daemon.turn")
 
 T = TypeVar("T")
-
-
-class Agent(Protocol):
-    async def ask(self, user_key: str, text: str, *, language: str | None = None) -> AgentReply: ...
-
-    def cached(self, user_key: str, text: str, *, language: str | None = None) -> AgentReply | None:
-        """The answer a cache holds for ``text``, without calling the agent (None: ask).
-
-        Looked up before the circuit breaker: a cached answer is served while the agent is
-        down, and cache hits are not counted as agent calls by the breaker."""
-        ...
-
-    async def prepare(self, user_key: str) -> None:
-        """Open (or check) the user's session ahead of ``ask``; errors are ``ask``'s to find."""
-        ...
-
-
-class Speech(Protocol):
-    async def transcribe(
-        self, audio: bytes, mime_type: str, *, language: str | None = None
-    ) -> Transcript: ...
-
-    async def synthesize(self, text: str, *, language: str | None = None) -> bytes: ...
-
-    async def cached(self, text: str, *, language: str | None = None) -> bytes | None:
-        """The voice note of ``text`` if a cache holds it (never calls the upstream)."""
-        ...
-
-    def audio_key(self, text: str, *, language: str | None = None) -> str:
-        """What the audio of ``synthesize`` depends on, hashed (for media-id reuse)."""
-        ...
 
 
 class Journal(Protocol):
@@ -152,50 +123,6 @@ NOTICES: dict[str, str] = {
 # Canned outcomes that came from a passing trouble: a turn resumed before its apology went
 # out asks the agent again instead of apologising.
 _ASK_AGAIN = frozenset({"agent_down", "timeout", "error"})
-
-
-@dataclass
-class TurnReport:
-    """What one turn did, for its summary log line and the metrics."""
-
-    turn_id: str
-    kind: str
-    user: str  # hashed
-    message_id: str = ""  # for tests and tools; not in the summary line
-    stages: dict[str, float] = field(default_factory=dict)  # stage -> seconds
-    outcome: str = "pending"
-    voice: str = "none"  # none | sent | skipped | failed
-    language: str = ""  # the language the turn answered in ("" = the default)
-    cached: list[str] = field(default_factory=list)  # "transcript", "answer": what a cache gave
-    resumed: str = ""  # the stage a restarted turn resumed from ("" = a fresh turn)
-    extras: list[str] = field(
-        default_factory=list
-    )  # "holding", "echo": messages besides the answer
-    error: str = ""
-    voice_error: str = ""  # why the voice note failed, when the text answer stood alone
-    # Upstream calls that got no HTTP answer at all (the HTTP ones are counted by the
-    # clients' response hooks): (upstream, "timeout" | "error").
-    failures: list[tuple[str, str]] = field(default_factory=list)
-    # What the turn cost: Agentforce calls, seconds of audio and characters sent to STT / TTS
-    # (once per attempt), WhatsApp messages sent by kind (text, voice, canned, extra; a
-    # long answer split in three is three).
-    agent_calls: int = 0
-    stt_seconds: float = 0.0
-    tts_characters: int = 0
-    sent: dict[str, int] = field(default_factory=dict)
-
-    def summary(self) -> str:
-        stages = " ".join(f"{k}={v:.3f}" for k, v in self.stages.items())
-        err = f" error={self.error!r}" if self.error else ""
-        err += f" voice_error={self.voice_error!r}" if self.voice_error else ""
-        extras = f" extras={','.join(self.extras)}" if self.extras else ""
-        lang = f" lang={self.language}" if self.language else ""
-        extras += f" cached={','.join(self.cached)}" if self.cached else ""
-        extras += f" resumed={self.resumed}" if self.resumed else ""
-        return (
-            f"turn={self.turn_id} done user={self.user} kind={self.kind} outcome={self.outcome} "
-            f"voice={self.voice}{lang}{extras} {stages}{err}"
-        ).rstrip()
 
 
 class _TextGate:
@@ -690,7 +617,7 @@ class Turn:
                 ids = await self._send(flow, text)
             except UpstreamError as exc:
                 flow.report.error = str(exc)
-                verdict = _verdict(exc)
+                verdict = deliveries.verdict(exc)
                 if verdict == "unknown":  # the text may be on its way (or delivered)
                     flow.report.outcome = "send_unknown"
                 else:
@@ -819,7 +746,7 @@ class Turn:
                 try:
                     ids = await self._send(flow, text)
                 except UpstreamError as exc:
-                    verdict = _verdict(exc)
+                    verdict = deliveries.verdict(exc)
                     if verdict == "unknown":
                         delivery.unknown()
                         return
@@ -934,36 +861,6 @@ class Turn:
             self._on_report(report)
 
 
-def _verdict(exc: UpstreamError) -> str:
-    """What a failed send means for the user:
-
-    - ``unknown``: it may have been delivered (a timeout or a connection lost after the
-      request went out, an unreadable 2xx, a 5xx: Graph's 500 / 131000 may have been
-      processed). Nothing more is sent: a second message is worse than none.
-    - ``later``: certainly not delivered, and trying again later will likely work (the
-      provider said slow down or the user is busy, its circuit is open, the request never
-      left, the token was refused and may be renewed). The turn is deferred.
-    - ``unreachable``: this user cannot be messaged now (24-hour window closed, not on
-      WhatsApp, invalid number). No apology: it would fail the same way.
-    - ``refused``: certainly not delivered, for this message only (a 4xx on its content).
-    """
-    if exc.reason == Reason.RECIPIENT:
-        return "unreachable"
-    if exc.reason in (Reason.SLOW_DOWN, Reason.USER_BUSY) or isinstance(exc, CircuitOpen):
-        return "later"
-    if isinstance(exc, UpstreamTimeout):
-        return "unknown"
-    if exc.status is None:
-        return "unknown" if was_sent(exc) else "later"
-    if exc.status == 401:  # the token was refused: nothing sent, and it may be renewed
-        return "later"
-    # 429 / 503 are "not processed" only when the client says so (Reason.SLOW_DOWN): a Graph
-    # 503 carrying 131000, an unknown error, may have been processed all the same.
-    if 400 <= exc.status < 500:
-        return "refused"
-    return "unknown"
-
-
 class _Flow:
     """The state of one turn."""
 
@@ -971,7 +868,7 @@ class _Flow:
         self.message = message
         self.report = report
         self.started = 0.0  # when the turn's work began (its clock): to_text, to_voice
-        self.delivery = _Delivery()
+        self.delivery = deliveries.Delivery()
         self.language: str | None = None
         self.send_lock = trio.Lock()  # one message at a time, in the order they were meant
         self.answer_started = False  # the answer (or the message in its place) is going out
@@ -1016,23 +913,3 @@ class _Voice:
 
 class _Silent(Exception):
     """The text send failed; the outcome is recorded, the user is told nothing more here."""
-
-
-class _Delivery:
-    """Has anything reached, or possibly reached, the user in this turn?"""
-
-    def __init__(self) -> None:
-        self.maybe = False  # a send was attempted and did not fail for sure
-        self.sent = False  # a send succeeded
-
-    def begin(self) -> None:
-        self.maybe = True
-
-    def done(self) -> None:
-        self.sent = True
-
-    def failed(self) -> None:
-        self.maybe = self.sent
-
-    def unknown(self) -> None:
-        self.maybe = True
