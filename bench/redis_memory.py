@@ -40,6 +40,7 @@ import trio
 from daemon.config import LimitsConfig, RedisConfig
 from daemon.limits import Limit
 from daemon.model import Inbound, Kind, Transcript, User
+from daemon.state.base import Stage
 from daemon.state.redis import (
     Keys,
     Lease,
@@ -53,7 +54,6 @@ from daemon.state.redis import (
     user_tag,
 )
 from daemon.state.redis.keys import message_tag
-from daemon.state.store import Stage
 from tests.redis.server import RedisServer
 
 QUESTION = "How do I change the delivery address of my order before it ships? " * 2

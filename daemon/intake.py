@@ -32,13 +32,13 @@ from typing import Protocol
 from daemon.lanes import Closed, Lanes, Overloaded, Waiting
 from daemon.limits import UserLimits
 from daemon.model import Inbound
-from daemon.state.store import Stage
+from daemon.state.base import Stage
 
 log = logging.getLogger(__name__)
 
 
 class Inbox(Protocol):
-    """The durable inbox (daemon/state/store.py) as the webhook sees it."""
+    """The durable inbox (daemon/state/sqlite.py) as the webhook sees it."""
 
     async def accept(self, messages: Sequence[Inbound]) -> list[Inbound]: ...
 

@@ -132,7 +132,7 @@ class Lanes:
         learns at once whether the message was taken. A message already queued or running is
         not queued twice (the resume loop may find it in the inbox before the web layer's
         submit). Dedupe is not done here: the durable inbox records ids before the webhook is
-        answered (daemon/state/store.py).
+        answered (daemon/state/sqlite.py).
         """
         if self._closed:
             raise Closed()

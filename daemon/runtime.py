@@ -61,7 +61,7 @@ from daemon.resume import count_deferred, keep_resuming, resume_unfinished
 from daemon.speech.cached import CachedSpeech
 from daemon.speech.elevenlabs import ElevenLabs
 from daemon.state.public_media import PublicMedia
-from daemon.state.store import Store
+from daemon.state.sqlite import SqliteStore as Store
 from daemon.text import for_speech
 from daemon.turn import Agent, Turn, TurnReport
 from daemon.web import WebContext, create_admin_app, create_app

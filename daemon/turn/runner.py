@@ -57,7 +57,7 @@ from daemon.observe.stages import current_stages
 from daemon.resilience.breaker import CircuitOpen
 from daemon.resilience.guard import Guard
 from daemon.speech import audio as audio_files
-from daemon.state.store import Stage, TurnRecord
+from daemon.state.base import Stage, TurnRecord
 from daemon.turn import delivery as deliveries
 from daemon.turn.report import TurnReport
 from daemon.turn.upstreams import Agent, Speech
@@ -69,7 +69,7 @@ T = TypeVar("T")
 
 
 class Journal(Protocol):
-    """Where a turn writes down how far it got (daemon/state/store.py), so that after a crash
+    """Where a turn writes down how far it got (daemon/state/sqlite.py), so that after a crash
     or a restart it resumes there: a text already sent is not sent again, an answer already
     received is not asked again."""
 

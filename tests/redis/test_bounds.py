@@ -7,6 +7,7 @@ import trio
 from daemon.config import LimitsConfig
 from daemon.limits import Limit
 from daemon.model import AgentMessage, AgentReply, Inbound, Kind, Transcript, User
+from daemon.state.base import Stage
 from daemon.state.redis import (
     Dedupe,
     Keys,
@@ -24,7 +25,6 @@ from daemon.state.redis import (
     RedisUserLimits,
     user_tag,
 )
-from daemon.state.store import Stage
 from tests.redis.helpers import hold
 
 USER = "+15550001"

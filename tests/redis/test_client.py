@@ -20,12 +20,12 @@ import trio.lowlevel
 from daemon import config
 from daemon.config import RedisConfig
 from daemon.model import Inbound, Kind, User
+from daemon.state.base import Stage
 from daemon.state.redis.client import RedisClient, check_server, open_client, ping
 from daemon.state.redis.errors import RedisUnavailable
 from daemon.state.redis.journal import RedisJournal
 from daemon.state.redis.keys import Keys, user_tag
 from daemon.state.redis.leases import Lease, Leases
-from daemon.state.store import Stage
 from tests.redis.conftest import config_for
 from tests.redis.server import RedisServer, make_certificates, require_redis_server
 

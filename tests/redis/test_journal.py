@@ -6,12 +6,12 @@ import pytest
 import trio
 
 from daemon.model import Inbound, Kind, Transcript, User
+from daemon.state.base import Stage
 from daemon.state.redis.client import RedisClient
 from daemon.state.redis.errors import LeaseLost
 from daemon.state.redis.journal import JournalTimes, RedisJournal
 from daemon.state.redis.keys import Keys, message_tag, user_tag
 from daemon.state.redis.leases import Leases
-from daemon.state.store import Stage
 from tests.redis.helpers import hold, run_out
 
 USER = "+15550001"

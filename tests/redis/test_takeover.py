@@ -6,13 +6,13 @@ import pytest
 import trio
 
 from daemon.model import Inbound, Kind, User
+from daemon.state.base import Stage
 from daemon.state.redis.client import RedisClient
 from daemon.state.redis.errors import LeaseLost
 from daemon.state.redis.journal import RedisJournal
 from daemon.state.redis.keys import Keys, user_tag
 from daemon.state.redis.leases import Lease, Leases
 from daemon.state.redis.takeover import Claim, Probe, WorkIndex
-from daemon.state.store import Stage
 from tests.redis.helpers import hold
 
 USER = "+15550001"

@@ -19,6 +19,7 @@ import trio
 
 from daemon.config import LimitsConfig
 from daemon.model import AgentMessage, AgentReply, Inbound, Kind, User
+from daemon.state.base import Stage
 from daemon.state.redis.client import RedisClient, check_server, open_client
 from daemon.state.redis.journal import RedisJournal
 from daemon.state.redis.keys import Keys, user_tag
@@ -27,7 +28,6 @@ from daemon.state.redis.limits import RedisUserLimits
 from daemon.state.redis.responses import RedisResponses
 from daemon.state.redis.sessions import RedisSessions
 from daemon.state.redis.takeover import WorkIndex
-from daemon.state.store import Stage
 from tests.redis.conftest import config_for
 from tests.redis.helpers import hold
 from tests.redis.server import RedisServer, require_redis_server

@@ -29,7 +29,7 @@ from daemon.channels.twilio import wire as twilio
 from daemon.errors import UpstreamError
 from daemon.model import AgentReply, Batch, Transcript
 from daemon.speech import elevenlabs
-from daemon.state.store import inbound_from_json, inbound_to_json
+from daemon.state.codec import inbound_from_json, inbound_to_json
 
 SETTINGS = settings(
     max_examples=300,

@@ -27,7 +27,7 @@ from daemon.model import Inbound
 from daemon.sim import twilio as twilio_sim
 from daemon.sim import webhooks
 from daemon.state.public_media import PublicMedia
-from daemon.state.store import Store
+from daemon.state.sqlite import SqliteStore
 from daemon.web import WebContext, create_app
 from tests.unit.test_fuzz_clients import graph_client, twilio_client
 from tests.unit.test_fuzz_parsers import TEXT, meta_body
@@ -66,7 +66,7 @@ async def _app_for(provider: str, tmp: Path) -> AsyncIterator[Any]:
         channel = TwilioChannel(
             client, PublicMedia(ttl=60), auth_token=SECRET, public_url=PUBLIC, from_="whatsapp:+1"
         )
-    store = await Store.open(tmp / "state.sqlite3")
+    store = await SqliteStore.open(tmp / "state.sqlite3")
     try:
         async with Lanes.open(
             turn,

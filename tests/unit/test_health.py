@@ -15,7 +15,7 @@ from daemon.config import Settings
 from daemon.observe.health import Readiness, StoreProbe, UpstreamHealth, is_failure
 from daemon.observe.metrics import Metrics
 from daemon.runtime import build_guard
-from daemon.state.store import Store
+from daemon.state.sqlite import SqliteStore
 
 
 class Clock:
@@ -180,7 +180,7 @@ async def test_the_store_probe_fails_while_another_process_holds_the_lock(
     # busy_timeout, then fails. os.access() saw nothing of this (and, as root, nothing at all).
     path = tmp_path / "wa-agentd.sqlite3"
     with trio.fail_after(10):
-        store = await Store.open(path, busy_timeout=0.05)
+        store = await SqliteStore.open(path, busy_timeout=0.05)
         try:
             await store.probe()
             other = sqlite3.connect(path, isolation_level=None)
@@ -202,7 +202,7 @@ async def test_the_store_probe_fails_while_another_process_holds_the_lock(
 
 async def test_the_store_probe_fails_once_the_store_is_closed(tmp_path: Path) -> None:
     with trio.fail_after(10):
-        store = await Store.open(tmp_path / "s.sqlite3")
+        store = await SqliteStore.open(tmp_path / "s.sqlite3")
         await store.close()
         probe = StoreProbe(store.probe)
         await probe.check()
@@ -213,7 +213,7 @@ async def test_the_probe_row_is_outside_the_versioned_schema(tmp_path: Path) -> 
     # An older daemon must still open the file after a rollback: no new schema version.
     path = tmp_path / "s.sqlite3"
     with trio.fail_after(10):
-        store = await Store.open(path)
+        store = await SqliteStore.open(path)
         await store.probe()
         await store.probe()
         await store.close()

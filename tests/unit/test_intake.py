@@ -17,7 +17,8 @@ from daemon.intake import Taken
 from daemon.lanes import Lanes
 from daemon.limits import MemoryUserLimits
 from daemon.model import Inbound, Kind, User
-from daemon.state.store import Stage, Store
+from daemon.state.base import Stage
+from daemon.state.sqlite import SqliteStore
 
 
 def message(user: str, n: int, text: str = "hi") -> Inbound:
@@ -25,8 +26,8 @@ def message(user: str, n: int, text: str = "hi") -> Inbound:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = await Store.open(tmp_path / "state.sqlite3")
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    store = await SqliteStore.open(tmp_path / "state.sqlite3")
     yield store
     await store.close()
 
@@ -51,7 +52,7 @@ def lanes_for(handler: Held, **over: int) -> object:
 
 async def take(
     messages: list[Inbound],
-    store: Store,
+    store: SqliteStore,
     lanes: Lanes,
     counts: Counter[str],
     *,
@@ -69,7 +70,7 @@ async def take(
 
 
 async def test_one_users_full_lane_leaves_the_batch_accepted_and_the_rest_waiting(
-    store: Store,
+    store: SqliteStore,
 ) -> None:
     """25 messages of one user and one of another, in one delivery: 200 for all of it, the
     other user's message queued, the overflow waiting in the inbox (today: a 503 for the
@@ -93,7 +94,7 @@ async def test_one_users_full_lane_leaves_the_batch_accepted_and_the_rest_waitin
 
 
 async def test_a_global_bound_refuses_the_delivery_and_forgets_what_was_not_queued(
-    store: Store,
+    store: SqliteStore,
 ) -> None:
     held, counts = Held(), Counter[str]()
     with trio.fail_after(5):
@@ -105,7 +106,7 @@ async def test_a_global_bound_refuses_the_delivery_and_forgets_what_was_not_queu
     assert await store.get("b-0") is None and await store.get("c-0") is None
 
 
-async def test_a_flood_is_limited_at_intake_with_one_notice(store: Store) -> None:
+async def test_a_flood_is_limited_at_intake_with_one_notice(store: SqliteStore) -> None:
     held, counts = Held(), Counter[str]()
     limits = MemoryUserLimits(LimitsConfig(burst=3, per_minute=1))
     flood = [message("flood", n) for n in range(20)]
@@ -124,7 +125,7 @@ async def test_a_flood_is_limited_at_intake_with_one_notice(store: Store) -> Non
 
 
 async def test_a_user_with_too_many_waiting_messages_loses_the_excess_counted(
-    store: Store,
+    store: SqliteStore,
 ) -> None:
     held, counts = Held(), Counter[str]()
     with trio.fail_after(5):
@@ -138,7 +139,7 @@ async def test_a_user_with_too_many_waiting_messages_loses_the_excess_counted(
     assert record.outcome == "dropped_waiting"
 
 
-async def test_a_message_the_inbox_cannot_store_is_skipped(store: Store) -> None:
+async def test_a_message_the_inbox_cannot_store_is_skipped(store: SqliteStore) -> None:
     held, counts = Held(), Counter[str]()
     with trio.fail_after(5):
         async with lanes_for(held) as lanes:  # type: ignore[attr-defined]

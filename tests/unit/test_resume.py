@@ -14,7 +14,8 @@ from daemon.lanes import Lanes, Waiting
 from daemon.model import Inbound, Kind, User
 from daemon.observe.logs import message_tag
 from daemon.resume import count_deferred, keep_resuming, resume_unfinished
-from daemon.state.store import Stage, Store, TurnRecord
+from daemon.state.base import Stage, TurnRecord
+from daemon.state.sqlite import SqliteStore
 
 NOW = 1_800_000_000.0
 
@@ -35,13 +36,15 @@ def open_lanes(handle: Callable[[Inbound], Awaitable[None]], max_lanes: int = 10
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = await Store.open(tmp_path / "state.sqlite3", wall_clock=lambda: NOW)
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    store = await SqliteStore.open(tmp_path / "state.sqlite3", wall_clock=lambda: NOW)
     yield store
     await store.close()
 
 
-async def test_open_turns_are_queued_oldest_first_and_finished_ones_are_not(store: Store) -> None:
+async def test_open_turns_are_queued_oldest_first_and_finished_ones_are_not(
+    store: SqliteStore,
+) -> None:
     await store.accept([message(1), message(2), message(3)])
     await store.progress("wamid.2", Stage.DONE, outcome="answered")
     seen: list[str] = []
@@ -61,7 +64,7 @@ async def test_open_turns_are_queued_oldest_first_and_finished_ones_are_not(stor
 
 
 async def test_a_turn_older_than_the_window_is_given_up(
-    store: Store, caplog: pytest.LogCaptureFixture
+    store: SqliteStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     await store.accept([message(1)])
 
@@ -78,7 +81,7 @@ async def test_a_turn_older_than_the_window_is_given_up(
     assert "wamid.1" not in line and message_tag("wamid.1") in line
 
 
-async def test_a_full_queue_stops_the_round_and_the_rest_wait(store: Store) -> None:
+async def test_a_full_queue_stops_the_round_and_the_rest_wait(store: SqliteStore) -> None:
     await store.accept([message(n, user=f"u{n}") for n in range(5)])
     release = trio.Event()
 
@@ -130,7 +133,9 @@ async def test_keep_resuming_picks_up_a_deferred_turn_on_its_next_round(
     assert runs == [pytest.approx(30), pytest.approx(60)]
 
 
-async def test_waiting_messages_are_handed_over_in_order_and_others_go_on(store: Store) -> None:
+async def test_waiting_messages_are_handed_over_in_order_and_others_go_on(
+    store: SqliteStore,
+) -> None:
     """User a's lane is full: a's messages wait in the inbox. A round hands over what fits,
     leaves the rest of a's (in order) for the next round, and goes on with user b's."""
     a = [message(n, user="a") for n in range(4)]
@@ -165,7 +170,7 @@ async def test_waiting_messages_are_handed_over_in_order_and_others_go_on(store:
     assert await store.unfinished() == []
 
 
-async def test_a_user_parked_after_the_inbox_was_read_stays_parked(store: Store) -> None:
+async def test_a_user_parked_after_the_inbox_was_read_stays_parked(store: SqliteStore) -> None:
     """A message parked while a round runs may not be in the round's read of the inbox: the
     round must not unpark its user, or the next message would jump the queue."""
     await store.accept([message(1, user="a")])
@@ -202,7 +207,7 @@ async def test_a_user_parked_after_the_inbox_was_read_stays_parked(store: Store)
             block.set()
 
 
-async def test_count_deferred_counts_open_turns_that_no_lane_holds(store: Store) -> None:
+async def test_count_deferred_counts_open_turns_that_no_lane_holds(store: SqliteStore) -> None:
     await store.accept([message(1), message(2), message(3, user="u2")])
     await store.progress("wamid.2", Stage.DONE, outcome="answered")
     release = trio.Event()
@@ -218,7 +223,7 @@ async def test_count_deferred_counts_open_turns_that_no_lane_holds(store: Store)
 
 
 async def test_messages_waiting_for_a_full_lane_are_not_counted_as_deferred(
-    store: Store,
+    store: SqliteStore,
 ) -> None:
     await store.accept([message(n, user="a") for n in range(3)])
     release = trio.Event()

@@ -20,7 +20,8 @@ from daemon.resilience.breaker import CircuitOpen
 from daemon.resilience.guard import Guard
 from daemon.sim.audio import speak
 from daemon.speech import audio
-from daemon.state.store import Stage, Store
+from daemon.state.base import Stage
+from daemon.state.sqlite import SqliteStore
 from daemon.turn import MAX_ATTEMPTS, Turn, TurnReport
 
 TEXTS = TextsConfig().for_language("en")
@@ -461,20 +462,20 @@ async def test_voice_note_prewarms_the_agent_session() -> None:
 # -- delivery: what a refused send means, deferral, the journal ------------------------------
 
 
-def journaled_turn(channel: FakeChannel, store: Store, **kw: Any) -> Turn:
+def journaled_turn(channel: FakeChannel, store: SqliteStore, **kw: Any) -> Turn:
     turn = make_turn(channel, **kw)
     turn._journal = store  # the real SQLite journal: what a restart would find
     return turn
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = await Store.open(tmp_path / "state.sqlite3")
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    store = await SqliteStore.open(tmp_path / "state.sqlite3")
     yield store
     await store.close()
 
 
-async def accepted(store: Store, *messages: Inbound) -> None:
+async def accepted(store: SqliteStore, *messages: Inbound) -> None:
     assert await store.accept(messages) == list(messages)
 
 
@@ -490,7 +491,7 @@ async def accepted(store: Store, *messages: Inbound) -> None:
     ids=["slow_down", "user_busy", "circuit_open", "503", "token"],
 )
 async def test_a_send_refused_for_now_defers_the_turn_without_an_apology(
-    store: Store, error: UpstreamError
+    store: SqliteStore, error: UpstreamError
 ) -> None:
     channel = FakeChannel(fail_sends=[error])
     message = text_msg()
@@ -511,7 +512,7 @@ async def test_a_send_refused_for_now_defers_the_turn_without_an_apology(
     assert record is not None and record.finished
 
 
-async def test_a_user_who_cannot_be_messaged_gets_no_apology_attempt(store: Store) -> None:
+async def test_a_user_who_cannot_be_messaged_gets_no_apology_attempt(store: SqliteStore) -> None:
     window_closed = UpstreamRejected(
         "whatsapp", "(#131047) re-engagement", status=400, reason=Reason.RECIPIENT
     )
@@ -544,7 +545,7 @@ async def test_an_answer_refused_for_its_content_is_replaced_by_one_apology() ->
 
 
 async def test_an_apology_refused_for_now_is_deferred_and_resumed_with_the_apology(
-    store: Store,
+    store: SqliteStore,
 ) -> None:
     bad = UpstreamRejected("whatsapp", "(#100) Invalid parameter", status=400, code="100")
     busy = CircuitOpen("whatsapp", retry_after=30)
@@ -558,7 +559,9 @@ async def test_an_apology_refused_for_now_is_deferred_and_resumed_with_the_apolo
     assert agent.asked == [] and report.outcome == "send_failed"
 
 
-async def test_a_deferred_agent_apology_asks_the_agent_again_when_resumed(store: Store) -> None:
+async def test_a_deferred_agent_apology_asks_the_agent_again_when_resumed(
+    store: SqliteStore,
+) -> None:
     channel = FakeChannel(fail_sends=[CircuitOpen("whatsapp", retry_after=30)])
     message = text_msg()
     await accepted(store, message)
@@ -571,7 +574,7 @@ async def test_a_deferred_agent_apology_asks_the_agent_again_when_resumed(store:
 
 
 async def test_later_messages_wait_behind_a_deferred_one_to_keep_the_order(
-    store: Store,
+    store: SqliteStore,
 ) -> None:
     first = text_msg("first?")
     second = Inbound("wamid.in9", USER, Kind.TEXT, text="second?")
@@ -590,7 +593,7 @@ async def test_later_messages_wait_behind_a_deferred_one_to_keep_the_order(
 
 
 async def test_a_turn_that_keeps_crashing_the_daemon_is_given_up_with_one_apology(
-    store: Store, caplog: pytest.LogCaptureFixture
+    store: SqliteStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     message = text_msg()
     await accepted(store, message)
@@ -607,7 +610,7 @@ async def test_a_turn_that_keeps_crashing_the_daemon_is_given_up_with_one_apolog
 
 
 async def test_runs_that_end_or_are_cancelled_do_not_count_towards_giving_up(
-    store: Store, autojump_clock: trio.testing.MockClock
+    store: SqliteStore, autojump_clock: trio.testing.MockClock
 ) -> None:
     message = text_msg()
     await accepted(store, message)

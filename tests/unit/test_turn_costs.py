@@ -20,7 +20,8 @@ from daemon.model import Inbound, Kind, Media, Transcript
 from daemon.resilience.guard import Guard
 from daemon.sim.audio import speak
 from daemon.sim.hostile import one_byte_opus
-from daemon.state.store import Stage, Store
+from daemon.state.base import Stage
+from daemon.state.sqlite import SqliteStore
 from daemon.turn import Turn, TurnReport
 from tests.unit.test_turn import (
     TEXTS,
@@ -209,7 +210,7 @@ async def test_a_cached_voice_note_costs_no_allowance() -> None:
 
 
 async def test_the_notice_of_a_limit_decided_at_intake_is_said_and_the_agent_not_asked(
-    store: Store,  # noqa: F811
+    store: SqliteStore,  # noqa: F811
 ) -> None:
     message = text_msg()
     await store.accept([message])

@@ -1,6 +1,6 @@
 """The durable inbox and the turn journal in Redis: the SQLite store's records, shared.
 
-The same promise as daemon/state/store.py, kept by several hosts at once: a message is
+The same promise as daemon/state/sqlite.py, kept by several hosts at once: a message is
 written here before its webhook is answered 200, in the same atomic step as its dedupe
 check; each turn records how far it got (``Stage``) with what it got (transcript, answer,
 ids of the messages sent), so that any host can resume it where it stopped.
@@ -40,19 +40,14 @@ from dataclasses import dataclass
 from cachetools import LRUCache
 
 from daemon.model import Inbound, Transcript
+from daemon.state.base import FINISHED, Stage, TurnRecord
+from daemon.state.codec import inbound_from_json, inbound_to_json
 from daemon.state.redis.client import RedisClient
 from daemon.state.redis.errors import LEASE_LOST, mapped
 from daemon.state.redis.keys import Keys, message_tag, user_tag
 from daemon.state.redis.leases import FENCE_CHECK, Lease
 from daemon.state.redis.scripts import Arg, call, ms, text
 from daemon.state.redis.takeover import TOUCH
-from daemon.state.store import (
-    FINISHED,
-    Stage,
-    TurnRecord,
-    inbound_from_json,
-    inbound_to_json,
-)
 
 HOUR = 3600.0
 _RANKS = {stage: min(i, 5) for i, stage in enumerate(Stage)}  # as the store ranks them

@@ -1,4 +1,4 @@
-"""Store: the durable inbox (dedupe + turn progress) and agent sessions, in SQLite."""
+"""SqliteStore: the durable inbox (dedupe + turn progress) and agent sessions, in SQLite."""
 
 from __future__ import annotations
 
@@ -13,15 +13,9 @@ import trio
 import trio.lowlevel
 
 from daemon.model import Inbound, Kind, Media, Transcript, User
-from daemon.state.store import (
-    SCHEMA_VERSION,
-    Stage,
-    Store,
-    StoreClosed,
-    StoreError,
-    inbound_from_json,
-    inbound_to_json,
-)
+from daemon.state.base import Stage
+from daemon.state.codec import inbound_from_json, inbound_to_json
+from daemon.state.sqlite import SCHEMA_VERSION, SqliteStore, StoreClosed, StoreError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -94,7 +88,7 @@ def test_inbound_from_json_fills_defaults_and_rejects_bad_shapes() -> None:
 
 async def test_accept_dedupes_within_a_batch_and_across_calls(tmp_path: Path) -> None:
     with trio.fail_after(10):
-        store = await Store.open(tmp_path / "state.db")
+        store = await SqliteStore.open(tmp_path / "state.db")
         a, b, c = text_message("a"), text_message("b"), text_message("c")
         assert await store.accept([a, b, a]) == [a, b]
         assert await store.accept([b, c, a]) == [c]
@@ -112,7 +106,7 @@ async def test_accept_dedupes_within_a_batch_and_across_calls(tmp_path: Path) ->
 async def test_accept_records_received_at_on_the_wall_clock(tmp_path: Path) -> None:
     with trio.fail_after(10):
         clock = WallClock(1234.5)
-        store = await Store.open(tmp_path / "state.db", wall_clock=clock)
+        store = await SqliteStore.open(tmp_path / "state.db", wall_clock=clock)
         await store.accept([voice_message("v")])
         record = await store.get("v")
         assert record is not None
@@ -125,7 +119,7 @@ async def test_forget_makes_an_id_new_again_but_only_before_any_progress(
     tmp_path: Path,
 ) -> None:
     with trio.fail_after(10):
-        store = await Store.open(tmp_path / "state.db")
+        store = await SqliteStore.open(tmp_path / "state.db")
         a, b = text_message("a"), text_message("b")
         assert await store.accept([a, b]) == [a, b]
         await store.progress("b", Stage.ANSWERED, answer="hello")
@@ -138,7 +132,7 @@ async def test_forget_makes_an_id_new_again_but_only_before_any_progress(
 
 async def test_progress_only_moves_forward_and_keeps_fields(tmp_path: Path) -> None:
     with trio.fail_after(10):
-        store = await Store.open(tmp_path / "state.db")
+        store = await SqliteStore.open(tmp_path / "state.db")
         await store.accept([voice_message("v")])
 
         stage = await store.progress("v", "transcribed", transcript=Transcript("hola", "es"))
@@ -183,7 +177,7 @@ async def test_progress_only_moves_forward_and_keeps_fields(tmp_path: Path) -> N
 
 async def test_text_ids_are_replaced_so_a_repeat_changes_nothing(tmp_path: Path) -> None:
     with trio.fail_after(10):
-        store = await Store.open(tmp_path / "state.db")
+        store = await SqliteStore.open(tmp_path / "state.db")
         await store.accept([text_message("a")])
         await store.progress("a", Stage.ANSWERED, answer="long", text_ids=["o1"])
         await store.progress("a", Stage.ANSWERED, text_ids=["o1", "o2"])
@@ -198,7 +192,7 @@ async def test_text_ids_are_replaced_so_a_repeat_changes_nothing(tmp_path: Path)
 async def test_unfinished_lists_exactly_the_open_turns_oldest_first(tmp_path: Path) -> None:
     with trio.fail_after(10):
         clock = WallClock()
-        store = await Store.open(tmp_path / "state.db", wall_clock=clock)
+        store = await SqliteStore.open(tmp_path / "state.db", wall_clock=clock)
         for name in ("m1", "m2", "m3", "m4", "m5", "m6"):
             await store.accept([text_message(name)])
             clock.now -= 10  # a wall clock stepping back does not reorder arrivals
@@ -218,7 +212,7 @@ async def test_unfinished_lists_exactly_the_open_turns_oldest_first(tmp_path: Pa
 async def test_attempt_counts_runs_and_survives_a_restart(tmp_path: Path) -> None:
     with trio.fail_after(10):
         path = tmp_path / "state.db"
-        store = await Store.open(path)
+        store = await SqliteStore.open(path)
         await store.accept([text_message("a")])
         assert await store.attempt("a") == 1
         assert await store.attempt("a") == 2
@@ -226,7 +220,7 @@ async def test_attempt_counts_runs_and_survives_a_restart(tmp_path: Path) -> Non
             await store.attempt("unknown")
         await store.close()
 
-        store = await Store.open(path)
+        store = await SqliteStore.open(path)
         assert await store.attempt("a") == 3
         (record,) = await store.unfinished()
         assert record.attempts == 3
@@ -237,7 +231,7 @@ async def test_release_takes_back_a_run_that_ended_and_never_goes_below_zero(
     tmp_path: Path,
 ) -> None:
     with trio.fail_after(10):
-        store = await Store.open(tmp_path / "state.db")
+        store = await SqliteStore.open(tmp_path / "state.db")
         await store.accept([text_message("a")])
         await store.attempt("a")
         await store.attempt("a")
@@ -252,7 +246,7 @@ async def test_release_takes_back_a_run_that_ended_and_never_goes_below_zero(
 
 async def test_counts_by_stage(tmp_path: Path) -> None:
     with trio.fail_after(10):
-        store = await Store.open(tmp_path / "state.db")
+        store = await SqliteStore.open(tmp_path / "state.db")
         await store.accept([text_message(f"m{i}") for i in range(4)])
         await store.progress("m0", Stage.DONE)
         await store.progress("m1", Stage.DONE)
@@ -277,14 +271,14 @@ async def test_counts_by_stage(tmp_path: Path) -> None:
 async def test_a_restart_resumes_where_the_turn_stopped(tmp_path: Path) -> None:
     with trio.fail_after(10):
         path = tmp_path / "nested" / "dir" / "state.db"  # directories are created
-        store = await Store.open(path)
+        store = await SqliteStore.open(path)
         a = voice_message("wamid.a")
         await store.accept([a])
         await store.progress("wamid.a", Stage.TRANSCRIBED, transcript=Transcript("hi", "en"))
         await store.progress("wamid.a", Stage.ANSWERED, answer="Hello there")
         await store.close()  # not finished
 
-        store = await Store.open(path)
+        store = await SqliteStore.open(path)
         (record,) = await store.unfinished()
         assert record.inbound == a
         assert record.stage is Stage.ANSWERED
@@ -301,10 +295,11 @@ import os, signal, sys
 from pathlib import Path
 import trio
 from daemon.model import Inbound, Kind, User
-from daemon.state.store import Stage, Store
+from daemon.state.base import Stage
+from daemon.state.sqlite import SqliteStore
 
 async def main() -> None:
-    store = await Store.open(Path(sys.argv[1]))
+    store = await SqliteStore.open(Path(sys.argv[1]))
     messages = [Inbound(f"wamid.{i}", User("u", "+1"), Kind.TEXT, f"text {i}") for i in range(3)]
     await store.accept(messages)
     await store.progress("wamid.0", Stage.DONE)
@@ -325,7 +320,7 @@ async def test_kill_9_loses_nothing_that_was_written(tmp_path: Path) -> None:
         )
         assert child.returncode == -signal.SIGKILL
 
-        store = await Store.open(path)
+        store = await SqliteStore.open(path)
         open_turns = await store.unfinished()
         assert [(r.inbound.message_id, r.stage) for r in open_turns] == [
             ("wamid.1", Stage.TEXT_SENT),
@@ -346,7 +341,7 @@ async def test_kill_9_loses_nothing_that_was_written(tmp_path: Path) -> None:
 async def test_prune_drops_finished_turns_past_the_dedupe_ttl(tmp_path: Path) -> None:
     with trio.fail_after(10):
         clock = WallClock(0.0)
-        store = await Store.open(tmp_path / "state.db", dedupe_ttl=100.0, wall_clock=clock)
+        store = await SqliteStore.open(tmp_path / "state.db", dedupe_ttl=100.0, wall_clock=clock)
         await store.accept([text_message("old-done"), text_message("old-open")])
         clock.now = 50.0
         await store.accept([text_message("new-done")])
@@ -371,7 +366,7 @@ async def test_prune_drops_finished_turns_past_the_dedupe_ttl(tmp_path: Path) ->
 
 async def test_prune_bounds_the_ids_oldest_finished_first(tmp_path: Path) -> None:
     with trio.fail_after(10):
-        store = await Store.open(tmp_path / "state.db", max_ids=3)
+        store = await SqliteStore.open(tmp_path / "state.db", max_ids=3)
         await store.accept([text_message(f"m{i}") for i in range(6)])
         for i in (0, 2, 3, 4, 5):
             await store.progress(f"m{i}", Stage.DONE)
@@ -394,7 +389,7 @@ async def test_prune_bounds_the_ids_oldest_finished_first(tmp_path: Path) -> Non
 async def test_sessions_round_trip_across_a_restart(tmp_path: Path) -> None:
     with trio.fail_after(10):
         path = tmp_path / "state.db"
-        store = await Store.open(path)
+        store = await SqliteStore.open(path)
         assert await store.load_sessions() == {}
         await store.save_session("u2", "s-2", 3, 200.0)
         await store.save_session("u1", "s-1", 1, 100.0)
@@ -402,7 +397,7 @@ async def test_sessions_round_trip_across_a_restart(tmp_path: Path) -> None:
         await store.save_session("u1", "s-1", 7, 400.0)  # update: now the most recent
         await store.close()
 
-        store = await Store.open(path)
+        store = await SqliteStore.open(path)
         sessions = await store.load_sessions()
         assert sessions == {
             "u2": ("s-2", 3, 200.0),
@@ -425,7 +420,7 @@ async def test_sessions_round_trip_across_a_restart(tmp_path: Path) -> None:
 async def test_wal_mode_schema_version_and_private_file(tmp_path: Path) -> None:
     with trio.fail_after(10):
         path = tmp_path / "state.db"
-        store = await Store.open(path)
+        store = await SqliteStore.open(path)
         await store.accept([text_message("a")])
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         other = sqlite3.connect(path)
@@ -441,18 +436,18 @@ async def test_wal_mode_schema_version_and_private_file(tmp_path: Path) -> None:
 async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     with trio.fail_after(10):
         path = tmp_path / "state.db"
-        store = await Store.open(path)
+        store = await SqliteStore.open(path)
         await store.close()
         other = sqlite3.connect(path)
         other.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
         other.close()
         with pytest.raises(StoreError, match="schema"):
-            await Store.open(path)
+            await SqliteStore.open(path)
 
 
 async def test_a_closed_store_refuses_work(tmp_path: Path) -> None:
     with trio.fail_after(10):
-        store = await Store.open(tmp_path / "state.db")
+        store = await SqliteStore.open(tmp_path / "state.db")
         await store.close()
         await store.close()  # idempotent
         with pytest.raises(StoreClosed):
@@ -466,7 +461,7 @@ async def test_the_event_loop_runs_while_the_database_is_busy(tmp_path: Path) ->
     (busy_timeout) while other tasks keep running, and completes once the lock is free."""
     with trio.fail_after(10):
         path = tmp_path / "state.db"
-        store = await Store.open(path)
+        store = await SqliteStore.open(path)
         blocker = sqlite3.connect(path, isolation_level=None)
         blocker.execute("BEGIN IMMEDIATE")
         accepted: list[Inbound] = []
@@ -492,7 +487,7 @@ async def test_the_event_loop_runs_while_the_database_is_busy(tmp_path: Path) ->
 
 async def test_concurrent_accepts_are_serialised_without_duplicates(tmp_path: Path) -> None:
     with trio.fail_after(10):
-        store = await Store.open(tmp_path / "state.db")
+        store = await SqliteStore.open(tmp_path / "state.db")
         results: list[list[Inbound]] = []
 
         async def deliver(start: int) -> None:

@@ -42,7 +42,6 @@ for the WAL; SQLite gives it the database file's mode in any case).
 
 from __future__ import annotations
 
-import enum
 import json
 import logging
 import os
@@ -50,13 +49,14 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 import trio
 
-from daemon.model import Inbound, Kind, Media, Transcript, User
+from daemon.model import Inbound, Transcript
+from daemon.state.base import FINISHED, RANK, Stage, TurnRecord
+from daemon.state.codec import inbound_from_json, inbound_to_json
 
 log = logging.getLogger(__name__)
 
@@ -69,137 +69,6 @@ class StoreError(Exception):
 
 class StoreClosed(StoreError):
     pass
-
-
-class Stage(enum.StrEnum):
-    """How far a turn got. The first six are in order; the last three are final."""
-
-    RECEIVED = "received"
-    TRANSCRIBED = "transcribed"
-    ANSWERED = "answered"
-    TEXT_SENT = "text_sent"
-    VOICE_SENT = "voice_sent"
-    DONE = "done"
-    FAILED = "failed"  # given up (e.g. it crashed the daemon too often)
-    APOLOGIZED = "apologized"  # the user got the apology in place of the answer
-
-
-FINISHED = frozenset({Stage.DONE, Stage.FAILED, Stage.APOLOGIZED})
-# The final stages share one rank: once a turn is finished, nothing moves it any more.
-_RANK = {stage: min(i, 5) for i, stage in enumerate(Stage)}
-
-
-@dataclass(frozen=True, slots=True)
-class TurnRecord:
-    """One message's row: the message itself and how far its turn got."""
-
-    inbound: Inbound
-    stage: Stage
-    transcript: str | None = None
-    transcript_language: str | None = None
-    answer: str | None = None  # the final user-facing text
-    outcome: str | None = None
-    text_ids: tuple[str, ...] = ()  # outbound ids of the answer's text parts sent so far
-    voice_id: str | None = None
-    attempts: int = 0  # runs counted by ``Store.attempt``
-    received_at: float = 0.0  # wall clock
-
-    @property
-    def finished(self) -> bool:
-        return self.stage in FINISHED
-
-    def reached(self, stage: Stage) -> bool:
-        """Whether the turn got at least as far as ``stage`` (by rank, not by name)."""
-        return _RANK[self.stage] >= _RANK[stage]
-
-
-# ---------------------------------------------------------------------------------------------
-# Inbound <-> JSON: the row keeps the whole message, so the turn can run again after a restart.
-
-
-def inbound_to_json(message: Inbound) -> str:
-    media = message.media
-    data: dict[str, object] = {
-        "message_id": message.message_id,
-        "user": {"key": message.user.key, "address": message.user.address},
-        "kind": message.kind.value,
-        "text": message.text,
-        "media": None
-        if media is None
-        else {
-            "id": media.id,
-            "mime_type": media.mime_type,
-            "sha256": media.sha256,
-            "voice": media.voice,
-        },
-        "original_type": message.original_type,
-        "timestamp": message.timestamp,
-        "channel_ref": message.channel_ref,
-    }
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-
-
-def inbound_from_json(text: str) -> Inbound:
-    """The message ``inbound_to_json`` wrote; ``ValueError`` when ``text`` is not one.
-
-    Fields with a default in ``Inbound`` may be missing, so rows written before a field was
-    added still load.
-    """
-    data = _object(json.loads(text), "inbound")
-    user = _object(data.get("user"), "user")
-    media: Media | None = None
-    if data.get("media") is not None:
-        raw = _object(data["media"], "media")
-        media = Media(
-            id=_string(raw, "id"),
-            mime_type=_string(raw, "mime_type"),
-            sha256=_optional_string(raw, "sha256"),
-            voice=_boolean(raw, "voice", default=False),
-        )
-    return Inbound(
-        message_id=_string(data, "message_id"),
-        user=User(key=_string(user, "key"), address=_string(user, "address")),
-        kind=Kind(_string(data, "kind")),
-        text=_string(data, "text", default=""),
-        media=media,
-        original_type=_string(data, "original_type", default=""),
-        timestamp=_integer(data, "timestamp", default=0),
-        channel_ref=_string(data, "channel_ref", default=""),
-    )
-
-
-def _object(value: object, what: str) -> dict[str, object]:
-    if not isinstance(value, dict):
-        raise ValueError(f"{what}: expected an object, got {type(value).__name__}")
-    return value
-
-
-def _string(data: dict[str, object], key: str, default: str | None = None) -> str:
-    value = data.get(key, default)
-    if not isinstance(value, str):
-        raise ValueError(f"{key}: expected a string, got {type(value).__name__}")
-    return value
-
-
-def _optional_string(data: dict[str, object], key: str) -> str | None:
-    value = data.get(key)
-    if value is not None and not isinstance(value, str):
-        raise ValueError(f"{key}: expected a string or null, got {type(value).__name__}")
-    return value
-
-
-def _boolean(data: dict[str, object], key: str, *, default: bool) -> bool:
-    value = data.get(key, default)
-    if not isinstance(value, bool):
-        raise ValueError(f"{key}: expected a boolean, got {type(value).__name__}")
-    return value
-
-
-def _integer(data: dict[str, object], key: str, *, default: int) -> int:
-    value = data.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{key}: expected an integer, got {type(value).__name__}")
-    return value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -250,7 +119,7 @@ TurnRow = tuple[
 ]
 
 
-class Store:
+class SqliteStore:
     """Open with ``await Store.open(path)``; every method runs its SQL in a worker thread."""
 
     def __init__(
@@ -276,7 +145,7 @@ class Store:
         max_ids: int = 1_000_000,
         wall_clock: Callable[[], float] = time.time,
         busy_timeout: float = _BUSY_TIMEOUT_MS / 1000,
-    ) -> Store:
+    ) -> SqliteStore:
         """Open (creating it and its directories if need be) the store at ``path``.
 
         ``busy_timeout``: seconds a write waits for another process's lock on the file.
@@ -579,7 +448,7 @@ def _progress(
         if row is None:
             return None
         stage = Stage(row[0])
-        if _RANK[target] > _RANK[stage]:
+        if RANK[target] > RANK[stage]:
             stage = target
         values = {**updates, "stage": stage.value, "open": int(stage not in FINISHED)}
         # The column names come from this module (progress()'s keywords), never from input.
