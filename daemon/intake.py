@@ -27,28 +27,13 @@ import enum
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Protocol
 
 from daemon.lanes import Closed, Lanes, Overloaded, Waiting
 from daemon.limits import UserLimits
 from daemon.model import Inbound
-from daemon.state.base import Stage
+from daemon.state.base import Inbox, Stage
 
 log = logging.getLogger(__name__)
-
-
-class Inbox(Protocol):
-    """The durable inbox (daemon/state/sqlite.py) as the webhook sees it."""
-
-    async def accept(self, messages: Sequence[Inbound]) -> list[Inbound]: ...
-
-    async def forget(self, message_ids: Sequence[str]) -> int: ...
-
-    async def progress(
-        self, message_id: str, stage: Stage, *, outcome: str | None = None
-    ) -> object: ...
-
-    async def finish_unanswered(self, message_ids: Sequence[str], *, outcome: str) -> int: ...
 
 
 class Taken(enum.Enum):

@@ -34,12 +34,13 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, RequestTim
 from daemon import intake
 from daemon.channels.base import BadWebhook, Channel, WebhookRequest
 from daemon.config import ServerConfig
-from daemon.intake import Inbox, Taken
+from daemon.intake import Taken
 from daemon.lanes import Lanes
 from daemon.limits import UserLimits
 from daemon.model import Inbound
 from daemon.observe.logs import RateLimitedLog
 from daemon.observe.metrics import Metrics
+from daemon.state.base import Inbox
 from daemon.state.public_media import PublicMedia
 from daemon.web_body import BodiesFull, BodyBudget, reservation
 

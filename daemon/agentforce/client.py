@@ -36,7 +36,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
 from functools import partial
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 import trio
@@ -49,6 +49,7 @@ from daemon.errors import UpstreamError, UpstreamRejected, UpstreamUnavailable
 from daemon.model import AgentMessage, AgentReply
 from daemon.observe.logs import hashed
 from daemon.resilience.retry import with_retry_after
+from daemon.state.base import SessionLog
 
 log = logging.getLogger(__name__)
 
@@ -85,16 +86,6 @@ class _NoStream(Exception):
     def __init__(self, error: UpstreamError) -> None:
         super().__init__(error.message)
         self.error = error
-
-
-class SessionJournal(Protocol):
-    """Where sessions are written through, so a conversation survives a restart."""
-
-    async def save_session(
-        self, user: str, session_id: str, next_sequence: int, last_used: float
-    ) -> None: ...
-
-    async def drop_session(self, user: str, session_id: str | None = None) -> bool: ...
 
 
 class AgentforceClient:
@@ -142,9 +133,9 @@ class AgentforceClient:
         self._starting: dict[str, trio.Event] = {}
         # Greetings of sessions opened by prepare(), for the user's next ask (forward_greeting).
         self._greetings: dict[str, tuple[AgentMessage, ...]] = {}
-        self._journal: SessionJournal | None = None
+        self._journal: SessionLog | None = None
 
-    def persist_to(self, journal: SessionJournal) -> None:
+    def persist_to(self, journal: SessionLog) -> None:
         """Write every session change through to ``journal`` (the durable store)."""
         self._journal = journal
 

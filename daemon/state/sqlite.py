@@ -50,25 +50,17 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import trio
 
 from daemon.model import Inbound, Transcript
-from daemon.state.base import FINISHED, RANK, Stage, TurnRecord
+from daemon.state.base import FINISHED, RANK, Stage, Store, StoreClosed, StoreError, TurnRecord
 from daemon.state.codec import inbound_from_json, inbound_to_json
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-
-class StoreError(Exception):
-    """The store cannot be used (closed, or made by a newer daemon)."""
-
-
-class StoreClosed(StoreError):
-    pass
 
 
 # ---------------------------------------------------------------------------------------------
@@ -571,3 +563,10 @@ def _drop_session(connection: sqlite3.Connection, user: str, session_id: str | N
             "DELETE FROM sessions WHERE user_key = ? AND session_id = ?", (user, session_id)
         )
     return cursor.rowcount > 0
+
+
+if TYPE_CHECKING:
+
+    def _fits(store: SqliteStore) -> Store:
+        """Never called: mypy holds the store to the protocol of state/base.py."""
+        return store

@@ -30,9 +30,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import trio
 from cachetools import LRUCache, TTLCache
@@ -57,7 +57,7 @@ from daemon.observe.stages import current_stages
 from daemon.resilience.breaker import CircuitOpen
 from daemon.resilience.guard import Guard
 from daemon.speech import audio as audio_files
-from daemon.state.base import Stage, TurnRecord
+from daemon.state.base import Journal, Stage, TurnRecord
 from daemon.turn import delivery as deliveries
 from daemon.turn.report import TurnReport
 from daemon.turn.upstreams import Agent, Speech
@@ -66,33 +66,6 @@ from daemon.turn.upstreams import Agent, Speech
 log = logging.getLogger("daemon.turn")
 
 T = TypeVar("T")
-
-
-class Journal(Protocol):
-    """Where a turn writes down how far it got (daemon/state/sqlite.py), so that after a crash
-    or a restart it resumes there: a text already sent is not sent again, an answer already
-    received is not asked again."""
-
-    async def get(self, message_id: str) -> TurnRecord | None: ...
-
-    async def attempt(self, message_id: str) -> int: ...
-
-    async def release(self, message_id: str) -> None:
-        """The run counted by ``attempt`` ended without taking the daemon down (finished,
-        deferred or cancelled by a drain): it does not count towards giving up."""
-        ...
-
-    async def progress(
-        self,
-        message_id: str,
-        stage: str,
-        *,
-        transcript: Transcript | None = None,
-        answer: str | None = None,
-        outcome: str | None = None,
-        text_ids: Sequence[str] | None = None,
-        voice_id: str | None = None,
-    ) -> Stage | None: ...
 
 
 # A turn that took the daemon down this many times is given up (logged, not retried).

@@ -13,9 +13,9 @@ import trio
 import trio.lowlevel
 
 from daemon.model import Inbound, Kind, Media, Transcript, User
-from daemon.state.base import Stage
+from daemon.state.base import Stage, StoreClosed, StoreError
 from daemon.state.codec import inbound_from_json, inbound_to_json
-from daemon.state.sqlite import SCHEMA_VERSION, SqliteStore, StoreClosed, StoreError
+from daemon.state.sqlite import SCHEMA_VERSION, SqliteStore
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -295,7 +295,7 @@ import os, signal, sys
 from pathlib import Path
 import trio
 from daemon.model import Inbound, Kind, User
-from daemon.state.base import Stage
+from daemon.state.base import Stage, StoreClosed, StoreError
 from daemon.state.sqlite import SqliteStore
 
 async def main() -> None:

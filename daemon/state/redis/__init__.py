@@ -8,6 +8,8 @@ the upstreams, and one host's broken route must not open another's circuit — a
 host's own memory and disk tiers of the caches, in front of the shared ones here.
 """
 
+from typing import TYPE_CHECKING
+
 from daemon.state.redis.audio import RedisAudio as RedisAudio
 from daemon.state.redis.audio import RedisMediaIds as RedisMediaIds
 from daemon.state.redis.client import RedisClient as RedisClient
@@ -35,3 +37,48 @@ from daemon.state.redis.sessions import RedisSessions as RedisSessions
 from daemon.state.redis.takeover import Claim as Claim
 from daemon.state.redis.takeover import Probe as Probe
 from daemon.state.redis.takeover import WorkIndex as WorkIndex
+
+if TYPE_CHECKING:
+    from daemon.state import base
+
+    def _fits(
+        journal: RedisJournal,
+        fenced: FencedJournal,
+        sessions: RedisSessions,
+        languages: RedisLanguages,
+        deferred: RedisDeferred,
+        limits: RedisUserLimits,
+        responses: RedisResponses,
+        pending: RedisPendingContext,
+        audio: RedisAudio,
+        media_ids: RedisMediaIds,
+        public_media: RedisPublicMedia,
+    ) -> None:
+        """Never called: mypy holds the building blocks to the protocols of state/base.py."""
+        _: tuple[
+            base.Inbox,
+            base.Backlog,
+            base.Journal,
+            base.SessionLog,
+            base.Languages,
+            base.DeferredMessages,
+            base.UserLimits,
+            base.Responses,
+            base.PendingContexts,
+            base.VoiceNotes,
+            base.MediaIdStore,
+            base.PublicMediaStore,
+        ] = (
+            journal,
+            journal,
+            fenced,
+            sessions,
+            languages,
+            deferred,
+            limits,
+            responses,
+            pending,
+            audio,
+            media_ids,
+            public_media,
+        )

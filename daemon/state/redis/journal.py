@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from cachetools import LRUCache
 
 from daemon.model import Inbound, Transcript
-from daemon.state.base import FINISHED, Stage, TurnRecord
+from daemon.state.base import FINISHED, RANK, Stage, TurnRecord
 from daemon.state.codec import inbound_from_json, inbound_to_json
 from daemon.state.redis.client import RedisClient
 from daemon.state.redis.errors import LEASE_LOST, mapped
@@ -50,8 +50,7 @@ from daemon.state.redis.scripts import Arg, call, ms, text
 from daemon.state.redis.takeover import TOUCH
 
 HOUR = 3600.0
-_RANKS = {stage: min(i, 5) for i, stage in enumerate(Stage)}  # as the store ranks them
-_LUA_RANKS = "{" + ", ".join(f"{s.value}={r}" for s, r in _RANKS.items()) + "}"
+_LUA_RANKS = "{" + ", ".join(f"{s.value}={r}" for s, r in RANK.items()) + "}"  # state/base.py
 _LUA_FINAL = "{" + ", ".join(f"{s.value}=true" for s in FINISHED) + "}"
 
 _FIELDS = (
