@@ -432,8 +432,10 @@ class AdminConfig:
 @dataclass(frozen=True)
 class StateConfig:
     dir: str = ""  # "" = $STATE_DIRECTORY (systemd), else ./state
+    backend: str = "sqlite"  # sqlite (durable, one host) | memory (tests: a restart forgets)
 
 
+STATE_BACKENDS = ("sqlite", "memory")  # daemon/state/__init__.py opens them
 REDIS_MODES = ("standalone", "sentinel", "cluster")
 
 
@@ -758,6 +760,7 @@ def validate_values(s: Settings) -> None:
         )
     _check_choice("[channel] provider", s.channel.provider, ("meta", "twilio"))
     _check_choice("[voice] reply", s.voice.reply, ("mirror", "always", "never"))
+    _check_choice("[state] backend", s.state.backend, STATE_BACKENDS)
     _check_choice("[log] level", s.log.level, ("debug", "info", "warning", "error"))
     _check_url("[whatsapp] graph_url", s.whatsapp.graph_url)
     _check_url("[twilio] api_url", s.twilio.api_url)

@@ -31,14 +31,13 @@ import trio
 
 from daemon.lanes import Closed, Lanes, Overloaded, Waiting
 from daemon.observe.logs import message_tag
-from daemon.state.base import Stage
-from daemon.state.sqlite import SqliteStore
+from daemon.state.base import Backlog, Stage
 
 log = logging.getLogger(__name__)
 
 
 async def resume_unfinished(
-    store: SqliteStore, lanes: Lanes, *, window: float, wall_clock: Callable[[], float] = time.time
+    store: Backlog, lanes: Lanes, *, window: float, wall_clock: Callable[[], float] = time.time
 ) -> int:
     """Queue every open turn that is not queued or running; returns how many were queued."""
     seen = lanes.park_generation()  # before the inbox is read: see Lanes.unpark
@@ -80,7 +79,7 @@ async def resume_unfinished(
 MIN_ROUND_GAP = 1.0
 
 
-async def keep_resuming(store: SqliteStore, lanes: Lanes, *, every: float, window: float) -> None:
+async def keep_resuming(store: Backlog, lanes: Lanes, *, every: float, window: float) -> None:
     """``resume_unfinished`` every ``every`` seconds, and soon after a parked user's lane has
     room again, for as long as the daemon serves."""
     while not lanes.closed:
@@ -94,7 +93,7 @@ async def keep_resuming(store: SqliteStore, lanes: Lanes, *, every: float, windo
             log.exception("resuming unfinished turns failed")
 
 
-async def count_deferred(store: SqliteStore, lanes: Lanes) -> int:
+async def count_deferred(store: Backlog, lanes: Lanes) -> int:
     """Open turns no lane holds: deferred (nothing could be delivered now; ``keep_resuming``
     tries them again each round) or left unfinished by the last run, waiting for a round.
     Not the messages of users whose lane is full (parked): they are a queue, not trouble,

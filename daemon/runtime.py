@@ -60,8 +60,9 @@ from daemon.resilience.retry import RetryBudget
 from daemon.resume import count_deferred, keep_resuming, resume_unfinished
 from daemon.speech.cached import CachedSpeech
 from daemon.speech.elevenlabs import ElevenLabs
+from daemon.state import open_store
+from daemon.state.base import Store
 from daemon.state.public_media import PublicMedia
-from daemon.state.sqlite import SqliteStore as Store
 from daemon.text import for_speech
 from daemon.turn import Agent, Turn, TurnReport
 from daemon.web import WebContext, create_admin_app, create_app
@@ -694,11 +695,7 @@ async def run(
         state_dir = settings.state_dir()
         # Before the first message is seen: every hash of a user is keyed with this salt.
         logs.use_salt(logs.load_salt(state_dir, settings.secrets.get("WA_AGENTD_LOG_SALT")))
-        store = await Store.open(
-            state_dir / "wa-agentd.sqlite3",
-            dedupe_ttl=settings.inbox.dedupe_ttl,
-            max_ids=settings.inbox.dedupe_max_ids,
-        )
+        store = await open_store(settings.state, settings.inbox, state_dir)
         stack.push_async_callback(store.close)
         await _restore_sessions(settings, store, ups.agent)
         ups.agent.persist_to(store)
