@@ -173,6 +173,9 @@ def make_turn(
     timeouts: TimeoutsConfig | None = None,
     reports: list[TurnReport] | None = None,
     ux: UxConfig | None = None,
+    journal: SqliteStore | None = None,
+    guard: Guard | None = None,
+    transcripts: TranscriptCache | None = None,
 ) -> Turn:
     on_report: Callable[[TurnReport], None] | None = reports.append if reports is not None else None
     return Turn(
@@ -185,6 +188,9 @@ def make_turn(
         ux=ux,
         on_report=on_report,
         measure=measure_inline,
+        journal=journal,
+        guard=guard,
+        transcripts=transcripts,
     )
 
 
@@ -463,9 +469,7 @@ async def test_voice_note_prewarms_the_agent_session() -> None:
 
 
 def journaled_turn(channel: FakeChannel, store: SqliteStore, **kw: Any) -> Turn:
-    turn = make_turn(channel, **kw)
-    turn._journal = store  # the real SQLite journal: what a restart would find
-    return turn
+    return make_turn(channel, journal=store, **kw)  # the real SQLite journal: what a restart finds
 
 
 @pytest.fixture
@@ -626,9 +630,7 @@ async def test_a_cached_answer_skips_the_guard_even_with_the_agent_circuit_open(
     channel = FakeChannel()
     agent = FakeAgent(cache={"when do you open?": AgentReply((AgentMessage("Inform", "At 9."),))})
     guard = Guard({"agentforce": AlwaysOpen()}, new_budget=None)  # type: ignore[dict-item]
-    turn = make_turn(channel, agent)
-    turn._guard = guard
-    report = await turn.run(text_msg())
+    report = await make_turn(channel, agent, guard=guard).run(text_msg())
     assert channel.sent("text") == ["At 9."] and agent.asked == []
     assert report.outcome == "answered"
 
@@ -637,8 +639,7 @@ async def test_no_prewarm_when_the_transcript_comes_from_the_cache() -> None:
     transcripts = TranscriptCache(max_entries=10, ttl=3600)
     transcripts.put("ab" * 32, Transcript("when do you open", "en"))
     agent = FakeAgent()
-    turn = make_turn(FakeChannel(), agent)
-    turn._transcripts = transcripts
+    turn = make_turn(FakeChannel(), agent, transcripts=transcripts)
     message = Inbound(
         "wamid.in3", USER, Kind.VOICE, media=Media("m1", "audio/ogg", sha256="ab" * 32)
     )
@@ -654,8 +655,7 @@ async def test_a_voice_note_after_an_arabic_one_gets_its_holding_message_in_arab
     turn = make_turn(channel, FakeAgent(delay=10), speech, ux=UxConfig(holding_after=3))
     await turn.run(voice_msg())
     # The holding message comes before speech-to-text says which language this one is in.
-    slow_stt = FakeSpeech(transcript=Transcript("متى تفتحون؟", "ara"), stt_delay=5)
-    turn._speech = slow_stt
+    speech.stt_delay = 5
     channel.events.clear()
     await turn.run(Inbound("wamid.in4", USER, Kind.VOICE, media=Media("m2", "audio/ogg")))
     assert channel.sent("text")[0] == ARABIC.holding
@@ -674,9 +674,8 @@ class AlwaysOpen:
 async def test_a_cached_voice_note_is_sent_while_the_tts_circuit_is_open() -> None:
     channel = FakeChannel()
     speech = FakeSpeech(audio_cache={("We open at 9.", "en"): b"cached-ogg"})
-    turn = make_turn(channel, speech=speech)
-    turn._guard = Guard({"elevenlabs-tts": AlwaysOpen("elevenlabs-tts")}, new_budget=None)  # type: ignore[dict-item]
-    report = await turn.run(voice_msg())
+    guard = Guard({"elevenlabs-tts": AlwaysOpen("elevenlabs-tts")}, new_budget=None)  # type: ignore[dict-item]
+    report = await make_turn(channel, speech=speech, guard=guard).run(voice_msg())
     assert channel.sent("voice") == ["cached-ogg"] and speech.spoken == []
     assert report.voice == "sent" and "voice" in report.cached
 
