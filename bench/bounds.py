@@ -25,7 +25,6 @@ from typing import Any
 
 import trio
 import trio.testing
-from cachetools import LRUCache, TTLCache
 
 from daemon import config
 from daemon.agentforce.sessions import AgentSession, SessionStore
@@ -35,8 +34,10 @@ from daemon.cache.response import PendingContext, ResponseCache
 from daemon.cache.stt import TranscriptCache
 from daemon.config import Settings
 from daemon.lanes import Lanes
+from daemon.language_memory import LanguageMemory
 from daemon.limits import Limit, MemoryUserLimits
 from daemon.model import AgentMessage, AgentReply, Inbound, Kind, Transcript, User
+from daemon.state.memory import MemoryDeferred
 from daemon.state.public_media import PublicMedia
 
 OUT = Path(__file__).resolve().parent / "out"
@@ -144,15 +145,20 @@ def public_media(s: Settings) -> object:
 
 
 def remembered_users(s: Settings) -> object:
-    # The turn's two per-user maps, both full: each user's last language, and one deferred
-    # message id each (the worst case: WhatsApp refusing sends to every one of them).
+    # The two per-user maps of [lanes] remembered_users, both full: each user's last
+    # language (the turn's), and one deferred message id each (the lanes'; the worst case:
+    # WhatsApp refusing sends to every one of them).
     n_users, ttl = s.lanes.remembered_users, s.lanes.remembered_ttl
-    languages: TTLCache[str, str] = TTLCache(maxsize=n_users, ttl=ttl, timer=lambda: 0.0)
-    deferred: LRUCache[str, list[str]] = LRUCache(maxsize=n_users)
-    for n in range(n_users):
-        user = f"1555{n:07d}"
-        languages[user] = "ar"
-        deferred[user] = [f"wamid.{n:032x}"]
+    languages = LanguageMemory(max_users=n_users, ttl=ttl, clock=lambda: 0.0)
+    deferred = MemoryDeferred(max_users=n_users)
+
+    async def fill() -> None:
+        for n in range(n_users):
+            user = f"1555{n:07d}"
+            await languages.remember(user, "ar")
+            await deferred.add(user, f"wamid.{n:032x}")
+
+    trio.run(fill)
     return languages, deferred
 
 

@@ -14,8 +14,8 @@ Rules, each so that one user (or one bad message) never costs the others:
   (Meta's redelivery is a duplicate); the first one of its window instead goes to its lane
   with the limit noted in the journal, and its turn sends the one polite notice.
 - A message whose user's lane is full stays in the inbox (``lanes.Waiting``): the resume
-  loop hands it over in order. At most ``max_waiting`` per user; beyond that, the message is
-  dropped and counted (the per-user rate limit keeps a flood far below it).
+  loop hands it over in order. At most ``max_waiting`` per user (``lanes.TooManyWaiting``);
+  beyond that, the message is dropped and counted. The order itself is daemon/lanes.py's.
 - Only a global bound (too many users, the queue across users full) or a drain answers the
   delivery 503: then the messages not yet queued are forgotten, so Meta's redelivery brings
   them again while those queued are duplicates.
@@ -28,7 +28,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
 
-from daemon.lanes import Closed, Lanes, Overloaded, Waiting
+from daemon.lanes import Closed, Lanes, Overloaded, TooManyWaiting, Waiting
 from daemon.limits import UserLimits
 from daemon.model import Inbound
 from daemon.state.base import Inbox, Stage
@@ -78,13 +78,13 @@ async def take(
                         continue
                     # The first of its window: its turn says the notice (daemon/turn.py).
                     await inbox.progress(message.message_id, Stage.RECEIVED, outcome=outcome)
-            if lanes.parked_messages(message.user.key) >= max_waiting:
-                log.warning("message dropped: %d of this user's messages wait already", max_waiting)
+            try:
+                lanes.submit(message, max_waiting=max_waiting)
+            except TooManyWaiting as exc:
+                log.warning("message dropped: %s", exc)
                 dropped.setdefault("dropped_waiting", []).append(message.message_id)
                 outcomes["dropped_waiting"] += 1
                 continue
-            try:
-                lanes.submit(message)
             except Waiting:
                 outcomes["waiting"] += 1  # it stays in the inbox; the resume loop brings it
                 continue

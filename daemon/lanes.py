@@ -1,21 +1,32 @@
-"""Per-user ordering: one turn at a time per user, in arrival order; users in parallel.
+"""Per-user ordering, the one place that decides it: one turn at a time per user, in arrival
+order; users in parallel.
 
 Agentforce answers 423 to a second request on a busy session, and users send bursts, so the
 messages of one user must be turned strictly one after another. Each user with work gets a
 *lane*: a bounded queue and one task draining it. A lane with nothing to do for
 ``idle_seconds`` goes away, so memory follows the number of active users, not of all users.
 
+The rules of a user's order, all kept here:
+
+1. **Arrival order.** A user's messages run one at a time, in the order they were
+   submitted (the web layer submits in the order the inbox accepted them).
+2. **Parked users.** A message that finds its user's lane full (``max_pending``) is
+   answered ``Waiting`` (an ``Overloaded`` for that user only). It is already in the
+   durable inbox, so it simply stays there: the user is *parked*, every later message of
+   theirs waits in the inbox too (so their order holds), and the resume loop
+   (daemon/resume.py) hands them over oldest first as the lane drains (``Handover``),
+   then unparks the user. A lane of a parked user that finishes a turn sets ``room`` so the
+   resume loop need not wait for its next round. More than ``max_waiting`` of one user's
+   messages waiting: the next is refused (``TooManyWaiting``; the per-user rate limit keeps
+   a flood far below it).
+3. **Deferred turns.** A turn that could deliver nothing because WhatsApp said "not now"
+   is *deferred* (its row stays open, and the resume loop tries it again). A later message
+   of the same user then waits behind it (``Deferrals``): it is not run, only reported, and
+   joins the queue of deferred messages, so the answers keep the order of the questions.
+
 Bounds, each answered with ``Overloaded`` (the web layer turns it into 503, and Meta retries):
 ``max_lanes`` lanes at once, ``queue_size`` messages waiting across all lanes.
-``max_concurrent_turns`` caps turns running at once.
-
-One user never blocks the others: a message that finds its user's lane full
-(``max_pending``) is answered ``Waiting`` (an ``Overloaded`` for that user only). It is
-already in the durable inbox, so it simply stays there: the user is *parked*, every later
-message of theirs waits in the inbox too (so their order holds), and the resume loop
-(daemon/resume.py) hands them over oldest first as the lane drains, then unparks the user.
-The web layer answers 200 for the batch. A lane of a parked user that finishes a turn sets
-``room`` so the resume loop need not wait for its next round.
+``max_concurrent_turns`` caps turns running at once. One user never blocks the others.
 
 The lanes run in a nursery the daemon owns (never the web framework's: quart-trio cancels its
 background tasks at shutdown, reference/trio-stack.md §1). ``close()`` stops intake; every
@@ -24,6 +35,7 @@ lane then finishes what it holds and ends, which is the drain.
 
 from __future__ import annotations
 
+import enum
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -32,10 +44,20 @@ from dataclasses import dataclass
 import trio
 
 from daemon.model import Inbound
+from daemon.state.base import DeferredMessages, Journal
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[Inbound], Awaitable[None]]
+
+class Ran(enum.Enum):
+    """What a turn's run means for its user's later messages."""
+
+    DONE = "done"  # finished (answered, apologised, given up, ...): the next one may run
+    DEFERRED = "deferred"  # tried again later: the user's later messages wait behind it
+
+
+# Runs one message's turn; None counts as DONE.
+Handler = Callable[[Inbound], Awaitable[Ran | None]]
 
 
 class Overloaded(Exception):
@@ -45,6 +67,10 @@ class Overloaded(Exception):
 class Waiting(Overloaded):
     """This user's lane is full (or earlier messages of theirs wait): the message stays in the
     durable inbox, for the resume loop to hand over in order. Other users are not affected."""
+
+
+class TooManyWaiting(Exception):
+    """This user has ``max_waiting`` messages waiting in the inbox already: refused."""
 
 
 class Closed(Exception):
@@ -74,9 +100,11 @@ class Lanes:
         queue_size: int,
         idle_seconds: float,
         max_concurrent_turns: int,
+        deferrals: Deferrals | None = None,
     ) -> None:
         self._nursery = nursery
         self._handler = handler
+        self._deferrals = deferrals
         self._max_lanes = max_lanes
         self._max_pending = max_pending
         self._queue_size = queue_size
@@ -104,6 +132,7 @@ class Lanes:
         queue_size: int,
         idle_seconds: float,
         max_concurrent_turns: int,
+        deferrals: Deferrals | None = None,
     ) -> AsyncIterator[Lanes]:
         """Lanes whose tasks live in a nursery of their own; leaving the block drains them."""
         async with trio.open_nursery() as nursery:
@@ -115,6 +144,7 @@ class Lanes:
                 queue_size=queue_size,
                 idle_seconds=idle_seconds,
                 max_concurrent_turns=max_concurrent_turns,
+                deferrals=deferrals,
             )
             try:
                 yield lanes
@@ -123,17 +153,22 @@ class Lanes:
 
     # -- intake ---------------------------------------------------------------------------
 
-    def submit(self, message: Inbound, *, resumed: bool = False) -> None:
+    def submit(
+        self, message: Inbound, *, resumed: bool = False, max_waiting: int | None = None
+    ) -> None:
         """Queue ``message`` on its user's lane, without blocking.
 
-        Raises Waiting when the user's lane is full or the user is parked (unless
-        ``resumed``: the resume loop handing parked messages over, oldest first), Overloaded
-        when a global bound is reached and Closed while draining. Synchronous, so the caller
-        learns at once whether the message was taken. A message already queued or running is
-        not queued twice (the resume loop may find it in the inbox before the web layer's
-        submit). Dedupe is not done here: the durable inbox records ids before the webhook is
+        Raises TooManyWaiting when ``max_waiting`` of the user's messages wait already,
+        Waiting when the user's lane is full or the user is parked (unless ``resumed``: the
+        resume loop handing parked messages over, oldest first), Overloaded when a global
+        bound is reached and Closed while draining. Synchronous, so the caller learns at once
+        whether the message was taken. A message already queued or running is not queued
+        twice (the resume loop may find it in the inbox before the web layer's submit).
+        Dedupe is not done here: the durable inbox records ids before the webhook is
         answered (daemon/state/sqlite.py).
         """
+        if max_waiting is not None and self.parked_messages(message.user.key) >= max_waiting:
+            raise TooManyWaiting(f"{max_waiting} of this user's messages wait already")
         if self._closed:
             raise Closed()
         if message.message_id in self._held:
@@ -170,6 +205,10 @@ class Lanes:
         self._generation += 1
         parked.generation = self._generation
         parked.messages += 1
+
+    def handover(self) -> Handover:
+        """A round of the resume loop; make it before reading the inbox."""
+        return Handover(self)
 
     def park_generation(self) -> int:
         """A counter that grows with every message parked: the resume loop reads it before
@@ -251,7 +290,10 @@ class Lanes:
                         self._queued -= 1  # started (or cancelled while waiting for a slot)
                     self._running += 1
                     try:
-                        await self._handler(message)
+                        if self._deferrals is None:
+                            await self._handler(message)
+                        else:
+                            await self._deferrals.run(message, self._handler)
                     except Exception:  # one broken turn must not end the lane or the daemon
                         log.exception("turn handler failed")
                     finally:
@@ -281,3 +323,79 @@ class Lanes:
             return lane.receive.receive_nowait()
         except (trio.WouldBlock, trio.EndOfChannel):
             return None
+
+
+class Handover:
+    """One round of the resume loop handing the inbox's open turns to the lanes, oldest
+    first (rule 2). Made before the inbox is read (``Lanes.handover``): a user parked after
+    that may have messages the read missed, so only the users parked before stay unparked.
+    A user whose lane fills up again during the round keeps the rest of their messages in
+    the inbox for the next round; other users go on."""
+
+    def __init__(self, lanes: Lanes) -> None:
+        self._lanes = lanes
+        self._seen = lanes.park_generation()
+        self._full: set[str] = set()
+
+    def skips(self, message: Inbound) -> bool:
+        """Queued or running already, or behind a message of its user that did not fit."""
+        return self._lanes.holds(message.message_id) or message.user.key in self._full
+
+    def submit(self, message: Inbound) -> bool:
+        """Hand ``message`` over; False when its user's lane is full again (the rest of that
+        user's messages wait). Overloaded and Closed end the round: they propagate."""
+        try:
+            self._lanes.submit(message, resumed=True)
+        except Waiting:
+            self._full.add(message.user.key)
+            return False
+        return True
+
+    def finish(self) -> None:
+        """The whole inbox went through: unpark the users whose messages all went over."""
+        for user in self._lanes.parked():
+            if user not in self._full:
+                self._lanes.unpark(user, seen=self._seen)
+
+
+class Deferrals:
+    """Rule 3: per user, the messages whose turn was deferred, oldest first; a later
+    message of the same user waits behind them until they are finished.
+
+    The ids live in ``deferred`` (daemon/state/base.py ``DeferredMessages``: a bounded map
+    on one host, Redis for several); whether an earlier one is finished, the journal says
+    (finished meanwhile, or given up by the resume loop: no longer in the way). A message
+    held back is reported by ``held`` (the turn's report, outcome ``deferred``) and joins
+    the queue, so the resume loop brings it again after the one it waits for."""
+
+    def __init__(
+        self,
+        deferred: DeferredMessages,
+        journal: Journal,
+        held: Callable[[Inbound], Awaitable[object]],
+    ) -> None:
+        self._deferred = deferred
+        self._journal = journal
+        self._held = held
+
+    async def run(self, message: Inbound, handler: Handler) -> None:
+        if await self._behind_deferred(message):
+            await self._held(message)
+            ran: Ran | None = Ran.DEFERRED
+        else:
+            ran = await handler(message)
+        if ran is Ran.DEFERRED:
+            await self._deferred.add(message.user.key, message.message_id)
+        else:
+            await self._deferred.discard(message.user.key, message.message_id)
+
+    async def _behind_deferred(self, message: Inbound) -> bool:
+        user = message.user.key
+        for earlier in await self._deferred.ids(user):
+            if earlier == message.message_id:
+                return False
+            record = await self._journal.get(earlier)
+            if record is not None and not record.finished:
+                return True
+            await self._deferred.discard(user, earlier)
+        return False

@@ -14,11 +14,9 @@ A turn older than ``window`` is given up without a word: WhatsApp accepts free-f
 only within 24 hours of the user's last message (reference/whatsapp.md §5), so past that
 nothing can reach the user anyway. A message whose turn is queued or running is left alone.
 
-A deferred turn may be answered after a newer message of the same user that came in once
-WhatsApp was back; per-user order holds among the turns that run, not across a deferral.
-A waiting message keeps its place: while its user is parked, every newer message of theirs
-waits in the inbox as well, and a round that finds a user's lane full again leaves the rest
-of that user's messages for the next round (other users go on).
+Which of them runs when, for one user, is daemon/lanes.py's to decide (its rules 2 and 3):
+a round hands a user's messages over oldest first, and a waiting or deferred message keeps
+its place ahead of its user's newer ones.
 """
 
 from __future__ import annotations
@@ -29,7 +27,7 @@ from collections.abc import Callable
 
 import trio
 
-from daemon.lanes import Closed, Lanes, Overloaded, Waiting
+from daemon.lanes import Closed, Lanes, Overloaded
 from daemon.observe.logs import message_tag
 from daemon.state.base import Backlog, Stage
 
@@ -40,35 +38,29 @@ async def resume_unfinished(
     store: Backlog, lanes: Lanes, *, window: float, wall_clock: Callable[[], float] = time.time
 ) -> int:
     """Queue every open turn that is not queued or running; returns how many were queued."""
-    seen = lanes.park_generation()  # before the inbox is read: see Lanes.unpark
+    handover = lanes.handover()  # before the inbox is read: see lanes.Handover
     now = wall_clock()
     queued = 0
-    full: set[str] = set()  # users whose lane filled up this round: the rest of theirs wait
     for record in await store.unfinished():
-        message_id, user = record.inbound.message_id, record.inbound.user.key
-        if lanes.holds(message_id) or user in full:
+        message = record.inbound
+        if handover.skips(message):
             continue
         if now - record.received_at > window:
             log.error(
                 "message %s given up unanswered: nothing could be delivered for %.0f s",
-                message_tag(message_id),
+                message_tag(message.message_id),
                 now - record.received_at,
             )
-            await store.progress(message_id, Stage.FAILED, outcome="expired")
+            await store.progress(message.message_id, Stage.FAILED, outcome="expired")
             continue
         try:
-            lanes.submit(record.inbound, resumed=True)
-        except Waiting:
-            full.add(user)  # this user's lane is full again: their later messages wait
-            continue
+            if not handover.submit(message):
+                continue  # this user's lane is full again: their later messages wait
         except (Overloaded, Closed) as exc:  # the rest wait for the next round
             log.info("resuming unfinished turns paused: %s", exc or type(exc).__name__)
             return queued
         queued += 1
-    # Every message these users had in the inbox is in their lane now (or was finished).
-    for user in lanes.parked():
-        if user not in full:
-            lanes.unpark(user, seen=seen)
+    handover.finish()  # every message these users had in the inbox is in their lane now
     if queued:
         log.info("resuming %d unfinished turns", queued)
     return queued

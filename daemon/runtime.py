@@ -45,9 +45,9 @@ from daemon.config import Settings
 from daemon.connections import ConnectionCap
 from daemon.errors import UpstreamError
 from daemon.http import ResponseHook, make_client
-from daemon.lanes import Lanes
+from daemon.lanes import Deferrals, Lanes
+from daemon.language_memory import LanguageMemory
 from daemon.limits import Limit, MemoryBudget, MemoryUserLimits
-from daemon.model import Inbound
 from daemon.observe import cgroup, logs
 from daemon.observe.health import Readiness, StoreProbe, UpstreamHealth
 from daemon.observe.metrics import Metrics
@@ -62,6 +62,7 @@ from daemon.speech.cached import CachedSpeech
 from daemon.speech.elevenlabs import ElevenLabs
 from daemon.state import open_store
 from daemon.state.base import Store
+from daemon.state.memory import MemoryDeferred
 from daemon.state.public_media import PublicMedia
 from daemon.text import for_speech
 from daemon.turn import Agent, Turn, TurnReport
@@ -739,14 +740,12 @@ async def _serving(
         texts=settings.texts,
         ux=settings.ux,
         on_report=report,
-        remembered_users=settings.lanes.remembered_users,
-        remembered_ttl=settings.lanes.remembered_ttl,
+        languages=LanguageMemory(
+            max_users=settings.lanes.remembered_users, ttl=settings.lanes.remembered_ttl
+        ),
         limits=limits,
         budget=budget,
     )
-
-    async def handle(message: Inbound) -> None:
-        await turn.run(message)
 
     lanes_cfg = settings.lanes
     top.start_soon(
@@ -759,12 +758,15 @@ async def _serving(
     top.start_soon(_warm_agent, ups.agent, settings.timeouts.agent)
 
     async with Lanes.open(
-        handle,
+        turn.handle,
         max_lanes=lanes_cfg.max_lanes,
         max_pending=lanes_cfg.max_pending,
         queue_size=settings.server.queue_size,
         idle_seconds=lanes_cfg.idle_seconds,
         max_concurrent_turns=lanes_cfg.max_concurrent_turns,
+        deferrals=Deferrals(
+            MemoryDeferred(max_users=lanes_cfg.remembered_users), store, turn.held_back
+        ),
     ) as lanes:
         probe = StoreProbe(store.probe)
         ctx = WebContext(

@@ -30,22 +30,24 @@ from __future__ import annotations
 import dataclasses
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import trio
-from cachetools import LRUCache, TTLCache
 
 from daemon import language as languages
 from daemon import text as textfmt
 from daemon.cache.stt import TranscriptCache
 from daemon.channels.base import Channel
 from daemon.config import LimitsConfig, TextsConfig, TimeoutsConfig, UxConfig, VoiceConfig
+from daemon.lanes import Ran
+from daemon.language_memory import LanguageMemory
 from daemon.limits import Budget, MemoryBudget, MemoryUserLimits, UserLimits
 from daemon.model import Inbound, Kind
 from daemon.observe.logs import current_turn, hashed, message_tag
 from daemon.observe.stages import current_stages
 from daemon.speech import audio as audio_files
-from daemon.state.base import Fence, Journal, Stage
+from daemon.state.base import Fence, Journal, Languages, Stage
 from daemon.state.memory import MemoryStore
 from daemon.turn import plan as plans
 from daemon.turn.answer import Answering
@@ -86,8 +88,7 @@ class Turn:
         journal: Journal | None = None,
         on_report: Callable[[TurnReport], None] | None = None,
         clock: Callable[[], float] = trio.current_time,
-        remembered_users: int = 10_000,
-        remembered_ttl: float = 86400.0,
+        languages: Languages | None = None,
         limits: UserLimits | None = None,
         budget: Budget | None = None,
         measure: Measure | None = None,
@@ -124,26 +125,46 @@ class Turn:
             measure=measure or (lambda data, limit: audio_files.measure(data, limit=limit)),
         )
         self._answers = Answering(agent, calls, costs, timeouts)
-        # user key -> the language of their last turn ([lanes] remembered_users / _ttl).
-        self._languages: TTLCache[str, str] = TTLCache(maxsize=remembered_users, ttl=remembered_ttl)
-        # user key -> ids of their deferred messages, oldest first: a later message of the
-        # same user waits behind them, so answers keep the order of the questions.
-        self._deferred: LRUCache[str, list[str]] = LRUCache(maxsize=remembered_users)
+        # The language each user last spoke, for a voice note's canned texts before STT.
+        self._languages: Languages = LanguageMemory() if languages is None else languages
 
     async def run(
         self, message: Inbound, *, journal: Journal | None = None, fence: Fence = UNFENCED
     ) -> TurnReport:
         """Run the turn of ``message``. ``journal`` and ``fence`` replace the turn's own for
         this run: with several hosts, those of the user's lease."""
-        report = TurnReport(
+        report, _ = await self._run(message, journal=journal, fence=fence)
+        return report
+
+    async def handle(self, message: Inbound) -> Ran:
+        """The lanes' handler (daemon/lanes.py): run the turn, say whether it was deferred."""
+        _, ran = await self._run(message)
+        return ran
+
+    async def held_back(self, message: Inbound) -> TurnReport:
+        """A message the lanes hold back behind an earlier deferred one of its user: not
+        run, only reported (outcome ``deferred``: it is tried again after that one)."""
+        report = self._new_report(message)
+        report.outcome = Outcome.DEFERRED
+        with _logged_as(report):
+            log.info("waiting behind an earlier deferred message of this user")
+        self._emit(report)
+        return report
+
+    def _new_report(self, message: Inbound) -> TurnReport:
+        return TurnReport(
             turn_id=secrets.token_hex(4),
             kind=message.kind.value,
             user=hashed(message.user.key),
             message_id=message.message_id,
         )
-        context = current_turn.set(report.turn_id)
-        stage_context = current_stages.set(report.stages)  # for steps timed deeper down
-        try:
+
+    async def _run(
+        self, message: Inbound, *, journal: Journal | None = None, fence: Fence = UNFENCED
+    ) -> tuple[TurnReport, Ran]:
+        report = self._new_report(message)
+        ran = Ran.DONE
+        with _logged_as(report):
             flow = Flow(
                 message,
                 report,
@@ -152,57 +173,24 @@ class Turn:
                 texts=self._texts,
             )
             if message.kind is not Kind.TEXT:  # a text carries its own evidence: its script
-                flow.remembered_language = self._languages.get(message.user.key)
-            deferred = False
+                flow.remembered_language = await self._languages.get(message.user.key)
             try:
-                if await self._behind_deferred(flow):
-                    deferred = True
-                    report.outcome = Outcome.DEFERRED
-                    log.info("waiting behind an earlier deferred message of this user")
-                elif await self._start(flow):
+                if await self._start(flow):
                     await self._run_turn(flow)
-                    deferred = flow.delivery.state is State.DEFERRED
-                    if deferred:
+                    if flow.delivery.state is State.DEFERRED:
                         # Nothing reached the user and WhatsApp said "not now": the row stays
                         # open and the daemon tries the turn again later (daemon/resume.py).
+                        ran = Ran.DEFERRED
                         log.warning("turn deferred: nothing could be delivered now")
                     else:
                         await flow.note(Stage.DONE, outcome=report.outcome)
-                self._track_deferral(message, deferred=deferred)
                 if flow.language:
-                    self._languages[message.user.key] = flow.language
+                    await self._languages.remember(message.user.key, flow.language)
             finally:
                 if flow.counted:
                     await self._release(flow)
-        finally:
-            current_stages.reset(stage_context)
-            current_turn.reset(context)
         self._emit(report)  # carries turn=<id> itself, like every line the turn logged
-        return report
-
-    async def _behind_deferred(self, flow: Flow) -> bool:
-        """Whether an earlier message of this user is deferred and not finished yet: then
-        this one waits too (it is tried again after it, in order)."""
-        message = flow.message
-        queue = self._deferred.get(message.user.key)
-        while queue and queue[0] != message.message_id:
-            earlier = await flow.journal.get(queue[0])
-            if earlier is not None and not earlier.finished:
-                return True
-            queue.pop(0)  # finished meanwhile (or given up): no longer in the way
-        return False
-
-    def _track_deferral(self, message: Inbound, *, deferred: bool) -> None:
-        key, message_id = message.user.key, message.message_id
-        queue = self._deferred.get(key, [])
-        if deferred and message_id not in queue:
-            queue.append(message_id)
-        elif not deferred and message_id in queue:
-            queue.remove(message_id)
-        if queue:
-            self._deferred[key] = queue
-        else:
-            self._deferred.pop(key, None)
+        return report, ran
 
     # -- where the turn starts -----------------------------------------------------------
 
@@ -351,3 +339,16 @@ class Turn:
         log.log(report.level, report.summary())
         if self._on_report is not None:
             self._on_report(report)
+
+
+@contextmanager
+def _logged_as(report: TurnReport) -> Iterator[None]:
+    """Every line logged meanwhile carries turn=<id>; steps timed deeper down add their
+    seconds to the report's stages."""
+    context = current_turn.set(report.turn_id)
+    stage_context = current_stages.set(report.stages)
+    try:
+        yield
+    finally:
+        current_stages.reset(stage_context)
+        current_turn.reset(context)

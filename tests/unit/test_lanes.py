@@ -6,8 +6,10 @@ import pytest
 import trio
 import trio.testing
 
-from daemon.lanes import Closed, Lanes, Overloaded, Waiting
+from daemon.lanes import Closed, Deferrals, Lanes, Overloaded, Ran, TooManyWaiting, Waiting
 from daemon.model import Inbound, Kind, User
+from daemon.state.base import Stage
+from daemon.state.memory import MemoryDeferred, MemoryStore
 
 
 def msg(user: str, n: int) -> Inbound:
@@ -207,3 +209,85 @@ async def test_a_message_already_queued_is_not_queued_twice() -> None:
             lanes.submit(msg("a", 0), resumed=True)  # the resume loop found it in the inbox
             assert lanes.queued == 1
     assert done == ["a-0"]
+
+
+async def test_over_max_waiting_a_parked_users_next_message_is_refused() -> None:
+    block = trio.Event()
+
+    async def handler(m: Inbound) -> None:
+        await block.wait()
+
+    with trio.fail_after(5):
+        async with Lanes.open(handler, **lanes_kwargs(max_pending=1)) as lanes:  # type: ignore[arg-type]
+            lanes.submit(msg("a", 0), max_waiting=2)
+            await trio.testing.wait_all_tasks_blocked()
+            lanes.submit(msg("a", 1), max_waiting=2)
+            for n in (2, 3):
+                with pytest.raises(Waiting):
+                    lanes.submit(msg("a", n), max_waiting=2)
+            with pytest.raises(TooManyWaiting, match="2 of this user's messages wait already"):
+                lanes.submit(msg("a", 4), max_waiting=2)
+            assert lanes.parked_messages("a") == 2  # the refused one is not counted
+            lanes.submit(msg("b", 0), max_waiting=2)  # others are not affected
+            block.set()
+
+
+async def test_a_later_message_waits_behind_a_deferred_one_of_its_user() -> None:
+    """Rule 3: a-0 is deferred, so a-1 is held back (reported, not run) until a-0 is
+    finished; b is not affected. The handover of the next round brings both, in order."""
+    store = MemoryStore()
+    messages = [msg("a", 0), msg("a", 1), msg("b", 0)]
+    await store.accept(messages)
+    handled: list[str] = []
+    held: list[str] = []
+    deferring = {"a-0"}
+
+    async def handler(m: Inbound) -> Ran:
+        handled.append(m.message_id)
+        return Ran.DEFERRED if m.message_id in deferring else Ran.DONE
+
+    async def hold(m: Inbound) -> None:
+        held.append(m.message_id)
+
+    deferrals = Deferrals(MemoryDeferred(), store, hold)
+    with trio.fail_after(5):
+        async with Lanes.open(handler, deferrals=deferrals, **lanes_kwargs()) as lanes:
+            for m in messages:
+                lanes.submit(m)
+        assert sorted(handled) == ["a-0", "b-0"] and held == ["a-1"]
+
+        # The next round, with a-0 still deferred: both stay where they are.
+        async with Lanes.open(handler, deferrals=deferrals, **lanes_kwargs()) as lanes:
+            lanes.submit(msg("a", 0))
+            lanes.submit(msg("a", 1))
+        assert handled[2:] == ["a-0"] and held == ["a-1", "a-1"]
+
+        # a-0 goes through at last: a-1 runs behind it.
+        deferring.clear()
+        async with Lanes.open(handler, deferrals=deferrals, **lanes_kwargs()) as lanes:
+            lanes.submit(msg("a", 0))
+            lanes.submit(msg("a", 1))
+        assert handled[3:] == ["a-0", "a-1"] and held == ["a-1", "a-1"]
+
+
+async def test_a_deferred_message_finished_elsewhere_is_no_longer_in_the_way() -> None:
+    store = MemoryStore()
+    await store.accept([msg("a", 0), msg("a", 1)])
+    handled: list[str] = []
+
+    async def handler(m: Inbound) -> Ran:
+        handled.append(m.message_id)
+        return Ran.DEFERRED if m.message_id == "a-0" else Ran.DONE
+
+    async def hold(m: Inbound) -> None:
+        raise AssertionError("nothing is held back")
+
+    deferrals = Deferrals(MemoryDeferred(), store, hold)
+    with trio.fail_after(5):
+        async with Lanes.open(handler, deferrals=deferrals, **lanes_kwargs()) as lanes:
+            lanes.submit(msg("a", 0))
+        # The resume loop gave a-0 up (past the retry window): a-1 runs.
+        await store.progress("a-0", Stage.FAILED, outcome="expired")
+        async with Lanes.open(handler, deferrals=deferrals, **lanes_kwargs()) as lanes:
+            lanes.submit(msg("a", 1))
+    assert handled == ["a-0", "a-1"]

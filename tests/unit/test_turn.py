@@ -15,12 +15,14 @@ from daemon.cache.stt import TranscriptCache
 from daemon.channels.base import VoiceNote
 from daemon.config import ARABIC, TextsConfig, TimeoutsConfig, UxConfig, VoiceConfig
 from daemon.errors import Reason, UpstreamError, UpstreamRejected, UpstreamUnavailable
+from daemon.lanes import Deferrals
 from daemon.model import AgentMessage, AgentReply, Inbound, Kind, Media, Transcript, User
 from daemon.resilience.breaker import CircuitOpen
 from daemon.resilience.guard import Guard
 from daemon.sim.audio import speak
 from daemon.speech import audio
 from daemon.state.base import Stage
+from daemon.state.memory import MemoryDeferred
 from daemon.state.sqlite import SqliteStore
 from daemon.turn import MAX_ATTEMPTS, Turn, TurnReport
 
@@ -584,14 +586,20 @@ async def test_later_messages_wait_behind_a_deferred_one_to_keep_the_order(
     second = Inbound("wamid.in9", USER, Kind.TEXT, text="second?")
     await accepted(store, first, second)
     channel = FakeChannel(fail_sends=[CircuitOpen("whatsapp", retry_after=30)])
-    agent = FakeAgent()
-    turn = journaled_turn(channel, store, agent=agent)
-    assert (await turn.run(first)).outcome == "deferred"
-    assert (await turn.run(second)).outcome == "deferred"  # WhatsApp is back, but in order
+    agent, reports = FakeAgent(), list[TurnReport]()
+    turn = journaled_turn(channel, store, agent=agent, reports=reports)
+    order = Deferrals(MemoryDeferred(), store, turn.held_back)  # the lanes' rule 3
+
+    async def run(message: Inbound) -> TurnReport:
+        await order.run(message, turn.handle)
+        return reports[-1]
+
+    assert (await run(first)).outcome == "deferred"
+    assert (await run(second)).outcome == "deferred"  # WhatsApp is back, but in order
     assert agent.asked == ["first?"] and channel.sent("text") == []
     # The retry loop resubmits both, oldest first.
-    assert (await turn.run(first)).outcome == "answered"
-    assert (await turn.run(second)).outcome == "answered"
+    assert (await run(first)).outcome == "answered"
+    assert (await run(second)).outcome == "answered"
     assert agent.asked == ["first?", "second?"]
     assert len(channel.sent("text")) == 2
 
