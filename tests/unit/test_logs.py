@@ -20,7 +20,7 @@ from daemon.model import AgentMessage, AgentReply, Inbound, Kind, Media, User
 from daemon.observe import logs
 from daemon.observe.logs import JournalFormatter, current_turn, hashed, load_salt
 from daemon.turn import TurnReport
-from tests.unit.test_turn import FakeAgent, FakeChannel, make_turn
+from tests.unit.turn.fakes import FakeAgent, FakeChannel, make_turn
 
 NUMBER = "16505551234"
 

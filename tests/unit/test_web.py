@@ -12,7 +12,7 @@ import trio.testing
 from daemon.lanes import Lanes
 from daemon.state.public_media import PublicMedia
 from daemon.web import WebContext, create_app
-from tests.unit.test_turn import FakeChannel
+from tests.unit.turn.fakes import FakeChannel
 
 
 class NoInbox:

@@ -23,14 +23,13 @@ from daemon.sim.hostile import one_byte_opus
 from daemon.state.base import Stage
 from daemon.state.sqlite import SqliteStore
 from daemon.turn import Turn, TurnReport
-from tests.unit.test_turn import (
+from tests.unit.turn.fakes import (
     TEXTS,
     USER,
     FakeAgent,
     FakeChannel,
     FakeSpeech,
     measure_inline,
-    store,  # noqa: F401  (a fixture)
     text_msg,
 )
 
@@ -210,7 +209,7 @@ async def test_a_cached_voice_note_costs_no_allowance() -> None:
 
 
 async def test_the_notice_of_a_limit_decided_at_intake_is_said_and_the_agent_not_asked(
-    store: SqliteStore,  # noqa: F811
+    store: SqliteStore,
 ) -> None:
     message = text_msg()
     await store.accept([message])
