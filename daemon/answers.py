@@ -33,11 +33,12 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from daemon.cache.normalize import normalize_question, question_key
-from daemon.cache.response import CachedAnswer, PendingContext, ResponseCache, with_context
+from daemon.cache.response import CachedAnswer, with_context
 from daemon.cache.rules import Decision, Rules
 from daemon.cache.singleflight import SingleFlight
 from daemon.model import AgentReply
 from daemon.observe.logs import hashed
+from daemon.state.base import PendingContexts, Responses
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +73,8 @@ class CachedAgent:
         agent: SessionAgent,
         *,
         rules: Rules,
-        responses: ResponseCache,
-        pending: PendingContext,
+        responses: Responses,
+        pending: PendingContexts,
         agent_id: str,
     ) -> None:
         self._agent = agent
@@ -87,56 +88,61 @@ class CachedAgent:
     async def prepare(self, user_key: str) -> None:
         await self._agent.prepare(user_key)
 
-    def cached(self, user_key: str, text: str, *, language: str | None = None) -> AgentReply | None:
+    async def cached(
+        self, user_key: str, text: str, *, language: str | None = None
+    ) -> AgentReply | None:
         """A confirmed cached answer for a cacheable question, without calling the agent;
         None when the question must go to ``ask``. The turn calls this before the circuit
         breaker, so cached answers are served while the agent is down."""
         user = hashed(user_key)
-        decision, key = self._decide(user_key, user, text, language)
+        decision, key = await self._decide(user_key, user, text, language)
         if not decision.cacheable:
             return None
-        hit = self._responses.lookup(key, count_miss=False)
+        hit = await self._responses.lookup(key, count_miss=False)
         if hit is None:
             return None
         self.stats.decided(decision.reason)
-        return self._served(user, text, hit, decision)
+        return await self._served(user, text, hit, decision)
 
     async def ask(self, user_key: str, text: str, *, language: str | None = None) -> AgentReply:
         user = hashed(user_key)
-        decision, key = self._decide(user_key, user, text, language)
+        decision, key = await self._decide(user_key, user, text, language)
         self.stats.decided(decision.reason)
         if not decision.cacheable:
             return await self._ask_agent(user_key, user, text)
-        hit = self._responses.lookup(key)
+        hit = await self._responses.lookup(key)
         if hit is not None:
-            return self._served(user, text, hit, decision)
-        if not self._fresh(user_key, user):
+            return await self._served(user, text, hit, decision)
+        if not await self._fresh(user_key, user):
             # An FAQ mid-conversation: the answer may know this user; it teaches nothing.
             return await self._ask_agent(user_key, user, text)
         if decision.reason == "faq":
             return await self._ask_shared(user_key, user, text, key, decision)
         return await self._ask_and_learn(user_key, user, text, key, decision)
 
-    def _fresh(self, user_key: str, user: str) -> bool:
+    async def _fresh(self, user_key: str, user: str) -> bool:
         """Whether the user's session has no earlier context: nothing said in it, nothing
         served from the cache to them since (whose exchange their next message carries)."""
-        return not self._agent.in_conversation(user_key) and not self._pending.has(user)
+        return not self._agent.in_conversation(user_key) and not await self._pending.has(user)
 
-    def _decide(
+    async def _decide(
         self, user_key: str, user: str, text: str, language: str | None
     ) -> tuple[Decision, str]:
         normalized = normalize_question(text)
-        decision = self._rules.decide(normalized, opens_conversation=self._fresh(user_key, user))
+        opens = await self._fresh(user_key, user)
+        decision = self._rules.decide(normalized, opens_conversation=opens)
         return decision, question_key(normalized, agent_id=self._agent_id, language=language)
 
-    def _served(self, user: str, text: str, hit: CachedAnswer, decision: Decision) -> AgentReply:
-        self._pending.remember(user, text, hit.text)
+    async def _served(
+        self, user: str, text: str, hit: CachedAnswer, decision: Decision
+    ) -> AgentReply:
+        await self._pending.remember(user, text, hit.text)
         log.info("answered from the response cache (%s)", decision.reason)
         return AgentReply(hit.messages, origin="cache")
 
     async def _ask_agent(self, user_key: str, user: str, text: str) -> AgentReply:
         """Not cacheable: to the agent, with the context of a cached answer if one is owed."""
-        earlier = self._pending.take(user)
+        earlier = await self._pending.take(user)
         question = with_context(text, *earlier) if earlier else text
         return await self._agent.ask(user_key, question)
 
@@ -144,12 +150,13 @@ class CachedAgent:
         self, user_key: str, user: str, text: str, key: str, decision: Decision
     ) -> AgentReply:
         """Ask in a fresh session and record the reply as evidence."""
-        if not self._fresh(user_key, user):
+        if not await self._fresh(user_key, user):
             # Context came meanwhile (a follower of a shared call that asks itself after its
             # own earlier turn): no evidence. A pending exchange goes in front, as always.
             return await self._ask_agent(user_key, user, text)
         reply = await self._agent.ask(user_key, text)
-        self._responses.record(key, user, reply, decision.ttl, trusted=decision.reason == "faq")
+        trusted = decision.reason == "faq"
+        await self._responses.record(key, user, reply, decision.ttl, trusted=trusted)
         return reply
 
     async def _ask_shared(
@@ -166,7 +173,7 @@ class CachedAgent:
         reply = await self._flight.run(key, load)
         if leader:
             return reply
-        if not self._responses.holds(key, reply):
+        if not await self._responses.holds(key, reply):
             # The leader's reply is not one the cache accepted: trouble (Failure, Error), a
             # flow in the leader's own session (Escalate: nobody would call this user back;
             # Inquire, Confirm), or an answer that differs from an earlier one. None of it is
@@ -175,8 +182,8 @@ class CachedAgent:
             return await self._ask_and_learn(user_key, user, text, key, decision)
         # A follower: the answer came from another user's session, like a cache hit.
         self.stats.shared += 1
-        self._pending.remember(user, text, reply.text)
+        await self._pending.remember(user, text, reply.text)
         return AgentReply(reply.messages, origin="shared")
 
-    def flush(self) -> int:
-        return self._responses.flush()
+    async def flush(self) -> int:
+        return await self._responses.flush()

@@ -62,7 +62,7 @@ from daemon.speech.cached import CachedSpeech
 from daemon.speech.elevenlabs import ElevenLabs
 from daemon.state import open_store
 from daemon.state.base import Store
-from daemon.state.memory import MemoryDeferred
+from daemon.state.memory import MemoryDeferred, MemoryPending, MemoryResponses
 from daemon.state.public_media import PublicMedia
 from daemon.text import for_speech
 from daemon.turn import Agent, Turn, TurnReport
@@ -190,8 +190,8 @@ def _cached_answers(settings: Settings, agent: AgentforceClient, caches: Caches)
     caches.answers = CachedAgent(
         agent,
         rules=rules,
-        responses=caches.responses,
-        pending=pending,
+        responses=MemoryResponses(caches.responses),
+        pending=MemoryPending(pending),
         agent_id=settings.agentforce.agent_id,
     )
 

@@ -172,7 +172,7 @@ class AgentforceClient:
         session = self._sessions.get(user_key)
         return session is not None and session.next_sequence > 1
 
-    def cached(self, user_key: str, text: str, *, language: str | None = None) -> None:
+    async def cached(self, user_key: str, text: str, *, language: str | None = None) -> None:
         """No answer without asking: this client keeps no cache (daemon/answers.py does)."""
         return None
 

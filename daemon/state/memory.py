@@ -8,10 +8,12 @@ the same tests against both): stages only move forward, ``forget`` takes back on
 nobody has started, ``attempt`` raises ``KeyError`` for an unknown message, ``prune``
 bounds the finished rows by ``dedupe_ttl`` and ``max_ids``.
 
-Also the one-host forms of two per-user maps whose callers await them: the deferred
-messages (``MemoryDeferred``, bounded LRU) and the response cache with its pending context
-(``MemoryResponses``, ``MemoryPending``: daemon/cache/response.py's classes behind the async
-protocols). None of these methods waits for anything, so none is a checkpoint.
+Also the one-host forms of the per-user maps whose callers await them: the deferred
+messages of daemon/lanes.py (``MemoryDeferred``, bounded LRU), and the response cache with
+its pending context for daemon/answers.py (``MemoryResponses``, ``MemoryPending``:
+daemon/cache/response.py's classes behind the async protocols, so that the same
+``CachedAgent`` runs on Redis's). None of these methods waits for anything, so none is a
+checkpoint: callers keep the scheduling they had with the synchronous classes.
 """
 
 from __future__ import annotations

@@ -35,7 +35,8 @@ class Answering:
     async def obtain(self, flow: Flow, question: str) -> Answer | Canned:
         texts, report = flow.texts, flow.report
         try:
-            cached = self._agent.cached(flow.message.user.key, question, language=flow.language)
+            user_key = flow.message.user.key
+            cached = await self._agent.cached(user_key, question, language=flow.language)
             reply = await self._ask(flow, question) if cached is None else cached
         except UpstreamError as exc:
             report.error = str(exc)

@@ -14,7 +14,9 @@ from daemon.model import AgentReply, Transcript
 class Agent(Protocol):
     async def ask(self, user_key: str, text: str, *, language: str | None = None) -> AgentReply: ...
 
-    def cached(self, user_key: str, text: str, *, language: str | None = None) -> AgentReply | None:
+    async def cached(
+        self, user_key: str, text: str, *, language: str | None = None
+    ) -> AgentReply | None:
         """The answer a cache holds for ``text``, without calling the agent (None: ask).
 
         Looked up before the circuit breaker: a cached answer is served while the agent is

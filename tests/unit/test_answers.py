@@ -10,6 +10,7 @@ from daemon.answers import CachedAgent
 from daemon.cache.response import PendingContext, ResponseCache
 from daemon.cache.rules import CacheRule, Rules
 from daemon.model import AgentMessage, AgentReply
+from daemon.state.memory import MemoryPending, MemoryResponses
 
 HOURS = AgentReply((AgentMessage("Inform", "We open at 9."),))
 ESCALATE = AgentReply(
@@ -45,8 +46,8 @@ def cached_agent(agent: FakeAgent, *rules: CacheRule) -> tuple[CachedAgent, Resp
         CachedAgent(
             agent,
             rules=Rules(faq=rules),
-            responses=responses,
-            pending=PendingContext(max_users=100, ttl=600),
+            responses=MemoryResponses(responses),
+            pending=MemoryPending(PendingContext(max_users=100, ttl=600)),
             agent_id="agent",
         ),
         responses,

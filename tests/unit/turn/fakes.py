@@ -95,7 +95,9 @@ class FakeAgent:
     async def prepare(self, user_key: str) -> None:
         self.prepared.append(user_key)
 
-    def cached(self, user_key: str, text: str, *, language: str | None = None) -> AgentReply | None:
+    async def cached(
+        self, user_key: str, text: str, *, language: str | None = None
+    ) -> AgentReply | None:
         return self.cache.get(text)
 
     async def ask(self, user_key: str, text: str, *, language: str | None = None) -> AgentReply:
