@@ -165,7 +165,7 @@ class Lanes:
         whether the message was taken. A message already queued or running is not queued
         twice (the resume loop may find it in the inbox before the web layer's submit).
         Dedupe is not done here: the durable inbox records ids before the webhook is
-        answered (daemon/state/sqlite.py).
+        answered (daemon/state/sqlite/).
         """
         if max_waiting is not None and self.parked_messages(message.user.key) >= max_waiting:
             raise TooManyWaiting(f"{max_waiting} of this user's messages wait already")

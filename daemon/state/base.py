@@ -23,7 +23,7 @@ channels take them (their Redis forms already fit).
 
 The shape follows slack-sdk's ``oauth/installation_store/``: this module says what a backend
 does, one module (or package) per backend says how; mypy holds each backend to these
-protocols (the ``_fits`` checks at the end of sqlite.py, memory.py and redis/__init__.py).
+protocols (the ``_fits`` checks at the end of sqlite/store.py, memory.py and redis/__init__.py).
 
 Every method is async, even where one host answers from memory: a backend shared by several
 hosts answers over the network. What stays per host on purpose is listed in

@@ -1,5 +1,5 @@
 """Inbound <-> JSON: a turn record keeps the whole message, so the turn can run again after a
-restart (daemon/state/sqlite.py, daemon/state/redis/journal.py)."""
+restart (daemon/state/sqlite/, daemon/state/redis/journal.py)."""
 
 from __future__ import annotations
 

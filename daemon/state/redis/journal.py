@@ -1,6 +1,6 @@
 """The durable inbox and the turn journal in Redis: the SQLite store's records, shared.
 
-The same promise as daemon/state/sqlite.py, kept by several hosts at once: a message is
+The same promise as daemon/state/sqlite/, kept by several hosts at once: a message is
 written here before its webhook is answered 200, in the same atomic step as its dedupe
 check; each turn records how far it got (``Stage``) with what it got (transcript, answer,
 ids of the messages sent), so that any host can resume it where it stopped.
