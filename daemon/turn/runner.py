@@ -12,7 +12,8 @@ text send whose outcome is unknown (it timed out, or its answer was lost after t
 went out): the answer may have been delivered, so nothing more is sent rather than risk a
 second message. If only the voice part fails, the text answer stands alone. Upstream calls
 go through the guard (circuit breaker, safe retries: calls.py), and the turn notes its
-progress in the journal so that after a crash it resumes where it stopped (plan.py).
+progress in the journal so that after a crash it resumes where it stopped (start.py counts
+each run, plan.py says where it starts from).
 
 The steps, each a module: the question (question.py: the text, or a voice note's words),
 the answer (answer.py: the cache or the agent — where a streamed answer comes in), its way
@@ -44,7 +45,7 @@ from daemon.lanes import Ran
 from daemon.language_memory import LanguageMemory
 from daemon.limits import Budget, MemoryBudget, MemoryUserLimits, UserLimits
 from daemon.model import Inbound, Kind
-from daemon.observe.logs import current_turn, hashed, message_tag
+from daemon.observe.logs import current_turn, hashed
 from daemon.observe.stages import current_stages
 from daemon.speech import audio as audio_files
 from daemon.state.base import Fence, Journal, Languages, Stage
@@ -59,6 +60,7 @@ from daemon.turn.flow import UNFENCED, Answer, Canned, Flow, TextGate
 from daemon.turn.outbox import Outbox
 from daemon.turn.question import Measure, Questions
 from daemon.turn.report import LIMITED, Outcome, TurnReport, VoiceResult
+from daemon.turn.start import release, start
 from daemon.turn.upstreams import Agent, Speech
 from daemon.turn.voice import VoicePath
 
@@ -175,7 +177,7 @@ class Turn:
             if message.kind is not Kind.TEXT:  # a text carries its own evidence: its script
                 flow.remembered_language = await self._languages.get(message.user.key)
             try:
-                if await self._start(flow):
+                if await start(flow, self._outbox):
                     await self._run_turn(flow)
                     if flow.delivery.state is State.DEFERRED:
                         # Nothing reached the user and WhatsApp said "not now": the row stays
@@ -188,54 +190,9 @@ class Turn:
                     await self._languages.remember(message.user.key, flow.language)
             finally:
                 if flow.counted:
-                    await self._release(flow)
+                    await release(flow)
         self._emit(report)  # carries turn=<id> itself, like every line the turn logged
         return report, ran
-
-    # -- where the turn starts -----------------------------------------------------------
-
-    async def _start(self, flow: Flow) -> bool:
-        """Count this run and plan it from the journal record: where a restarted turn
-        stands. False when the turn must not run (it took the daemon down too often)."""
-        message_id = flow.message.message_id
-        record = await flow.journal.get(message_id)
-        try:
-            attempts: int | None = await flow.journal.attempt(message_id)
-            flow.counted = True
-        except KeyError:  # a journal that does not hold the message: nothing to count
-            attempts = None
-        flow.plan = plan = plans.plan(record, attempts)
-        if plan.start is plans.Start.GIVE_UP:
-            await self._give_up(flow, attempts or 0)
-            return False
-        if plan.resumed:
-            flow.report.resumed = plan.resumed
-            flow.language = plan.language or flow.language
-            log.info("resuming a turn at stage %s", plan.resumed)
-        return True
-
-    async def _give_up(self, flow: Flow, attempts: int) -> None:
-        # Runs that ended normally are released, so these are crashes: the turn itself
-        # takes the daemon down. Give up, but still tell the user once.
-        log.error(
-            "turn of message %s given up after %d attempts",
-            message_tag(flow.message.message_id),
-            attempts - 1,
-        )
-        flow.report.outcome = Outcome.GAVE_UP
-        if flow.plan.text_sent:
-            flow.delivery.move(Event.ALREADY_SENT)  # the answer went out before: nothing more
-        else:
-            await self._outbox.say(flow, flow.texts.agent_down)
-        await flow.note(Stage.FAILED, outcome=Outcome.GAVE_UP)
-
-    async def _release(self, flow: Flow) -> None:
-        """Un-count this run: it ended (or was cancelled) without taking the daemon down."""
-        with trio.CancelScope(shield=True):  # a drain's cancellation must not skip it
-            try:
-                await flow.journal.release(flow.message.message_id)
-            except Exception as exc:  # the store may be closing; the count errs towards safety
-                log.info("could not release the turn's attempt: %s", exc)
 
     # -- the turn ------------------------------------------------------------------------
 
