@@ -206,21 +206,10 @@ class SessionLog(Protocol):
     async def drop_idle_sessions(self, idle_since: float) -> int: ...
 
 
-class Store(Inbox, Journal, Backlog, SessionLog, Protocol):
+class Store(Journal, Inbox, Backlog, SessionLog, Protocol):
     """A whole backend of one host: the inbox, the journal, the backlog and the sessions in
-    one place, with its readiness probe."""
-
-    async def progress(
-        self,
-        message_id: str,
-        stage: Stage,
-        *,
-        transcript: Transcript | None = None,
-        answer: str | None = None,
-        outcome: str | None = None,
-        text_ids: Sequence[str] | None = None,
-        voice_id: str | None = None,
-    ) -> Stage | None: ...
+    one place, with its readiness probe. (Its ``progress`` is the journal's, which takes
+    every call the inbox's and the backlog's make.)"""
 
     async def probe(self) -> None:
         """Raise when the backend can't take writes now (for /readyz)."""

@@ -4,56 +4,25 @@
 breaker and safe retries: daemon/resilience/guard.py) and books it on the turn's report:
 the seconds it took under its stage name, and, when it got no HTTP answer at all, a failure
 (the HTTP ones are counted by the clients' response hooks). A turn without a guard of its
-own gets ``Unguarded``: one attempt, its timeout, nothing else.
+own gets ``unguarded()``: one attempt, its timeout, nothing else.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Protocol, TypeVar
-
-import trio
+from typing import TypeVar
 
 from daemon.errors import UpstreamError, UpstreamTimeout
 from daemon.resilience.breaker import CircuitOpen
+from daemon.resilience.guard import Guard
 from daemon.turn.report import TurnReport
 
 T = TypeVar("T")
 
 
-class Guard(Protocol):
-    """What the turn needs of daemon/resilience/guard.py's ``Guard``."""
-
-    async def call(
-        self,
-        upstream: str,
-        seconds: float,
-        fn: Callable[[], Awaitable[T]],
-        *,
-        idempotent: bool,
-        on_attempt: Callable[[], None] | None = None,
-    ) -> T: ...
-
-
-class Unguarded:
-    """A pass-through guard: one attempt within ``seconds``, no breaker, no retry."""
-
-    async def call(
-        self,
-        upstream: str,
-        seconds: float,
-        fn: Callable[[], Awaitable[T]],
-        *,
-        idempotent: bool,
-        on_attempt: Callable[[], None] | None = None,
-    ) -> T:
-        if on_attempt is not None:
-            on_attempt()
-        try:
-            with trio.fail_after(seconds):
-                return await fn()
-        except trio.TooSlowError:
-            raise UpstreamTimeout(upstream, seconds) from None
+def unguarded() -> Guard:
+    """A pass-through guard: one attempt within its timeout; no breaker, no retry."""
+    return Guard({}, new_budget=None, max_attempts=1)
 
 
 class Calls:

@@ -47,12 +47,13 @@ from daemon.limits import Budget, MemoryBudget, MemoryUserLimits, UserLimits
 from daemon.model import Inbound, Kind
 from daemon.observe.logs import current_turn, hashed
 from daemon.observe.stages import current_stages
+from daemon.resilience.guard import Guard
 from daemon.speech import audio as audio_files
 from daemon.state.base import Fence, Journal, Languages, Stage
 from daemon.state.memory import MemoryStore
 from daemon.turn import plan as plans
 from daemon.turn.answer import Answering
-from daemon.turn.calls import Calls, Guard, Unguarded
+from daemon.turn.calls import Calls, unguarded
 from daemon.turn.costs import Costs
 from daemon.turn.delivery import Event, State
 from daemon.turn.extras import Extras
@@ -109,7 +110,7 @@ class Turn:
             MemoryUserLimits(unlimited) if limits is None else limits,
         )
         self._costs = costs
-        calls = Calls(Unguarded() if guard is None else guard, clock)
+        calls = Calls(unguarded() if guard is None else guard, clock)
         self._outbox = Outbox(channel, calls, costs, timeouts, clock)
         self._extras = Extras(channel, costs, timeouts, self._ux)
         self._voice = VoicePath(channel, speech, calls, costs, voice, timeouts, clock)
