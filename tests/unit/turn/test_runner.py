@@ -535,3 +535,68 @@ async def test_a_voice_note_hears_its_apology_when_the_apology_is_pre_rendered()
     channel = FakeChannel()
     await make_turn(channel, FakeAgent(error=down), FakeSpeech()).run(voice_msg())
     assert channel.sent("text") == [TEXTS.agent_down] and channel.sent("voice") == []
+
+
+# -- the fence: may this host still send for the user (several hosts, issue 13) -------------
+
+
+class CountingFence:
+    """Allows every send and counts the questions; ``refuse`` makes it refuse from then on."""
+
+    def __init__(self, channel: FakeChannel) -> None:
+        self.channel = channel
+        self.asked_before: list[int] = []  # how many messages had gone out at each question
+        self.refuse = False
+
+    async def may_send(self) -> None:
+        self.asked_before.append(len([k for k, _ in self.channel.events if k in SENDS]))
+        if self.refuse:
+            raise LeaseTaken("another host holds this user")
+
+
+class LeaseTaken(Exception):
+    pass
+
+
+SENDS = ("text", "voice")
+
+
+async def test_every_message_of_a_turn_asks_the_fence_first(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    channel = FakeChannel()
+    fence = CountingFence(channel)
+    turn = make_turn(channel, FakeAgent(delay=10), ux=UxConfig(holding_after=3))
+    report = await turn.run(text_msg(), fence=fence)
+    assert report.extras == ["holding"] and len(channel.sent("text")) == 2
+    assert fence.asked_before == [0, 1]  # before the holding message, before the answer
+
+    channel = FakeChannel()
+    fence = CountingFence(channel)
+    turn = make_turn(channel, ux=UxConfig(holding_after=0, echo_transcript=True))
+    report = await turn.run(voice_msg(), fence=fence)
+    assert report.extras == ["echo"] and report.voice == "sent"
+    assert len(channel.sent("text")) == 2 and len(channel.sent("voice")) == 1
+    assert fence.asked_before == [0, 1, 2]  # the echo, the answer, its voice note
+
+
+async def test_a_refusing_fence_means_nothing_is_sent_not_even_an_apology() -> None:
+    channel = FakeChannel()
+    fence = CountingFence(channel)
+    fence.refuse = True
+    report = await make_turn(channel).run(voice_msg(), fence=fence)
+    assert channel.sent("text") == [] and channel.sent("voice") == []
+    assert fence.asked_before == [0]  # asked once, for the answer: no apology tried after it
+    assert report.outcome == "error"  # what issue 13's lease holder will have to map
+
+
+async def test_a_run_writes_to_the_journal_it_is_given(store: SqliteStore) -> None:
+    """With several hosts the journal is that of the user's lease, one per run."""
+    message = text_msg()
+    await accepted(store, message)
+    turn = make_turn(FakeChannel())  # its own journal: an empty in-memory one
+    report = await turn.run(message, journal=store)
+    record = await store.get(message.message_id)
+    assert report.outcome == "answered"
+    assert record is not None and record.stage is Stage.DONE and record.text_ids == ("wamid.1",)
+    assert record.attempts == 0  # counted, then released
