@@ -22,8 +22,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from daemon.turn import TurnReport
+if TYPE_CHECKING:  # the turn imports observe, not the other way round
+    from daemon.turn.report import TurnReport
+
 
 # Outcomes that are the answer (or the polite reply the message called for), not a failure.
 FINE = frozenset({"answered", "escalated", "unsupported", "no_speech"})

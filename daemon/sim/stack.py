@@ -38,7 +38,7 @@ from daemon.sim.elevenlabs import ElevenLabsSim
 from daemon.sim.graph import GraphSim
 from daemon.sim.graph import SentMessage as GraphSent
 from daemon.sim.twilio import TwilioSim, TwilioWebhookSender, webhook_params
-from daemon.turn import TurnReport
+from daemon.turn.report import TurnReport
 
 PHONE_NUMBER_ID = "106540352242922"
 AGENT_ID = "0XxSIM0000000001AA"
