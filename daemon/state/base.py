@@ -4,6 +4,7 @@
     -----------------  ------------------------------  ---------------------------------
     Inbox, Backlog     sqlite.SqliteStore              redis.RedisJournal
     Journal            sqlite.SqliteStore              redis.FencedJournal (per lease)
+    Fence              turn.flow.UNFENCED (always may) partial(Leases.may_send, lease)
     SessionLog         sqlite.SqliteStore              redis.RedisSessions
     Store (all four)   sqlite.SqliteStore, memory.MemoryStore
     Languages          language_memory.LanguageMemory  redis.RedisLanguages
@@ -36,7 +37,7 @@ turn got and what it got there (transcript, answer, ids of the messages sent).
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -158,13 +159,14 @@ class Journal(Protocol):
 
 
 class Fence(Protocol):
-    """Asked right before every message a turn sends: may this host still send for the user?
+    """Awaited right before every message a turn sends: may this host still send for the user?
 
-    One host always may (``UNFENCED``). With several hosts, a host whose lease on the user
-    was taken over by another must not send (redis/leases.py ``may_send``, which raises
-    ``LeaseLost``); the turn passes whatever this raises on, like a bug, and sends nothing."""
+    One host always may (turn/flow.py ``UNFENCED``). With several hosts, a host whose lease
+    on the user was taken over by another must not send: the fence is the lease's own check,
+    ``functools.partial(leases.may_send, lease)`` (redis/leases.py), which raises
+    ``LeaseLost``; the turn lets whatever it raises through, like a bug, and sends nothing."""
 
-    async def may_send(self) -> None: ...
+    def __call__(self) -> Awaitable[None]: ...
 
 
 class Backlog(Protocol):

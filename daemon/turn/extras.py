@@ -68,7 +68,7 @@ class Extras:
             await self._send(flow, "echo", echo)
 
     async def _send(self, flow: Flow, name: str, text: str) -> None:
-        await flow.fence.may_send()
+        await flow.may_send()
         try:
             with trio.move_on_after(self._timeouts.whatsapp):
                 ids = await self._channel.send_text(flow.message.user, text)

@@ -27,14 +27,11 @@ from daemon.turn.report import Outcome, TurnReport
 log = logging.getLogger("daemon.turn")
 
 
-class Unfenced:
+async def _unfenced() -> None:
     """The fence of one host: it may always send."""
 
-    async def may_send(self) -> None:
-        return None
 
-
-UNFENCED: Fence = Unfenced()
+UNFENCED: Fence = _unfenced
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +64,7 @@ class Flow:
         self.message = message
         self.report = report
         self.journal = journal
-        self.fence = fence
+        self.may_send = fence  # awaited before every message sent
         self._texts = texts
         self.plan: Plan = FRESH  # where the turn started (the journal's record of it)
         self.counted = False  # the journal counted this run (released when it ends)

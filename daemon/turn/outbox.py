@@ -108,7 +108,7 @@ class Outbox:
 
     async def _send(self, flow: Flow, text: str) -> list[str]:
         """The answer (or the message in its place) to the user: one guarded send."""
-        await flow.fence.may_send()
+        await flow.may_send()
         return await self._calls.timed(
             flow.report,
             "send",

@@ -160,7 +160,7 @@ class VoicePath:
         )
         if gate is not None and not await gate.wait():
             return None
-        await flow.fence.may_send()
+        await flow.may_send()
         voice_id = await self._calls.timed(
             flow.report,
             "voice_send",

@@ -39,9 +39,13 @@ from daemon.state.redis.takeover import Probe as Probe
 from daemon.state.redis.takeover import WorkIndex as WorkIndex
 
 if TYPE_CHECKING:
+    from functools import partial
+
     from daemon.state import base
 
     def _fits(
+        leases: Leases,
+        lease: Lease,
         journal: RedisJournal,
         fenced: FencedJournal,
         sessions: RedisSessions,
@@ -56,6 +60,7 @@ if TYPE_CHECKING:
     ) -> None:
         """Never called: mypy holds the building blocks to the protocols of state/base.py."""
         _: tuple[
+            base.Fence,
             base.Inbox,
             base.Backlog,
             base.Journal,
@@ -69,6 +74,7 @@ if TYPE_CHECKING:
             base.MediaIdStore,
             base.PublicMediaStore,
         ] = (
+            partial(leases.may_send, lease),
             journal,
             journal,
             fenced,

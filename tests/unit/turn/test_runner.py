@@ -548,7 +548,7 @@ class CountingFence:
         self.asked_before: list[int] = []  # how many messages had gone out at each question
         self.refuse = False
 
-    async def may_send(self) -> None:
+    async def __call__(self) -> None:
         self.asked_before.append(len([k for k, _ in self.channel.events if k in SENDS]))
         if self.refuse:
             raise LeaseTaken("another host holds this user")
