@@ -359,14 +359,11 @@ class Handover:
 
 
 class Deferrals:
-    """Rule 3: per user, the messages whose turn was deferred, oldest first; a later
-    message of the same user waits behind them until they are finished.
-
-    The ids live in ``deferred`` (daemon/state/base.py ``DeferredMessages``: a bounded map
-    on one host, Redis for several); whether an earlier one is finished, the journal says
-    (finished meanwhile, or given up by the resume loop: no longer in the way). A message
-    held back is reported by ``held`` (the turn's report, outcome ``deferred``) and joins
-    the queue, so the resume loop brings it again after the one it waits for."""
+    """Rule 3: per user, the messages whose turn was deferred, oldest first (``deferred``:
+    a bounded map on one host, Redis for several); a later message of the user waits behind
+    them until the journal says they are finished (or given up by the resume loop). A
+    message held back is reported by ``held`` (outcome ``deferred``) and joins the queue,
+    so the resume loop brings it again after the one it waits for."""
 
     def __init__(
         self,
