@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: run test lint install bench clean
+.PHONY: run test lint install bench bench-profile clean
 
 PROVIDER ?= meta
 
@@ -29,8 +30,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
-bench: $(STAMP)  ## the benchmarks (not part of the test suite)
-	$(BIN)/python -m bench.turns
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	@touch $@
+
+bench: $(BENCH_STAMP)  ## CPU, latency and connections per turn next to the floor (~4 min; bench/README.md)
+	$(BIN)/python -m bench.lean --out bench/results
+
+bench-profile: $(BENCH_STAMP)  ## py-spy profile of `wa-agentd serve` under load (bench/README.md)
+	$(BIN)/python -m bench.profile --out bench/results
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info
