@@ -1,23 +1,24 @@
-"""Where the daemon's CPU goes per turn: ``wa-agentd serve`` under steady load, sampled by py-spy.
+"""Where a server's CPU goes per turn: ``wa-agentd serve`` (or the floor) under load, by py-spy.
 
-    .venv/bin/python -m bench.profile [--out bench/out] [--seconds 30] [--rate 250]
-                                      [--daemon-config SECTION.KEY=JSON ...]
+    .venv/bin/python -m bench.profile [--out bench/out] [--target daemon-meta]
+                                      [--loads text voice saturation] [--seconds 20]
+                                      [--rate 250] [--daemon-config SECTION.KEY=JSON ...]
 
-The daemon runs as its own process against the simulators (as in ``bench.lean``), under
-open-loop load with upstreams answering at once: ``text`` (text turns at ``TEXT_RATE``/s),
-then ``voice`` (voice notes at ``VOICE_RATE``/s). During each, ``py-spy record -p PID
---nonblocking --threads`` samples it (``--nonblocking``: the daemon is never paused, at the
-price of a few torn samples, which py-spy counts as errors). Only threads on the CPU are
-sampled (py-spy leaves out threads waiting in a system call), so shares are shares of the
-daemon's CPU time.
+The server runs as its own process against the simulators (as in ``bench.lean``); one text
+phase first gives every user an agent session. Then, for each load (``text``: text turns
+open-loop at ``TEXT_RATE``/s; ``voice``: voice notes open-loop at ``VOICE_RATE``/s;
+``saturation``: a closed loop of 64 users), after a 2 s warm-up, ``py-spy record -p PID
+--nonblocking --threads`` samples it for ``--seconds`` (``--nonblocking``: the server is
+never paused, at the price of some torn samples, which py-spy counts as errors), while
+``/proc/<pid>/task/*/stat`` gives what each thread really used.
 
-Output in ``--out``: ``profile-<load>.raw.gz`` (py-spy's collapsed stacks: one line per
-distinct stack, "thread (tid): name;frame;frame count", readable by flamegraph.pl and
-speedscope), ``profile.json`` and ``profile.md``: per load, the share of samples
+Output in ``--out``: ``profile-<load>.raw.gz`` (py-spy's collapsed stacks, "thread (tid):
+name;frame;frame count" per line, for flamegraph.pl or speedscope), ``profile.json`` and
+``profile.md``: per load, in % of the server's CPU,
 
 - *inclusive* for the suspects the issue named (httpx with what runs beneath it, httpcore,
-  its pool planning, ``daemon/http_guard.py``, hypercorn + Quart, SQLite on the worker
-  threads, the thread hops on the event loop's side, logging, metrics, JSON);
+  its pool planning, ``daemon/http_guard.py``, hypercorn, Quart, SQLite on the worker
+  threads, both sides of the thread hops, logging, metrics, JSON), categories overlapping;
 - *self* by package of the frame on top (where the CPU really was), and the top frames.
 """
 
@@ -31,7 +32,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ from daemon.observe import logs
 from daemon.sim.stack import open_sims
 
 from . import lean, proc
-from .loadgen import Tracker, open_loop
+from .loadgen import Tracker, Turn, open_loop
 
 NONBLOCKING = True
 TEXT_RATE = 60.0
@@ -204,7 +205,8 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [
         "# bench.profile",
         "",
-        f"Commit `{run['commit']}`{' (dirty tree)' if run['dirty'] else ''}, {run['date']}; "
+        f"`{result['target']}` at commit `{run['commit']}`"
+        f"{' (dirty tree)' if run['dirty'] else ''}, {run['date']}; "
         f"py-spy {run['py_spy']} at {run['rate']} Hz, {run['mode']} --threads, "
         f"{run['seconds']} s per load.",
         "",
@@ -222,8 +224,8 @@ def markdown(result: dict[str, Any]) -> str:
             f"## {load}: {data['describe']}",
             "",
             f"{s['samples']} samples ({data['errors']} torn, "
-            f"{sum(s['wait_point_samples'].values())} at wait points); daemon CPU "
-            f"{data['cpu_util']:.2f} of a core, {data['cpu_ms_per_turn']} ms per turn "
+            f"{sum(s['wait_point_samples'].values())} at wait points); {data['turns_per_s']} "
+            f"turns/s, CPU {data['cpu_util']:.2f} of a core, {data['cpu_ms_per_turn']} ms per turn "
             f"(others used {data['other_cpu_share']} of the machine); CPU by thread: "
             + ", ".join(f"{k} {v} %" for k, v in s["cpu_split"].items()),
             "",
@@ -253,23 +255,24 @@ def cpu_split(
     return {k: v / total for k, v in used.items()} if total else {}
 
 
+Drive = Callable[[float, float], Awaitable[list[Turn]]]  # (start, until) -> the turns sent
+
+
 async def profile_load(
-    bench: lean.Bench,
-    target: lean.Target,
-    turns: list[Any],
-    rate: float,
-    seconds: float,
-    sample_rate: int,
-    raw: Path,
+    bench: lean.Bench, target: lean.Target, drive: Drive, seconds: float, rate: int, raw: Path
 ) -> dict[str, Any]:
+    """Run ``drive`` for a warm-up plus ``seconds``; py-spy samples the server meanwhile."""
     bench.tracker.forget()
-    for turn in turns:
-        bench.tracker.add(turn)
     await target.pool.warm(16)
     start = trio.current_time() + 0.2
     warmup = 2.0
+    sent: list[Turn] = []
+
+    async def load() -> None:
+        sent.extend(await drive(start, start + warmup + seconds + 0.5))
+
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(open_loop, target.pool.post, turns, rate, start)
+        nursery.start_soon(load)
         await trio.sleep_until(start + warmup)
         first = bench.snapshot(target)
         threads_before = proc.thread_cpu(target.pid)
@@ -282,7 +285,7 @@ async def profile_load(
                 *(["--nonblocking"] if NONBLOCKING else []),
                 "--threads",
                 "--rate",
-                str(sample_rate),
+                str(rate),
                 "--duration",
                 str(int(seconds)),
                 "--format",
@@ -296,56 +299,108 @@ async def profile_load(
         )
         threads_after = proc.thread_cpu(target.pid)
         last = bench.snapshot(target)
-    await lean.drain(bench, turns)
-    inside = [t for t in turns if first.at <= t.scheduled < last.at]
+    await lean.drain(bench, sent)
+    inside = [t for t in sent if first.at <= t.scheduled < last.at]
     figures = lean.window_figures(bench, target, inside, first, last)
     errors = re.search(rb"Errors: (\d+)", spy.stdout + spy.stderr)
     return {
-        "figures": figures,
+        "cpu_util": figures["cpu_util"],
+        "cpu_ms_per_turn": figures["cpu_ms_per_turn"],
+        "turns_per_s": figures["turns_per_s"],
+        "other_cpu_share": figures["other_cpu_share"],
         "cpu_split": cpu_split(target.pid, threads_before, threads_after),
         "errors": int(errors.group(1)) if errors else None,
         "py_spy_exit": spy.returncode,
-        "py_spy_stderr": spy.stderr.decode(errors="replace")[-500:],
+    }
+
+
+def loads(bench: lean.Bench, target: lean.Target) -> dict[str, tuple[str, Drive]]:
+    """The loads to profile under: open loops of text and of voice notes, and saturation."""
+
+    async def text(start: float, until: float) -> list[Turn]:
+        users = lean.open_loop_users(bench.plan)
+        count = int(TEXT_RATE * (until - start))
+        turns = [
+            bench.tracker.add(target.hooks.text(lean.user_id(i % users))) for i in range(count)
+        ]
+        await open_loop(target.pool.post, turns, TEXT_RATE, start)
+        return turns
+
+    async def voice(start: float, until: float) -> list[Turn]:
+        keys = [lean.new_key() for _ in range(int(VOICE_RATE * (until - start)))]
+        audio = await lean.recordings(keys)
+        users = max(1, int(VOICE_RATE * 2))
+        turns = [
+            bench.tracker.add(target.hooks.voice(lean.user_id(10_000 + i % users), k, audio[k]))
+            for i, k in enumerate(keys)
+        ]
+        await open_loop(target.pool.post, turns, VOICE_RATE, start)
+        return turns
+
+    async def saturation(start: float, until: float) -> list[Turn]:
+        sent: list[Turn] = []
+
+        def maker(user: str) -> Callable[[], Turn]:
+            def next_turn() -> Turn:
+                sent.append(target.hooks.text(user))
+                return sent[-1]
+
+            return next_turn
+
+        async with trio.open_nursery() as nursery:
+            for n in range(bench.plan.saturation_users):
+                nursery.start_soon(
+                    lean.partial_user,
+                    target,
+                    bench.tracker,
+                    maker(lean.user_id(30_000 + n)),
+                    start,
+                    until,
+                )
+        return sent
+
+    return {
+        "text": (f"text turns, open loop at {TEXT_RATE:g}/s", text),
+        "voice": (f"voice notes, open loop at {VOICE_RATE:g}/s", voice),
+        "saturation": (
+            f"text turns, closed loop of {bench.plan.saturation_users} users (saturation)",
+            saturation,
+        ),
     }
 
 
 async def run(
-    out: Path, seconds: float, sample_rate: int, config: dict[str, Any]
+    out: Path,
+    target_name: str,
+    chosen: list[str],
+    seconds: float,
+    sample_rate: int,
+    config: dict[str, Any],
 ) -> dict[str, Any]:
-    result: dict[str, Any] = {"loads": {}}
+    result: dict[str, Any] = {"target": target_name, "loads": {}}
+    provider = "twilio" if target_name == "daemon-twilio" else "meta"
     with tempfile.TemporaryDirectory(prefix="bench-profile-") as scratch:
         async with open_sims() as sims, trio.open_nursery() as background:
-            tracker = Tracker("meta", sims)
+            tracker = Tracker(provider, sims)
             bench = lean.Bench(lean.Plan(), sims, tracker, Path(scratch), config)
             background.start_soon(tracker.run)
-            spawn = lean.daemon_spawner(bench, "meta")
-            async with lean.started(bench, "daemon-meta", "meta", spawn) as target:
-                total = seconds + 3
-                texts = [
-                    target.hooks.text(lean.user_id(i % 100)) for i in range(int(TEXT_RATE * total))
-                ]
-                loads = {"text": (TEXT_RATE, texts, f"text turns, open loop at {TEXT_RATE:g}/s")}
-                keys = [lean.new_key() for _ in range(int(VOICE_RATE * total))]
-                audio = await lean.recordings(keys)
-                voice = [
-                    target.hooks.voice(lean.user_id(10_000 + i % 20), k, audio[k])
-                    for i, k in enumerate(keys)
-                ]
-                loads["voice"] = (VOICE_RATE, voice, f"voice notes, open loop at {VOICE_RATE:g}/s")
-                for name, (rate, turns, describe) in loads.items():
+            spawn = (
+                (lambda env: lean.spawn_floor(bench, env))
+                if target_name == "floor"
+                else lean.daemon_spawner(bench, provider)
+            )
+            async with lean.started(bench, target_name, provider, spawn) as target:
+                # Every user of the loads gets its agent session first (not profiled).
+                await lean.text_phase(bench, target)
+                for name, (describe, drive) in loads(bench, target).items():
+                    if name not in chosen:
+                        continue
                     raw = Path(scratch) / f"{name}.raw"
-                    got = await profile_load(bench, target, turns, rate, seconds, sample_rate, raw)
+                    got = await profile_load(bench, target, drive, seconds, sample_rate, raw)
                     text = raw.read_text() if raw.exists() else ""
                     (out / f"profile-{name}.raw.gz").write_bytes(gzip.compress(text.encode()))
-                    figures = got.pop("figures")
-                    result["loads"][name] = {
-                        "describe": describe,
-                        "cpu_util": figures["cpu_util"],
-                        "cpu_ms_per_turn": figures["cpu_ms_per_turn"],
-                        "other_cpu_share": figures["other_cpu_share"],
-                        **got,
-                        "summary": summarise(parse(text.splitlines()), got["cpu_split"]),
-                    }
+                    summary = summarise(parse(text.splitlines()), got["cpu_split"])
+                    result["loads"][name] = {"describe": describe, **got, "summary": summary}
             background.cancel_scope.cancel()
     return result
 
@@ -353,14 +408,16 @@ async def run(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=lean.ROOT / "bench" / "out")
-    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--target", default="daemon-meta", choices=lean.TARGET_PHASES)
+    parser.add_argument("--loads", nargs="+", default=["text", "voice", "saturation"])
+    parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--daemon-config", action="append", default=[], metavar="S.K=JSON")
     args = parser.parse_args()
     logs.setup("error")
     args.out.mkdir(parents=True, exist_ok=True)
     config = lean.parse_overrides(args.daemon_config)
-    result = trio.run(run, args.out, args.seconds, args.rate, config)
+    result = trio.run(run, args.out, args.target, args.loads, args.seconds, args.rate, config)
     from importlib.metadata import version
 
     result["run"] = {
