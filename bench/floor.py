@@ -179,7 +179,7 @@ def create_app(floor: Floor) -> QuartTrio:
 
     @app.post(floor.cfg["webhook_path"])
     async def webhook() -> Response:
-        body = await request.get_data()
+        body = await request.get_data(cache=False, as_text=False, parse_form_data=False)
         if not floor.verified(body, request.headers.get("X-Hub-Signature-256", "")):
             return Response("bad signature", status=401)
         try:

@@ -598,7 +598,7 @@ async def measure(bench: Bench, target: Target, phases: tuple[str, ...]) -> dict
         "peak_rss_mib": round(end.hwm_kib / MIB, 1),
         "threads_end": end.threads,
     }
-    out["log"] = log_summary(target.process.log)
+    out["log"] = log_summary(bytes(target.process.log))
     return out
 
 

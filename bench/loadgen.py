@@ -185,15 +185,15 @@ class Tracker:
                     self.unmatched["audio"] += 1
                 continue
             match = KEY.search(text or "")
-            turn = self.turns.get(int(match.group(1))) if match else None
-            if turn is None or not math.isnan(turn.text_at):
+            answered = self.turns.get(int(match.group(1))) if match else None
+            if answered is None or not math.isnan(answered.text_at):
                 self.unmatched["text"] += 1
                 continue
-            turn.text_at = at
-            if turn.kind == "voice":
-                self._voice_waiting.setdefault(to, deque()).append(turn)
+            answered.text_at = at
+            if answered.kind == "voice":
+                self._voice_waiting.setdefault(to, deque()).append(answered)
             else:
-                turn.done.set()
+                answered.done.set()
 
     def _new_deliveries(self) -> Iterator[tuple[str, str, str | None, float]]:
         if self.provider == "twilio":

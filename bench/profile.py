@@ -31,7 +31,7 @@ import re
 import sys
 import tempfile
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +42,7 @@ import trio
 from daemon.observe import logs
 from daemon.sim.stack import open_sims
 
-from . import lean, proc
+from . import lean, loadgen, proc
 from .loadgen import Tracker, Turn, open_loop
 
 NONBLOCKING = True
@@ -153,10 +153,10 @@ def summarise(
             return 100 / total_busy
         return 100 * cpu_split.get(kind, 0.0) / busy[kind] if busy[kind] else 0.0
 
-    suspects: Counter[str] = Counter()
-    selfs: Counter[str] = Counter()
-    top_self: Counter[str] = Counter()
-    inclusive: Counter[str] = Counter()
+    suspects: defaultdict[str, float] = defaultdict(float)
+    selfs: defaultdict[str, float] = defaultdict(float)
+    top_self: defaultdict[str, float] = defaultdict(float)
+    inclusive: defaultdict[str, float] = defaultdict(float)
     for sample in samples:
         if sample.frames and sample.frames[-1] in WAITS:
             continue
@@ -174,8 +174,9 @@ def summarise(
         for func, file in set(sample.frames):
             inclusive[f"{func} ({file})"] += w
 
-    def rounded(counter: Counter[str], n: int) -> dict[str, float]:
-        return {k: round(v, 1) for k, v in counter.most_common(n)}
+    def rounded(shares: dict[str, float], n: int) -> dict[str, float]:
+        ordered = sorted(shares.items(), key=lambda kv: -kv[1])[:n]
+        return {k: round(v, 1) for k, v in ordered}
 
     return {
         "samples": sum(s.count for s in samples),
@@ -186,8 +187,8 @@ def summarise(
         "self_by_package": rounded(selfs, top),
         "top_self_frames": rounded(top_self, top),
         "top_inclusive_frames": {
-            k: round(v, 1)
-            for k, v in inclusive.most_common(top * 3)
+            k: v
+            for k, v in rounded(inclusive, top * 3).items()
             if "trio/_core/_run.py" not in k and "runpy" not in k
         },
     }
@@ -196,7 +197,7 @@ def summarise(
 _SQLITE = "SQLite on the worker threads (store.py, sqlite3)"
 
 
-def suspects_order(suspects: Counter[str]) -> list[str]:
+def suspects_order(suspects: dict[str, float]) -> list[str]:
     return [*SUSPECTS, *(k for k in suspects if k not in SUSPECTS)]
 
 
@@ -248,7 +249,7 @@ def cpu_split(
 ) -> dict[str, float]:
     """The event loop's and the worker threads' shares of the CPU used between two readings
     (a thread that ended in between is missing from ``after``: its last seconds are lost)."""
-    used: Counter[str] = Counter()
+    used: defaultdict[str, float] = defaultdict(float)
     for tid, (_, cpu) in after.items():
         used[LOOP if tid == pid else WORKERS] += cpu - before.get(tid, ("", 0.0))[1]
     total = sum(used.values())
@@ -327,7 +328,7 @@ def loads(bench: lean.Bench, target: lean.Target) -> dict[str, tuple[str, Drive]
         return turns
 
     async def voice(start: float, until: float) -> list[Turn]:
-        keys = [lean.new_key() for _ in range(int(VOICE_RATE * (until - start)))]
+        keys = [loadgen.new_key() for _ in range(int(VOICE_RATE * (until - start)))]
         audio = await lean.recordings(keys)
         users = max(1, int(VOICE_RATE * 2))
         turns = [

@@ -106,6 +106,8 @@ def markdown(result: Mapping[str, Any]) -> str:
     row("start-up to READY=1 (s)", "startup", "ready_s")
     row("RSS idle (MiB)", "memory", "idle_rss_mib")
     row("RSS peak (MiB)", "memory", "peak_rss_mib")
+    row("others' CPU share, text window", "text", "other_cpu_share")
+    row("others' CPU share, voice window", "voice", "other_cpu_share")
     text_rate = _get(result, "plan", "text_rate")
     voice_rate = _get(result, "plan", "voice_rate")
     lines += [
@@ -126,8 +128,8 @@ def markdown(result: Mapping[str, Any]) -> str:
     rule = "|---|"
     for n in names:
         if _get(targets[n], "open_loop"):
-            header += f" {n} p50 | p99 | CPU | late sends p99 |"
-            rule += "---|---|---|---|"
+            header += f" {n} p50 | p99 | CPU | late sends p99 | others |"
+            rule += "---|---|---|---|---|"
     lines += [header, rule]
     for rate in _get(result, "plan", "mix_rates") or []:
         cells = [f"| {rate} |"]
@@ -139,13 +141,15 @@ def markdown(result: Mapping[str, Any]) -> str:
             cells.append(
                 f" {_cell(_get(phase, 'ack', 'p50_ms'))} | {_cell(_get(phase, 'ack', 'p99_ms'))} |"
                 f" {_cell(_get(phase, 'cpu_util'))} | {_cell(_get(phase, 'send_lag', 'p99_ms'))} |"
+                f" {_cell(_get(phase, 'other_cpu_share'))} |"
             )
         lines.append("".join(cells))
     lines += [
         "",
         "CPU: the process's share of one core over the window. Late sends: how late the "
         "generator's sends went out (timer resolution is 1 ms); a rate whose late sends "
-        "approach its ack figures measured the generator, not the server.",
+        "approach its ack figures measured the generator, not the server. Others: the "
+        "share of the machine's CPU other processes took meanwhile.",
         "",
         "## New TCP connections per turn, steady state",
         "",
@@ -153,8 +157,9 @@ def markdown(result: Mapping[str, Any]) -> str:
         f"{_get(result, 'plan', 'conn_voice_share')} of the turns voice notes; counted at "
         "the simulators' accept, over the window after warm-up.",
         "",
-        "| target | users | WhatsApp | Agentforce | ElevenLabs | turns | time to text p50 (ms) |",
-        "|---|---|---|---|---|---|---|",
+        "| target | users | WhatsApp | Agentforce | ElevenLabs | turns | time to text p50 (ms) "
+        "| p99 |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for n in names:
         for users, phase in (_get(targets[n], "connections") or {}).items():
@@ -163,12 +168,16 @@ def markdown(result: Mapping[str, Any]) -> str:
                 f"| {n} | {users} | {_cell(per_turn.get('whatsapp'))} |"
                 f" {_cell(per_turn.get('agentforce'))} | {_cell(per_turn.get('elevenlabs'))} |"
                 f" {phase['turns']} | {_cell(_get(phase, 'time_to_text', 'p50_ms'))} |"
+                f" {_cell(_get(phase, 'time_to_text', 'p99_ms'))} |"
             )
     lines.append("")
     return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- plot
+
+
+COLOURS = {"daemon-meta": "tab:blue", "daemon-twilio": "tab:orange", "floor": "tab:green"}
 
 
 def plot(series: Mapping[str, Mapping[str, Iterable[float]]], path: Path) -> bool:
@@ -179,6 +188,7 @@ def plot(series: Mapping[str, Mapping[str, Iterable[float]]], path: Path) -> boo
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import ScalarFormatter
     except ImportError:
         return False
     groups = [g for g, lines in series.items() if any(lines.values())]
@@ -186,14 +196,18 @@ def plot(series: Mapping[str, Mapping[str, Iterable[float]]], path: Path) -> boo
     rows = max(1, math.ceil(len(groups) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False)
     for ax, group in zip(axes.flat, groups, strict=False):
+        low, high = INF, 0.0
         for name, values in series[group].items():
             data = sorted(v * 1000 for v in values if not math.isnan(v))
             if not data:
                 continue
+            low, high = min(low, data[0]), max(high, data[-1])
             ys = [(i + 1) / len(data) for i in range(len(data))]
-            ax.step(data, ys, where="post", label=name)
+            ax.step(data, ys, where="post", label=name, color=COLOURS.get(name))
         ax.set_title(group)
-        ax.set_xscale("log")
+        if high > 20 * max(low, 1e-3):  # a long tail: log, else the body is one line
+            ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(ScalarFormatter())
         ax.set_xlabel("ms")
         ax.set_ylabel("share of requests")
         ax.grid(True, which="both", alpha=0.3)
