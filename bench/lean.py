@@ -1,7 +1,8 @@
 """``make bench``: what one turn costs the daemon, next to the floor of its stack, in one run.
 
     .venv/bin/python -m bench.lean [--out bench/out] [--only PHASE ...] [--quick]
-                                   [--daemon-config SECTION.KEY=JSON ...]
+                                   [--targets daemon-meta daemon-twilio floor]
+                                   [--daemon-config SECTION.KEY=JSON ...] [--plan FIELD=JSON ...]
 
 Three servers, one after the other, each as its own process: ``wa-agentd serve`` for Meta,
 ``wa-agentd serve`` for Twilio, and ``bench/floor.py`` (the bare quart-trio + hypercorn +
@@ -24,7 +25,8 @@ generator run in this process, so every figure of a server is its own. For each 
 Output in ``--out``: ``lean.json`` (everything, with the commit measured and whether the
 tree was dirty), ``lean.md`` (the tables) and ``lean.png`` (latency CDFs; needs matplotlib,
 ``pip install -e '.[bench]'``). Not a test: nothing asserts. ``--daemon-config`` overrides
-a config key of both daemons for a what-if (``--daemon-config http.max_keepalive=64``).
+a config key of both daemons for a what-if (``--daemon-config http.max_keepalive=64``),
+``--plan`` a knob of ``Plan`` (``--plan conn_users=[8,64] --plan conn_voice_share=0``).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -717,9 +719,16 @@ def main() -> None:
     parser.add_argument("--targets", nargs="+", default=["daemon-meta", "daemon-twilio", "floor"])
     parser.add_argument("--quick", action="store_true", help="short windows (a smoke run)")
     parser.add_argument("--daemon-config", action="append", default=[], metavar="S.K=JSON")
+    parser.add_argument(
+        "--plan", action="append", default=[], metavar="FIELD=JSON", help="change a Plan knob"
+    )
     args = parser.parse_args()
     logs.setup("error")
     plan = QUICK if args.quick else Plan()
+    for item in args.plan:
+        name, _, value = item.partition("=")
+        loaded = json.loads(value)
+        plan = replace(plan, **{name: tuple(loaded) if isinstance(loaded, list) else loaded})
     phases = tuple(args.only or PHASES)
     result = trio.run(run, plan, phases, tuple(args.targets), parse_overrides(args.daemon_config))
     curves = result.pop("_curves")
