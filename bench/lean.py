@@ -87,6 +87,7 @@ class Plan:
     max_noise: float = 0.10  # share of the machine's CPU others may take during a window
     retries: int = 1  # further attempts of a phase whose window was noisier than that ...
     retry_until: float = 210.0  # ... while the run is younger than this (seconds)
+    quiet_budget: float = 45.0  # seconds in all a run may wait for others to calm down
 
 
 def open_loop_users(plan: Plan) -> int:
@@ -142,6 +143,10 @@ class Bench:
     # latency samples for the plot: panel -> target -> seconds
     curves: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     began: float = field(default_factory=time.monotonic)
+    quiet_left: float = 0.0  # seconds still to spend waiting for a quiet machine (wait_quiet)
+
+    def __post_init__(self) -> None:
+        self.quiet_left = self.plan.quiet_budget
 
     def elapsed(self) -> float:
         return time.monotonic() - self.began
@@ -318,9 +323,6 @@ def window_figures(
     elapsed = last.at - first.at
     finished = [t for t in bench.tracker.turns.values() if first.at <= t.finished_at < last.at]
     cpu_s = last.server.cpu_s - first.server.cpu_s
-    busy = last.machine[0] - first.machine[0]
-    total = last.machine[1] - first.machine[1]
-    ours = (cpu_s + last.own_cpu_s - first.own_cpu_s) * proc.CLK_TCK
     messages = [t for t in turns if t.kind != "status"]
     figures: dict[str, Any] = {
         "window_s": round(elapsed, 2),
@@ -329,7 +331,7 @@ def window_figures(
         "cpu_ms_per_turn": round(cpu_s * 1000 / len(finished), 3) if finished else None,
         "cpu_util": round(cpu_s / elapsed, 3),
         "harness_cpu_util": round((last.own_cpu_s - first.own_cpu_s) / elapsed, 3),
-        "other_cpu_share": round(max(0.0, busy - ours) / total, 3) if total else None,
+        "other_cpu_share": round(others_share(first, last), 3),
         "webhooks": dict(Counter(str(t.status) for t in turns)),
         "ack": report.latency([t.acked - t.scheduled for t in turns]),
         "ack_messages": report.latency([t.acked - t.scheduled for t in messages]),
@@ -364,6 +366,7 @@ async def quietest(bench: Bench, panel: str, target: Target, attempt: Attempt) -
     attempt's ``_samples`` (seconds) become the panel's curve for this target."""
     runs: list[dict[str, Any]] = []
     for _ in range(1 + bench.plan.retries):
+        await wait_quiet(bench, target)
         runs.append(await attempt())
         if _noise(runs[-1]) <= bench.plan.max_noise or bench.elapsed() > bench.plan.retry_until:
             break
@@ -371,6 +374,27 @@ async def quietest(bench: Bench, panel: str, target: Target, attempt: Attempt) -
     best = min(range(len(runs)), key=lambda i: _noise(runs[i]))
     bench.curve(panel, target.name, samples[best])
     return {**runs[best], "noise_of_attempts": [run.get("other_cpu_share") for run in runs]}
+
+
+async def wait_quiet(bench: Bench, target: Target) -> None:
+    """Wait (from the run's ``plan.quiet_budget`` seconds in all) until other processes
+    take under ``plan.max_noise`` of the machine for half a second."""
+    while bench.quiet_left > 0:
+        before = bench.snapshot(target)
+        await trio.sleep(0.5)
+        after = bench.snapshot(target)
+        if others_share(before, after) <= bench.plan.max_noise:
+            return
+        bench.quiet_left -= 0.5
+
+
+def others_share(first: Snapshot, last: Snapshot) -> float:
+    """The share of the machine's CPU that processes other than the bench's took."""
+    busy = last.machine[0] - first.machine[0]
+    total = last.machine[1] - first.machine[1]
+    ours_s = last.server.cpu_s - first.server.cpu_s + last.own_cpu_s - first.own_cpu_s
+    ours = ours_s * proc.CLK_TCK
+    return max(0.0, busy - ours) / total if total else 0.0
 
 
 def _noise(run: dict[str, Any]) -> float:
@@ -683,6 +707,7 @@ async def run(
                     results[name] = await measure(bench, target, phases)
             background.cancel_scope.cancel()
             curves = bench.curves
+            quiet_left = bench.quiet_left
     machine_end = machine_jiffies()
     ours = (proc.own_cpu_s() - own_start) * proc.CLK_TCK  # the servers: ended children
     busy, total = (machine_end[0] - machine_start[0], machine_end[1] - machine_start[1])
@@ -695,6 +720,7 @@ async def run(
             "cpus": os.cpu_count(),
             "duration_s": round(time.monotonic() - began, 1),
             "other_cpu_share": round(max(0.0, busy - ours) / total, 3) if total else None,
+            "quiet_wait_s": round(plan.quiet_budget - quiet_left, 1),
             "versions": versions(),
             "interpreter": interpreter_startup(),
         },
@@ -727,8 +753,9 @@ def main() -> None:
     plan = QUICK if args.quick else Plan()
     for item in args.plan:
         name, _, value = item.partition("=")
-        loaded = json.loads(value)
-        plan = replace(plan, **{name: tuple(loaded) if isinstance(loaded, list) else loaded})
+        loaded: Any = json.loads(value)
+        changes: dict[str, Any] = {name: tuple(loaded) if isinstance(loaded, list) else loaded}
+        plan = replace(plan, **changes)
     phases = tuple(args.only or PHASES)
     result = trio.run(run, plan, phases, tuple(args.targets), parse_overrides(args.daemon_config))
     curves = result.pop("_curves")
