@@ -37,8 +37,9 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 bench: $(BENCH_STAMP)  ## CPU, latency and connections per turn next to the floor (~4 min; bench/README.md)
 	$(BIN)/python -m bench.lean --out bench/results
 
-bench-profile: $(BENCH_STAMP)  ## py-spy profile of `wa-agentd serve` under load (bench/README.md)
+bench-profile: $(BENCH_STAMP)  ## py-spy profiles of `wa-agentd serve` under load (~3 min; bench/README.md)
 	$(BIN)/python -m bench.profile --out bench/results
+	$(BIN)/python -m bench.profile --gil --out bench/results
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

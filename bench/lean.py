@@ -653,6 +653,12 @@ def git(*args: str) -> str:
     return done.stdout.strip()
 
 
+def dirty() -> bool:
+    """Whether the measured code differs from the commit (the results themselves aside)."""
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results")
+    return bool(changed)
+
+
 def interpreter_startup() -> dict[str, float]:
     """What any Python process of this venv pays before the daemon's own start-up: a bare
     interpreter, and importing the daemon's modules (best of three each)."""
@@ -714,7 +720,7 @@ async def run(
     return {
         "run": {
             "commit": git("rev-parse", "HEAD"),
-            "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+            "dirty": dirty(),
             "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
             "python": platform.python_version(),
             "cpus": os.cpu_count(),

@@ -45,7 +45,6 @@ from daemon.sim.stack import open_sims
 from . import lean, loadgen, proc
 from .loadgen import Tracker, Turn, open_loop
 
-NONBLOCKING = True
 TEXT_RATE = 60.0
 VOICE_RATE = 10.0
 FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^():]+):\d+\)$")
@@ -201,6 +200,19 @@ def suspects_order(suspects: dict[str, float]) -> list[str]:
     return [*SUSPECTS, *(k for k in suspects if k not in SUSPECTS)]
 
 
+CPU_NOTE = (
+    "Shares are % of the server's CPU time: /proc gives each thread's CPU over the window "
+    "(event loop vs trio's worker threads), py-spy's samples of each kind of thread spread "
+    "it over the frames. A thread waiting for the GIL looks busy to py-spy (its frame is "
+    "where it stopped: a lock release, a socket call): the `--gil` profile tells them apart."
+)
+GIL_NOTE = (
+    "`--gil`: only the thread holding the GIL is sampled, so shares are % of the time "
+    "Python code ran (any thread), without the waits for the GIL; C code that releases the "
+    "GIL (SQLite's queries, socket system calls, epoll) is not in them."
+)
+
+
 def markdown(result: dict[str, Any]) -> str:
     run = result["run"]
     lines = [
@@ -211,12 +223,11 @@ def markdown(result: dict[str, Any]) -> str:
         f"py-spy {run['py_spy']} at {run['rate']} Hz, {run['mode']} --threads, "
         f"{run['seconds']} s per load.",
         "",
-        "Shares are % of the daemon's CPU time. /proc gives each thread's CPU over the "
-        "window (event loop vs trio's worker threads); py-spy's samples of each kind of "
-        "thread spread it over the frames. Samples whose top frame is a wait point "
-        "(`EpollIOManager.get_events`, `WorkerThread._work`: py-spy counts some waiting "
-        "threads as running) are left out. Inclusive: the share of CPU with that frame on "
-        "the stack (categories overlap). Self: the frame on top.",
+        GIL_NOTE if "--gil" in run["mode"] else CPU_NOTE,
+        "",
+        "Inclusive: the share with that frame on the stack (categories overlap). Self: the "
+        "frame on top. Samples whose top frame is a wait point (`EpollIOManager.get_events`, "
+        "`WorkerThread._work`: py-spy counts some waiting threads as running) are left out.",
         "",
     ]
     for load, data in result["loads"].items():
@@ -228,7 +239,7 @@ def markdown(result: dict[str, Any]) -> str:
             f"{sum(s['wait_point_samples'].values())} at wait points); {data['turns_per_s']} "
             f"turns/s, CPU {data['cpu_util']:.2f} of a core, {data['cpu_ms_per_turn']} ms per turn "
             f"(others used {data['other_cpu_share']} of the machine); CPU by thread: "
-            + ", ".join(f"{k} {v} %" for k, v in s["cpu_split"].items()),
+            + ", ".join(f"{k} {round(100 * v, 1)} %" for k, v in data["cpu_split"].items()),
             "",
             "| inclusive: CPU with a frame in … on the stack | % |",
             "|---|---|",
@@ -260,7 +271,13 @@ Drive = Callable[[float, float], Awaitable[list[Turn]]]  # (start, until) -> the
 
 
 async def profile_load(
-    bench: lean.Bench, target: lean.Target, drive: Drive, seconds: float, rate: int, raw: Path
+    bench: lean.Bench,
+    target: lean.Target,
+    drive: Drive,
+    seconds: float,
+    rate: int,
+    raw: Path,
+    gil: bool,
 ) -> dict[str, Any]:
     """Run ``drive`` for a warm-up plus ``seconds``; py-spy samples the server meanwhile."""
     bench.tracker.forget()
@@ -283,7 +300,8 @@ async def profile_load(
                 "record",
                 "-p",
                 str(target.pid),
-                *(["--nonblocking"] if NONBLOCKING else []),
+                "--nonblocking",
+                *(["--gil"] if gil else []),
                 "--threads",
                 "--rate",
                 str(rate),
@@ -377,6 +395,7 @@ async def run(
     seconds: float,
     sample_rate: int,
     config: dict[str, Any],
+    gil: bool,
 ) -> dict[str, Any]:
     result: dict[str, Any] = {"target": target_name, "loads": {}}
     provider = "twilio" if target_name == "daemon-twilio" else "meta"
@@ -397,10 +416,13 @@ async def run(
                     if name not in chosen:
                         continue
                     raw = Path(scratch) / f"{name}.raw"
-                    got = await profile_load(bench, target, drive, seconds, sample_rate, raw)
+                    got = await profile_load(bench, target, drive, seconds, sample_rate, raw, gil)
                     text = raw.read_text() if raw.exists() else ""
-                    (out / f"profile-{name}.raw.gz").write_bytes(gzip.compress(text.encode()))
-                    summary = summarise(parse(text.splitlines()), got["cpu_split"])
+                    stem = f"profile{'-gil' if gil else ''}-{name}"
+                    (out / f"{stem}.raw.gz").write_bytes(gzip.compress(text.encode()))
+                    # With --gil only the thread holding the GIL is sampled: each sample is
+                    # Python running, whichever thread; no split by thread to weigh with.
+                    summary = summarise(parse(text.splitlines()), None if gil else got["cpu_split"])
                     result["loads"][name] = {"describe": describe, **got, "summary": summary}
             background.cancel_scope.cancel()
     return result
@@ -413,27 +435,33 @@ def main() -> None:
     parser.add_argument("--loads", nargs="+", default=["text", "voice", "saturation"])
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
+    parser.add_argument(
+        "--gil", action="store_true", help="sample only the thread holding the GIL (py-spy --gil)"
+    )
     parser.add_argument("--daemon-config", action="append", default=[], metavar="S.K=JSON")
     args = parser.parse_args()
     logs.setup("error")
     args.out.mkdir(parents=True, exist_ok=True)
     config = lean.parse_overrides(args.daemon_config)
-    result = trio.run(run, args.out, args.target, args.loads, args.seconds, args.rate, config)
+    result = trio.run(
+        run, args.out, args.target, args.loads, args.seconds, args.rate, config, args.gil
+    )
     from importlib.metadata import version
 
     result["run"] = {
         "commit": lean.git("rev-parse", "HEAD"),
-        "dirty": bool(lean.git("status", "--porcelain", "--untracked-files=no")),
+        "dirty": lean.dirty(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
         "py_spy": version("py-spy"),
-        "mode": "--nonblocking" if NONBLOCKING else "blocking (the daemon paused per sample)",
+        "mode": "--nonblocking --gil" if args.gil else "--nonblocking",
         "rate": args.rate,
         "seconds": args.seconds,
         "daemon_config": config,
     }
-    (args.out / "profile.json").write_text(json.dumps(result, indent=2) + "\n")
+    stem = "profile-gil" if args.gil else "profile"
+    (args.out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
     table = markdown(result)
-    (args.out / "profile.md").write_text(table)
+    (args.out / f"{stem}.md").write_text(table)
     print(table)
 
 
