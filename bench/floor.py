@@ -107,10 +107,12 @@ class Floor:
                 nursery.start_soon(self.mark_read, message_id)
                 answer = await self.ask(user, text)
             await self.send(user, answer)
-        except httpx.HTTPStatusError as exc:
-            print(f"floor: turn failed: {exc!r} {exc.response.text}", file=sys.stderr)
-        except (httpx.HTTPError, trio.TooSlowError, KeyError, ValueError) as exc:
-            print(f"floor: turn failed: {exc!r}", file=sys.stderr)
+        except* (httpx.HTTPError, trio.TooSlowError, KeyError, ValueError) as failed:
+            # A failed turn is reported, never the end of the server (the nursery of turns
+            # would take it down with the whole process).
+            for exc in failed.exceptions:
+                detail = exc.response.text if isinstance(exc, httpx.HTTPStatusError) else ""
+                print(f"floor: turn failed: {exc!r} {detail}", file=sys.stderr)
 
     async def mark_read(self, message_id: str) -> None:
         payload = {

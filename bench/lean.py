@@ -198,25 +198,29 @@ async def started(
 
         nursery.start_soon(wait_ready)
         spawned = trio.current_time()
-        async with spawn({"NOTIFY_SOCKET": notify.path}) as process:
-            listening = trio.current_time()
-            nursery.start_soon(process.drain_log)
-            with trio.fail_after(30):
-                await is_ready.wait()
-            signed = process.signed_url or process.webhook_url
-            hooks = Webhooks(provider, bench.sims, process.webhook_url, signed)
-            host, _, port = hooks.hostport.partition(":")
-            pool = http1.Connections(host, int(port))
-            await pool.warm(16)
-            startup = {
-                "ready_s": round(ready[0] - spawned, 3),
-                "listening_log_s": round(listening - spawned, 3),
-            }
-            try:
-                yield Target(name, provider, process, hooks, pool, startup)
-            finally:
-                await pool.aclose()
-                nursery.cancel_scope.cancel()
+        try:
+            async with spawn({"NOTIFY_SOCKET": notify.path}) as process:
+                listening = trio.current_time()
+                nursery.start_soon(process.drain_log)
+                with trio.fail_after(30):
+                    await is_ready.wait()
+                signed = process.signed_url or process.webhook_url
+                hooks = Webhooks(provider, bench.sims, process.webhook_url, signed)
+                host, _, port = hooks.hostport.partition(":")
+                pool = http1.Connections(host, int(port))
+                await pool.warm(16)
+                startup = {
+                    "ready_s": round(ready[0] - spawned, 3),
+                    "listening_log_s": round(listening - spawned, 3),
+                }
+                try:
+                    yield Target(name, provider, process, hooks, pool, startup)
+                finally:
+                    await pool.aclose()
+        finally:
+            # Only once the server is stopped: cancelling earlier would cancel its clean-up
+            # too, and the Cancelled would replace (and so hide) an error of the phases.
+            nursery.cancel_scope.cancel()
 
 
 def daemon_spawner(bench: Bench, provider: str) -> Callable[[dict[str, str]], Any]:
@@ -709,8 +713,12 @@ async def run(
                     else daemon_spawner(bench, provider)
                 )
                 print(f"{name}:", file=sys.stderr)
-                async with started(bench, name, provider, spawn) as target:
-                    results[name] = await measure(bench, target, phases)
+                try:
+                    async with started(bench, name, provider, spawn) as target:
+                        results[name] = await measure(bench, target, phases)
+                except Exception as exc:  # one server failing still leaves the others' figures
+                    print(f"  {name} failed: {exc!r}", file=sys.stderr)
+                    results[name] = {"error": repr(exc)}
             background.cancel_scope.cancel()
             curves = bench.curves
             quiet_left = bench.quiet_left

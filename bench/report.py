@@ -74,6 +74,7 @@ def markdown(result: Mapping[str, Any]) -> str:
     run = result["run"]
     targets = result["targets"]
     names = [n for n in ("daemon-meta", "daemon-twilio", "floor") if n in targets]
+    failed = [f"`{n}`: {targets[n]['error']}" for n in names if "error" in targets[n]]
     lines = [
         "# bench.lean",
         "",
@@ -82,6 +83,7 @@ def markdown(result: Mapping[str, Any]) -> str:
         f"Other processes used {_cell(run.get('other_cpu_share'))} of the machine's CPU "
         "during the run (shared machine: figures are noisier the higher this is).",
         "",
+        *([f"**Failed**: {'; '.join(failed)}", ""] if failed else []),
         "## Per turn",
         "",
         "| | " + " | ".join(names) + " | daemon-meta ÷ floor |",
