@@ -86,8 +86,8 @@ class Plan:
     drain: float = 20.0  # seconds a phase waits for its last answers
     max_noise: float = 0.10  # share of the machine's CPU others may take during a window
     retries: int = 1  # further attempts of a phase whose window was noisier than that ...
-    retry_until: float = 210.0  # ... while the run is younger than this (seconds)
-    quiet_budget: float = 45.0  # seconds in all a run may wait for others to calm down
+    retry_until: float = 180.0  # ... while the run is younger than this (seconds)
+    quiet_budget: float = 30.0  # seconds in all a run may wait for others to calm down
 
 
 def open_loop_users(plan: Plan) -> int:
@@ -199,9 +199,12 @@ async def started(
         nursery.start_soon(wait_ready)
         spawned = trio.current_time()
         try:
-            async with spawn({"NOTIFY_SOCKET": notify.path}) as process:
+            async with (
+                spawn({"NOTIFY_SOCKET": notify.path}) as process,
+                trio.open_nursery() as reader,
+            ):
                 listening = trio.current_time()
-                nursery.start_soon(process.drain_log)
+                reader.start_soon(process.drain_log)
                 with trio.fail_after(30):
                     await is_ready.wait()
                 signed = process.signed_url or process.webhook_url
@@ -217,6 +220,8 @@ async def started(
                     yield Target(name, provider, process, hooks, pool, startup)
                 finally:
                     await pool.aclose()
+                    # The stop reads the rest of the log itself (spawn_daemon).
+                    reader.cancel_scope.cancel()
         finally:
             # Only once the server is stopped: cancelling earlier would cancel its clean-up
             # too, and the Cancelled would replace (and so hide) an error of the phases.
