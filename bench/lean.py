@@ -411,6 +411,39 @@ def _noise(run: dict[str, Any]) -> float:
     return 1.0 if share is None else float(share)
 
 
+async def measured(
+    bench: Bench,
+    target: Target,
+    turns: list[Turn],
+    rate: float,
+    sample: Callable[[Turn], float],
+    warmup: float | None = None,
+    window: float | None = None,
+) -> dict[str, Any]:
+    """One steady open-loop attempt: the window's figures, and ``sample`` of each turn
+    scheduled in it (seconds) as ``_samples`` for the plot."""
+    warmup = bench.plan.warmup if warmup is None else warmup
+    window = bench.plan.window if window is None else window
+    inside, first, last = await steady(bench, target, turns, rate, warmup, window)
+    return {
+        "rate": rate,
+        **window_figures(bench, target, inside, first, last),
+        "_samples": [sample(t) for t in inside],
+    }
+
+
+def _time_to_text(turn: Turn) -> float:
+    return turn.text_at - turn.scheduled
+
+
+def _time_to_voice(turn: Turn) -> float:
+    return turn.voice_at - turn.scheduled
+
+
+def _ack(turn: Turn) -> float:
+    return turn.acked - turn.scheduled
+
+
 async def text_phase(bench: Bench, target: Target) -> dict[str, Any]:
     plan = bench.plan
 
@@ -418,14 +451,7 @@ async def text_phase(bench: Bench, target: Target) -> dict[str, Any]:
         count = int(plan.text_rate * (plan.warmup + plan.window))
         users = open_loop_users(plan)
         turns = [target.hooks.text(user_id(i % users)) for i in range(count)]
-        inside, first, last = await steady(
-            bench, target, turns, plan.text_rate, plan.warmup, plan.window
-        )
-        return {
-            "rate": plan.text_rate,
-            **window_figures(bench, target, inside, first, last),
-            "_samples": [t.text_at - t.scheduled for t in inside],
-        }
+        return await measured(bench, target, turns, plan.text_rate, _time_to_text)
 
     return await quietest(bench, "time to text", target, attempt)
 
@@ -441,14 +467,7 @@ async def voice_phase(bench: Bench, target: Target) -> dict[str, Any]:
             target.hooks.voice(user_id(10_000 + i % users), key, audio[key])
             for i, key in enumerate(keys)
         ]
-        inside, first, last = await steady(
-            bench, target, turns, plan.voice_rate, plan.warmup, plan.window
-        )
-        return {
-            "rate": plan.voice_rate,
-            **window_figures(bench, target, inside, first, last),
-            "_samples": [t.voice_at - t.scheduled for t in inside],
-        }
+        return await measured(bench, target, turns, plan.voice_rate, _time_to_voice)
 
     return await quietest(bench, "time to voice note", target, attempt)
 
@@ -467,13 +486,9 @@ async def open_loop_phase(bench: Bench, target: Target) -> dict[str, Any]:
                 else target.hooks.status(user_id(i % users))
                 for i in range(count)
             ]
-            inside, first, last = await steady(
-                bench, target, turns, rate, plan.mix_warmup, plan.mix_window
+            return await measured(
+                bench, target, turns, rate, _ack, plan.mix_warmup, plan.mix_window
             )
-            return {
-                **window_figures(bench, target, inside, first, last),
-                "_samples": [t.acked - t.scheduled for t in inside],
-            }
 
         results[str(rate)] = await quietest(bench, f"webhook ack at {rate}/s", target, attempt)
     return results
