@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 INF = float("inf")
+# Sends this late (p99) mean the generator could not keep its schedule: the rate's ack
+# figures then measure this process's starvation as much as the server.
+GENERATOR_BEHIND_MS = 5.0
 
 
 def percentile(values: Sequence[float], p: float) -> float:
@@ -140,9 +143,11 @@ def markdown(result: Mapping[str, Any]) -> str:
             if not phases:
                 continue
             phase = phases.get(str(rate), {})
+            lag = _get(phase, "send_lag", "p99_ms")
+            behind = " ⚠" if lag is None or lag > GENERATOR_BEHIND_MS else ""
             cells.append(
                 f" {_cell(_get(phase, 'ack', 'p50_ms'))} | {_cell(_get(phase, 'ack', 'p99_ms'))} |"
-                f" {_cell(_get(phase, 'cpu_util'))} | {_cell(_get(phase, 'send_lag', 'p99_ms'))} |"
+                f" {_cell(_get(phase, 'cpu_util'))} | {_cell(lag)}{behind} |"
                 f" {_cell(_get(phase, 'other_cpu_share'))} |"
             )
         lines.append("".join(cells))
@@ -150,8 +155,9 @@ def markdown(result: Mapping[str, Any]) -> str:
         "",
         "CPU: the process's share of one core over the window. Late sends: how late the "
         "generator's sends went out (timer resolution is 1 ms); a rate whose late sends "
-        "approach its ack figures measured the generator, not the server. Others: the "
-        "share of the machine's CPU other processes took meanwhile.",
+        "approach its ack figures measured the generator, not the server (⚠: over "
+        f"{GENERATOR_BEHIND_MS} ms). Others: the share of the machine's CPU other processes "
+        "took meanwhile.",
         "",
         "## New TCP connections per turn, steady state",
         "",
@@ -220,3 +226,17 @@ def plot(series: Mapping[str, Mapping[str, Iterable[float]]], path: Path) -> boo
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
+
+
+def main() -> None:
+    """``python -m bench.report RESULT.json``: write the Markdown table again from the JSON
+    (after a change to this module, or to read an older run the same way)."""
+    import json
+    import sys
+
+    path = Path(sys.argv[1])
+    path.with_suffix(".md").write_text(markdown(json.loads(path.read_text())))
+
+
+if __name__ == "__main__":
+    main()
