@@ -58,8 +58,7 @@ class StreamBroken(UpstreamUnavailable):
     ``partial`` holds the complete messages that did arrive, ``events`` how many events."""
 
     def __init__(self, message: str, *, partial: AgentReply, events: int) -> None:
-        super().__init__(UPSTREAM, message)
-        self.sent = True
+        super().__init__(UPSTREAM, message, sent=True)
         self.partial = partial
         self.events = events
 

@@ -305,7 +305,7 @@ def _is_transient(status: int) -> bool:
     return status in (408, 423, 429) or status >= 500
 
 
-def _reason(status: int) -> str | None:
+def _reason(status: int) -> Reason | None:
     # Other 5xx (a 500 is also what the 120 s server timeout answers, §7.1) may have been
     # processed: no reason, so a send that got one is an unknown outcome, not repeated.
     return _NOT_PROCESSED_STATUSES.get(status)

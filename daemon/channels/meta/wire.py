@@ -86,7 +86,7 @@ _FATAL_CODES = frozenset(
 )
 
 # What a code means in the daemon's words (UpstreamError.reason, daemon/errors.py), §5.1-§5.2.
-_REASONS: dict[int, str] = {
+_REASONS: dict[int, Reason] = {
     # Not processed; slow down. 4: the app's call rate; 80007: the WABA's; 130429: the
     # number's message throughput. 131057 is what Graph answers while it raises a number's
     # throughput (maintenance mode, up to a minute, §5.2): refused for capacity, not done.
@@ -540,7 +540,7 @@ def parse_graph_error(status: int, body: bytes, *, media_call: bool = False) -> 
         retryable = status >= 500 or status in (423, 429)
     cls = UpstreamUnavailable if retryable else UpstreamRejected
     if media_call and code in MEDIA_GONE_CODES:
-        reason: str | None = Reason.MEDIA_GONE
+        reason: Reason | None = Reason.MEDIA_GONE
     else:
         reason = error_reason(code, status)
     return cls(
@@ -548,7 +548,7 @@ def parse_graph_error(status: int, body: bytes, *, media_call: bool = False) -> 
     )
 
 
-def error_reason(code: int | None, status: int) -> str | None:
+def error_reason(code: int | None, status: int) -> Reason | None:
     """``UpstreamError.reason`` for a Graph error: the code first (§5.1), then 429 / 503."""
     if code is not None:
         reason = _REASONS.get(code)

@@ -70,7 +70,7 @@ _FATAL_CODES = frozenset(
 #   That is the whole sender slowing down, not one user: SLOW_DOWN, not USER_BUSY. Twilio
 #   has no documented code for Meta's per-user pair rate limit (131056).
 # - The user cannot be messaged now, and an apology would fail the same way: RECIPIENT.
-_REASONS: dict[int, str] = {
+_REASONS: dict[int, Reason] = {
     20429: Reason.SLOW_DOWN,
     63017: Reason.SLOW_DOWN,
     63018: Reason.SLOW_DOWN,
@@ -369,7 +369,7 @@ def parse_error(status: int, body: bytes) -> UpstreamError:
     )
 
 
-def error_reason(code: int | None, status: int) -> str | None:
+def error_reason(code: int | None, status: int) -> Reason | None:
     """``UpstreamError.reason`` for a Twilio error: decided on the code first (see _REASONS)."""
     if code is not None:
         reason = _REASONS.get(code)
