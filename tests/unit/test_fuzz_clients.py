@@ -23,7 +23,7 @@ from daemon.channels.meta.client import GraphClient
 from daemon.channels.twilio.client import TwilioClient
 from daemon.errors import UpstreamError
 from daemon.model import AgentReply, Transcript
-from daemon.speech.elevenlabs import ElevenLabs
+from daemon.speech.client import ElevenLabs
 from tests.unit.test_fuzz_parsers import JSON
 
 SETTINGS = settings(
