@@ -17,9 +17,9 @@ from collections.abc import Callable
 import httpx
 import trio
 
+from daemon import upstream
 from daemon.agentforce import wire
 from daemon.errors import UpstreamRejected, UpstreamUnavailable
-from daemon.resilience.retry import with_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +79,8 @@ class TokenSource:
         except httpx.HTTPError as exc:
             raise UpstreamRejected(UPSTREAM, f"token request failed: {exc!r}") from exc
         if not response.is_success:
-            raise with_retry_after(
-                wire.parse_error(response.status_code, response.content), response.headers
+            raise wire.parse_error(
+                response.status_code, response.content, retry_after=upstream.retry_after(response)
             )
         token = wire.parse_token(
             response.content,

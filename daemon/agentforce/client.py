@@ -34,6 +34,7 @@ from collections.abc import Callable
 import httpx
 import trio
 
+from daemon import upstream
 from daemon.agentforce import wire
 from daemon.agentforce.api import AgentApi
 from daemon.agentforce.auth import TokenSource
@@ -43,7 +44,6 @@ from daemon.agentforce.stream_open import StreamOpener
 from daemon.agentforce.streaming import AgentStream
 from daemon.errors import UpstreamRejected
 from daemon.model import AgentReply
-from daemon.resilience.retry import with_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -192,8 +192,8 @@ class AgentforceClient:
             # Not retried here (it used to be, 4 POSTs under the Guard's 3 attempts): the
             # Guard repeats it, within the budget and honouring a Retry-After.
             log.info("agentforce session %s busy (423)", session.session_id)
-        raise with_retry_after(
-            wire.parse_error(response.status_code, response.content), response.headers
+        raise wire.parse_error(
+            response.status_code, response.content, retry_after=upstream.retry_after(response)
         )
 
 

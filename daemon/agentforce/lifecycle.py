@@ -27,13 +27,13 @@ from typing import Protocol
 
 import trio
 
+from daemon import upstream
 from daemon.agentforce import wire
 from daemon.agentforce.api import AgentApi
 from daemon.agentforce.sessions import AgentSession, SessionStore
 from daemon.errors import UpstreamError
 from daemon.model import AgentMessage
 from daemon.observe.logs import hashed
-from daemon.resilience.retry import with_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -192,8 +192,8 @@ class SessionKeeper:
         )
         response = await self._api.start_session(body)
         if not response.is_success:
-            raise with_retry_after(
-                wire.parse_error(response.status_code, response.content), response.headers
+            raise wire.parse_error(
+                response.status_code, response.content, retry_after=upstream.retry_after(response)
             )
         session_id, greeting = wire.parse_session_start(response.content)
         now = self._clock()

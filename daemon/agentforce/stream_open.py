@@ -21,6 +21,7 @@ from functools import partial
 import httpx
 import trio
 
+from daemon import upstream
 from daemon.agentforce import wire
 from daemon.agentforce.api import AgentApi
 from daemon.agentforce.lifecycle import Greeting, SessionGone, SessionKeeper
@@ -29,7 +30,6 @@ from daemon.agentforce.stream import Message
 from daemon.agentforce.streaming import AgentStream
 from daemon.errors import UpstreamError, UpstreamRejected, UpstreamUnavailable
 from daemon.model import AgentReply
-from daemon.resilience.retry import with_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -127,14 +127,14 @@ class StreamOpener:
             await ended(reply, True)
             return AgentStream.replay(AgentReply(greeting + reply.messages), fell_back=False)
         status = response.status_code
-        error = wire.parse_error(status, body)
+        error = wire.parse_error(status, body, retry_after=upstream.retry_after(response))
         if status == 404 and _names_session(body):
             raise SessionGone(error)
         if _refuses_streaming(status, body):
             raise _NoStream(error)
         if status == 423:
             log.info("agentforce session %s busy (423)", session.session_id)
-        raise with_retry_after(error, response.headers)
+        raise error
 
     async def _ended(
         self, user_key: str, session: AgentSession, reply: AgentReply, complete: bool

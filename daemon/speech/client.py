@@ -19,10 +19,10 @@ from urllib.parse import quote
 
 import httpx
 
+from daemon import upstream
 from daemon.cache.audio import audio_key
 from daemon.errors import UpstreamRejected, UpstreamUnavailable
 from daemon.model import Transcript
-from daemon.resilience.retry import with_retry_after
 from daemon.speech.audio import AudioError, ensure_ogg_opus, is_ogg
 from daemon.speech.wire import (
     SENTENCE_FORMAT,
@@ -217,20 +217,23 @@ class ElevenLabs:
             )
         return audio
 
-    async def _post(self, upstream: str, url: str, **kwargs: Any) -> httpx.Response:
+    async def _post(self, upstream_name: str, url: str, **kwargs: Any) -> httpx.Response:
         try:
             response = await self._http.post(url, **kwargs)
         except httpx.TransportError as exc:  # connect/read/write errors and httpx timeouts
-            raise UpstreamUnavailable(upstream, f"{type(exc).__name__}: {exc}") from exc
+            raise UpstreamUnavailable(upstream_name, f"{type(exc).__name__}: {exc}") from exc
         except httpx.DecodingError as exc:  # a body the content-encoding cannot undo
-            raise UpstreamRejected(upstream, f"undecodable reply: {exc}") from exc
+            raise UpstreamRejected(upstream_name, f"undecodable reply: {exc}") from exc
         if not response.is_success:
-            error = with_retry_after(
-                parse_error(response.status_code, response.content, upstream), response.headers
+            error = parse_error(
+                response.status_code,
+                response.content,
+                upstream_name,
+                retry_after=upstream.retry_after(response),
             )
             log.debug(
                 "%s failed: %s, request-id=%s",
-                upstream,
+                upstream_name,
                 error,
                 response.headers.get("request-id"),
             )

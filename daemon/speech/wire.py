@@ -19,8 +19,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from daemon import language
-from daemon.errors import Reason, UpstreamError, UpstreamRejected, UpstreamUnavailable
+from daemon import language, upstream
+from daemon.errors import Reason, UpstreamError, UpstreamRejected
 from daemon.model import Transcript
 from daemon.speech.audio import is_ogg
 
@@ -68,11 +68,14 @@ _EXTENSIONS = {
     "audio/flac": "flac",
 }
 
-_RETRYABLE = frozenset({408, 409, 429})  # plus every 5xx; what the SDK's _should_retry covers
-# "Busy, not done": over the plan's concurrency, server overload (§1.7; the docs say to retry
-# with backoff), or 503. Other 5xx may have done the work; for speech that only costs credits.
-_SLOW_DOWN_STATUSES = frozenset({429, 503})
-_BUSY = frozenset({"system_busy", "too_many_concurrent_requests"})
+# "Busy, not done": over the plan's concurrency, or server overload (§1.7; the docs say to
+# retry with backoff), whatever the status. Without one of these the status decides
+# (daemon.upstream.ELEVENLABS: 408, 409, 429 and 5xx may pass, as the SDK's _should_retry has
+# it; 429 and 503 are SLOW_DOWN). Other 5xx may have done the work; for speech that only
+# costs credits.
+_CODES = upstream.Codes(
+    reasons={"system_busy": Reason.SLOW_DOWN, "too_many_concurrent_requests": Reason.SLOW_DOWN}
+)
 
 
 def tts_language(code: str | None) -> str | None:
@@ -171,11 +174,14 @@ def _json(body: bytes) -> Any:
         return None
 
 
-def parse_error(status: int, body: bytes, upstream: str) -> UpstreamError:
+def parse_error(
+    status: int, body: bytes, upstream_name: str, *, retry_after: float | None = None
+) -> UpstreamError:
     """The error for a non-2xx answer; never raises, whatever the body is.
 
     Bodies are ``{"detail": {"status": "<code>", "message": "..."}}``, or FastAPI's
-    ``{"detail": [{"loc", "msg", "type"}, ...]}`` for 422 (§1.7).
+    ``{"detail": [{"loc", "msg", "type"}, ...]}`` for 422 (§1.7). ``retry_after``: the
+    answer's Retry-After, carried by the error.
     """
     code: str | None = None
     message = ""
@@ -196,9 +202,10 @@ def parse_error(status: int, body: bytes, upstream: str) -> UpstreamError:
     elif isinstance(detail, str):
         message = detail
     message = f"HTTP {status}" + (f": {message[:200]}" if message else "")
-    cls = UpstreamUnavailable if status in _RETRYABLE or status >= 500 else UpstreamRejected
-    reason = Reason.SLOW_DOWN if status in _SLOW_DOWN_STATUSES or code in _BUSY else None
-    return cls(upstream, message, status=status, code=code, reason=reason)
+    kind, reason = _CODES.meaning(code, status, upstream.ELEVENLABS)
+    return kind(
+        upstream_name, message, status=status, code=code, reason=reason, retry_after=retry_after
+    )
 
 
 def parse_transcript(body: bytes) -> Transcript:

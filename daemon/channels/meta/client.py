@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 import httpx
 
+from daemon import upstream
 from daemon.channels import media
 from daemon.channels.meta.wire import (
     UPSTREAM,
@@ -29,7 +30,6 @@ from daemon.channels.meta.wire import (
 )
 from daemon.errors import UpstreamRejected, UpstreamUnavailable
 from daemon.http import USER_AGENT
-from daemon.resilience.retry import with_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +124,12 @@ class GraphClient:
         except httpx.TransportError as exc:
             raise UpstreamUnavailable(UPSTREAM, f"{method} failed: {type(exc).__name__}") from exc
         if response.status_code >= 400:
-            error = parse_graph_error(response.status_code, response.content, media_call=media_call)
-            raise with_retry_after(error, response.headers)
+            raise parse_graph_error(
+                response.status_code,
+                response.content,
+                media_call=media_call,
+                retry_after=upstream.retry_after(response),
+            )
         try:
             doc = loads(response.content)
         except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth

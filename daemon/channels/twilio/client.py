@@ -24,11 +24,11 @@ from urllib.parse import quote, urlencode
 import httpx
 import trio
 
+from daemon import upstream
 from daemon.channels import media
 from daemon.channels.twilio.wire import UPSTREAM, parse_error
 from daemon.errors import UpstreamRejected, UpstreamUnavailable
 from daemon.http import USER_AGENT
-from daemon.resilience.retry import with_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class TwilioClient:
             raise UpstreamUnavailable(UPSTREAM, f"send failed: {type(exc).__name__}") from exc
         status = response.status_code
         if status >= 400:
-            raise with_retry_after(parse_error(status, response.content), response.headers)
+            raise parse_error(status, response.content, retry_after=upstream.retry_after(response))
         if status not in (200, 201):
             raise UpstreamRejected(UPSTREAM, f"send answered {status}", status=status)
         try:
