@@ -17,7 +17,7 @@ import httpx
 from daemon.agentforce import wire
 from daemon.agentforce.auth import TokenSource
 from daemon.agentforce.sessions import AgentSession
-from daemon.errors import UpstreamRejected, UpstreamUnavailable
+from daemon.upstream import map_transport_errors
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class AgentApi:
         """
         for attempt in (1, 2):
             token = await self._tokens.get()
-            try:
+            with map_transport_errors(UPSTREAM, method):
                 request = self._http.build_request(
                     method,
                     url,
@@ -102,10 +102,6 @@ class AgentApi:
                     headers={**headers, "Authorization": f"Bearer {token}"},
                 )
                 response = await self._http.send(request, stream=stream)
-            except httpx.TransportError as exc:
-                raise UpstreamUnavailable(UPSTREAM, f"{method} failed: {exc!r}") from exc
-            except httpx.HTTPError as exc:  # e.g. a body that does not decode
-                raise UpstreamRejected(UPSTREAM, f"{method} failed: {exc!r}") from exc
             if response.status_code == 401 and attempt == 1:
                 log.info("agentforce answered 401, fetching a new token")
                 if stream:

@@ -19,7 +19,6 @@ import trio
 
 from daemon import upstream
 from daemon.agentforce import wire
-from daemon.errors import UpstreamRejected, UpstreamUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -68,16 +67,12 @@ class TokenSource:
             self._token = None
 
     async def _fetch(self) -> wire.Token:
-        try:
+        with upstream.map_transport_errors(UPSTREAM, "token request"):
             response = await self._http.post(
                 self._token_url,
                 data=wire.token_form(self._client_id, self._client_secret),
                 headers={"Accept": _JSON},
             )
-        except httpx.TransportError as exc:
-            raise UpstreamUnavailable(UPSTREAM, f"token request failed: {exc!r}") from exc
-        except httpx.HTTPError as exc:
-            raise UpstreamRejected(UPSTREAM, f"token request failed: {exc!r}") from exc
         if not response.is_success:
             raise wire.parse_error(
                 response.status_code, response.content, retry_after=upstream.retry_after(response)

@@ -28,7 +28,7 @@ from daemon.agentforce.lifecycle import Greeting, SessionGone, SessionKeeper
 from daemon.agentforce.sessions import AgentSession
 from daemon.agentforce.stream import Message
 from daemon.agentforce.streaming import AgentStream
-from daemon.errors import UpstreamError, UpstreamRejected, UpstreamUnavailable
+from daemon.errors import UpstreamError
 from daemon.model import AgentReply
 
 log = logging.getLogger(__name__)
@@ -159,11 +159,8 @@ def _media_type(response: httpx.Response) -> str:
 async def _read(response: httpx.Response) -> bytes:
     """The whole body of a response opened with ``stream=True``; closed in any case."""
     try:
-        return await response.aread()
-    except httpx.TransportError as exc:
-        raise UpstreamUnavailable(UPSTREAM, f"reading the answer failed: {exc!r}") from exc
-    except httpx.HTTPError as exc:
-        raise UpstreamRejected(UPSTREAM, f"reading the answer failed: {exc!r}") from exc
+        with upstream.map_transport_errors(UPSTREAM, "reading the answer"):
+            return await response.aread()
     finally:
         await response.aclose()
 

@@ -21,7 +21,7 @@ import httpx
 
 from daemon import upstream
 from daemon.cache.audio import audio_key
-from daemon.errors import UpstreamRejected, UpstreamUnavailable
+from daemon.errors import UpstreamRejected
 from daemon.model import Transcript
 from daemon.speech.audio import AudioError, ensure_ogg_opus, is_ogg
 from daemon.speech.wire import (
@@ -218,12 +218,8 @@ class ElevenLabs:
         return audio
 
     async def _post(self, upstream_name: str, url: str, **kwargs: Any) -> httpx.Response:
-        try:
+        with upstream.map_transport_errors(upstream_name, "POST"):
             response = await self._http.post(url, **kwargs)
-        except httpx.TransportError as exc:  # connect/read/write errors and httpx timeouts
-            raise UpstreamUnavailable(upstream_name, f"{type(exc).__name__}: {exc}") from exc
-        except httpx.DecodingError as exc:  # a body the content-encoding cannot undo
-            raise UpstreamRejected(upstream_name, f"undecodable reply: {exc}") from exc
         if not response.is_success:
             error = parse_error(
                 response.status_code,

@@ -1,16 +1,25 @@
-"""daemon.upstream: the status table every client's parser follows, and the codes over it."""
+"""daemon.upstream: the status table every parser follows, the codes over it, and the one
+mapping of httpx errors every client goes through."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import httpx
 import pytest
+import trio
 
 from daemon import upstream
 from daemon.agentforce import wire as agentforce
+from daemon.agentforce.client import AgentforceClient
+from daemon.agentforce.sessions import SessionStore
 from daemon.channels.meta import wire as meta
+from daemon.channels.meta.client import GraphClient
 from daemon.channels.twilio import wire as twilio
+from daemon.channels.twilio.client import TwilioClient
 from daemon.errors import Reason, UpstreamError, UpstreamRejected, UpstreamUnavailable
 from daemon.speech import wire as speech
+from daemon.speech.client import ElevenLabs
 from daemon.upstream import Codes, Meaning, Statuses
 
 U, R = UpstreamUnavailable, UpstreamRejected
@@ -117,3 +126,170 @@ def test_documented_code_decisions() -> None:
 )
 def test_retry_after(headers: dict[str, str], seconds: float | None) -> None:
     assert upstream.retry_after(httpx.Response(429, headers=headers)) == seconds
+
+
+# -- transport errors ----------------------------------------------------------------------
+
+REQUEST = httpx.Request("POST", "https://api.example/x")
+SECRET = "sk_live_do_not_log"
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind", "message"),
+    [
+        (
+            httpx.ConnectError("[Errno 111] refused"),
+            U,
+            "POST failed: ConnectError: [Errno 111] refused",
+        ),
+        (httpx.ReadTimeout("timed out"), U, "POST failed: ReadTimeout: timed out"),
+        (httpx.PoolTimeout(""), U, "POST failed: PoolTimeout"),
+        (
+            httpx.RemoteProtocolError("Server\ndisconnected"),
+            U,
+            "POST failed: RemoteProtocolError: Server disconnected",
+        ),
+        (httpx.DecodingError("Error -3"), R, "POST failed: DecodingError: Error -3"),
+        (httpx.TooManyRedirects("loop"), R, "POST failed: TooManyRedirects: loop"),
+        # h11 quotes the header it refused: our own credentials. The text is left out.
+        (
+            httpx.LocalProtocolError(f"Illegal header value b'Bearer {SECRET}\\x00'"),
+            U,
+            "POST failed: LocalProtocolError",
+        ),
+    ],
+)
+def test_map_transport_errors(
+    exc: httpx.HTTPError, kind: type[UpstreamError], message: str
+) -> None:
+    with (
+        pytest.raises(UpstreamError) as raised,
+        upstream.map_transport_errors("agentforce", "POST"),
+    ):
+        raise exc
+    assert type(raised.value) is kind
+    assert (raised.value.upstream, raised.value.message) == ("agentforce", message)
+    assert raised.value.__cause__ is exc  # resilience.retry.was_sent reads connect errors here
+    assert raised.value.status is None and raised.value.reason is None
+
+
+def test_map_transport_errors_lets_everything_else_pass() -> None:
+    with pytest.raises(ValueError), upstream.map_transport_errors("twilio"):
+        raise ValueError("not an httpx error")
+    already = UpstreamRejected("twilio", "mapped already")
+    with pytest.raises(UpstreamRejected) as raised, upstream.map_transport_errors("twilio"):
+        raise already
+    assert raised.value is already
+
+
+def test_describe_clips_long_texts() -> None:
+    described = upstream.describe(httpx.RemoteProtocolError("x" * 1000))
+    assert described.startswith("RemoteProtocolError: xxx") and len(described) < 250
+
+
+def _clients(http: httpx.AsyncClient) -> dict[str, Callable[[], Awaitable[object]]]:
+    graph = GraphClient(
+        http,
+        graph_url="https://graph.example/v23.0",
+        phone_number_id="1",
+        access_token=SECRET,
+        media_hosts=["graph.example"],
+        max_media_bytes=1000,
+    )
+    twilio_client = TwilioClient(
+        http,
+        api_url="https://api.twilio.example",
+        account_sid="AC1",
+        auth_token=SECRET,
+        media_hosts=["api.twilio.example"],
+        max_media_bytes=1000,
+    )
+    speech_client = ElevenLabs(
+        http,
+        api_url="https://el.example",
+        api_key=SECRET,
+        voice_id="v",
+        tts_model="eleven_flash_v2_5",
+        stt_model="scribe_v1",
+    )
+    agent = AgentforceClient(
+        http,
+        token_url="https://sf.example/services/oauth2/token",
+        api_url="https://api.sf.example/einstein/ai-agent/v1",
+        instance_endpoint="https://sf.example",
+        agent_id="0Xx1",
+        client_id="id",
+        client_secret=SECRET,
+        sessions=SessionStore(max_sessions=10, idle_seconds=600),
+    )
+    return {
+        "graph send": lambda: graph.post_message({"type": "text", "text": {"body": "x"}}),
+        "graph media url": lambda: graph.media_url("1"),
+        "graph upload": lambda: graph.upload(b"OggS"),
+        "graph download": lambda: graph.download("https://graph.example/media/1"),
+        "twilio send": lambda: twilio_client.send([("To", "whatsapp:+1")]),
+        "twilio download": lambda: twilio_client.download("https://api.twilio.example/m/1"),
+        "speech-to-text": lambda: speech_client.transcribe(b"OggS", "audio/ogg"),
+        "text-to-speech": lambda: speech_client.synthesize("hello"),
+        "agentforce ask": lambda: agent.ask("u1", "hello"),
+    }
+
+
+CALLS = [
+    "graph send",
+    "graph media url",
+    "graph upload",
+    "graph download",
+    "twilio send",
+    "twilio download",
+    "speech-to-text",
+    "text-to-speech",
+    "agentforce ask",
+]
+
+
+@pytest.mark.parametrize("call", CALLS)
+async def test_no_client_logs_the_credential_h11_refused(call: str) -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/oauth2/token"):
+            return httpx.Response(200, json={"access_token": SECRET})  # the bearer from now on
+        header = request.headers.get("authorization") or request.headers.get("xi-api-key") or ""
+        raise httpx.LocalProtocolError(f"Illegal header value {header.encode()!r}")
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(refuse)) as http:
+        with trio.fail_after(10), pytest.raises(UpstreamUnavailable) as raised:
+            await _clients(http)[call]()
+    assert SECRET not in str(raised.value)
+    assert isinstance(raised.value.__cause__, httpx.LocalProtocolError)
+
+
+@pytest.mark.parametrize("call", CALLS)
+async def test_an_answer_that_does_not_decode_is_rejected_by_every_client(call: str) -> None:
+    # Graph and Twilio let the raw httpx.DecodingError out, which the turn could only report
+    # as a bug; it is an answer we cannot read: UpstreamRejected, like everywhere else.
+    def garbled(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/oauth2/token"):
+            return httpx.Response(200, json={"access_token": "t"})
+        if request.url.path.endswith("/sessions"):
+            return httpx.Response(200, json={"sessionId": "s", "messages": []})
+        return httpx.Response(200, headers={"Content-Encoding": "gzip"}, content=b"not gzip")
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(garbled)) as http:
+        with trio.fail_after(10), pytest.raises(UpstreamRejected) as raised:
+            await _clients(http)[call]()
+    assert "DecodingError" in raised.value.message
+
+
+@pytest.mark.parametrize("call", CALLS)
+async def test_every_client_gives_the_error_its_retry_after(call: str) -> None:
+    # Media downloads used to drop it: every upstream error now carries the answer's own.
+    def throttled(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/oauth2/token"):
+            return httpx.Response(200, json={"access_token": "t"})
+        return httpx.Response(429, headers={"Retry-After": "7"}, json={})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(throttled)) as http:
+        with trio.fail_after(10), pytest.raises(UpstreamUnavailable) as raised:
+            await _clients(http)[call]()
+    assert (raised.value.status, raised.value.retry_after) == (429, 7.0)
+    assert raised.value.reason == Reason.SLOW_DOWN
