@@ -136,6 +136,29 @@ class Codes(Generic[C]):
             reason = by_status.reason
         return Meaning(kind, reason)
 
+    def error(
+        self,
+        upstream: str,
+        message: str,
+        *,
+        status: int,
+        code: C | None,
+        statuses: Statuses,
+        reason: Reason | None = None,
+        retry_after: float | None = None,
+    ) -> UpstreamError:
+        """The error an answer with ``status`` and ``code`` means; ``reason``, when given,
+        says more than the tables can (Graph's MEDIA_GONE on a call that named a media id)."""
+        kind, meant = self.meaning(code, status, statuses)
+        return kind(
+            upstream,
+            message,
+            status=status,
+            code=None if code is None else str(code),
+            reason=meant if reason is None else reason,
+            retry_after=retry_after,
+        )
+
 
 def retry_after(response: httpx.Response) -> float | None:
     """The answer's own Retry-After, in seconds (capped), or None without a usable one."""

@@ -202,9 +202,13 @@ def parse_error(
     elif isinstance(detail, str):
         message = detail
     message = f"HTTP {status}" + (f": {message[:200]}" if message else "")
-    kind, reason = _CODES.meaning(code, status, upstream.ELEVENLABS)
-    return kind(
-        upstream_name, message, status=status, code=code, reason=reason, retry_after=retry_after
+    return _CODES.error(
+        upstream_name,
+        message,
+        status=status,
+        code=code,
+        statuses=upstream.ELEVENLABS,
+        retry_after=retry_after,
     )
 
 

@@ -11,16 +11,17 @@ import trio
 
 from daemon import upstream
 from daemon.agentforce import wire as agentforce
-from daemon.agentforce.client import AgentforceClient
-from daemon.agentforce.sessions import SessionStore
 from daemon.channels.meta import wire as meta
-from daemon.channels.meta.client import GraphClient
 from daemon.channels.twilio import wire as twilio
-from daemon.channels.twilio.client import TwilioClient
 from daemon.errors import Reason, UpstreamError, UpstreamRejected, UpstreamUnavailable
 from daemon.speech import wire as speech
-from daemon.speech.client import ElevenLabs
 from daemon.upstream import Codes, Meaning, Statuses
+from tests.unit.test_fuzz_clients import (
+    agentforce_client,
+    elevenlabs_client,
+    graph_client,
+    twilio_client,
+)
 
 U, R = UpstreamUnavailable, UpstreamRejected
 
@@ -188,49 +189,19 @@ def test_describe_clips_long_texts() -> None:
 
 
 def _clients(http: httpx.AsyncClient) -> dict[str, Callable[[], Awaitable[object]]]:
-    graph = GraphClient(
-        http,
-        graph_url="https://graph.example/v23.0",
-        phone_number_id="1",
-        access_token=SECRET,
-        media_hosts=["graph.example"],
-        max_media_bytes=1000,
-    )
-    twilio_client = TwilioClient(
-        http,
-        api_url="https://api.twilio.example",
-        account_sid="AC1",
-        auth_token=SECRET,
-        media_hosts=["api.twilio.example"],
-        max_media_bytes=1000,
-    )
-    speech_client = ElevenLabs(
-        http,
-        api_url="https://el.example",
-        api_key=SECRET,
-        voice_id="v",
-        tts_model="eleven_flash_v2_5",
-        stt_model="scribe_v1",
-    )
-    agent = AgentforceClient(
-        http,
-        token_url="https://sf.example/services/oauth2/token",
-        api_url="https://api.sf.example/einstein/ai-agent/v1",
-        instance_endpoint="https://sf.example",
-        agent_id="0Xx1",
-        client_id="id",
-        client_secret=SECRET,
-        sessions=SessionStore(max_sessions=10, idle_seconds=600),
-    )
+    graph = graph_client(http, access_token=SECRET)
+    twilio_api = twilio_client(http, auth_token=SECRET)
+    voice = elevenlabs_client(http, api_key=SECRET)
+    agent = agentforce_client(http, client_secret=SECRET)
     return {
         "graph send": lambda: graph.post_message({"type": "text", "text": {"body": "x"}}),
         "graph media url": lambda: graph.media_url("1"),
         "graph upload": lambda: graph.upload(b"OggS"),
         "graph download": lambda: graph.download("https://graph.example/media/1"),
-        "twilio send": lambda: twilio_client.send([("To", "whatsapp:+1")]),
-        "twilio download": lambda: twilio_client.download("https://api.twilio.example/m/1"),
-        "speech-to-text": lambda: speech_client.transcribe(b"OggS", "audio/ogg"),
-        "text-to-speech": lambda: speech_client.synthesize("hello"),
+        "twilio send": lambda: twilio_api.send([("To", "whatsapp:+1")]),
+        "twilio download": lambda: twilio_api.download("https://api.twilio.example/m/1"),
+        "speech-to-text": lambda: voice.transcribe(b"OggS", "audio/ogg"),
+        "text-to-speech": lambda: voice.synthesize("hello"),
         "agentforce ask": lambda: agent.ask("u1", "hello"),
     }
 

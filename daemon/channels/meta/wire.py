@@ -537,14 +537,12 @@ def parse_graph_error(
     error_data = error.get("error_data")
     details = _text(error_data.get("details")) if isinstance(error_data, dict) else ""
     message = scrub_numbers(f"{text} ({details})" if details else text)
-    kind, reason = _CODES.meaning(code, status, upstream.GRAPH)
-    if media_call and code in MEDIA_GONE_CODES:
-        reason = Reason.MEDIA_GONE
-    return kind(
+    return _CODES.error(
         UPSTREAM,
         message,
         status=status,
-        code=None if code is None else str(code),
-        reason=reason,
+        code=code,
+        statuses=upstream.GRAPH,
+        reason=Reason.MEDIA_GONE if media_call and code in MEDIA_GONE_CODES else None,
         retry_after=retry_after,
     )

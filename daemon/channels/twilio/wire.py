@@ -357,12 +357,6 @@ def parse_error(status: int, body: bytes, *, retry_after: float | None = None) -
     message = error.get("message")
     # Twilio error messages quote the numbers they refuse; phone numbers never go to our logs.
     text = scrub_numbers(message) if isinstance(message, str) and message else f"HTTP {status}"
-    kind, reason = _CODES.meaning(code, status, upstream.TWILIO)
-    return kind(
-        UPSTREAM,
-        text,
-        status=status,
-        code=None if code is None else str(code),
-        reason=reason,
-        retry_after=retry_after,
+    return _CODES.error(
+        UPSTREAM, text, status=status, code=code, statuses=upstream.TWILIO, retry_after=retry_after
     )
