@@ -59,7 +59,7 @@ from daemon.resilience.guard import Guard
 from daemon.resilience.retry import RetryBudget
 from daemon.resume import count_deferred, keep_resuming, resume_unfinished
 from daemon.speech.cached import CachedSpeech
-from daemon.speech.elevenlabs import ElevenLabs
+from daemon.speech.client import ElevenLabs
 from daemon.state.public_media import PublicMedia
 from daemon.state.store import Store
 from daemon.text import for_speech
