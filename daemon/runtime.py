@@ -59,7 +59,7 @@ from daemon.resilience.guard import Guard
 from daemon.resilience.retry import RetryBudget
 from daemon.resume import count_deferred, keep_resuming, resume_unfinished
 from daemon.speech.cached import CachedSpeech
-from daemon.speech.elevenlabs import ElevenLabs
+from daemon.speech.client import ElevenLabs
 from daemon.state import open_store
 from daemon.state.base import Store
 from daemon.state.memory import MemoryDeferred, MemoryPending, MemoryResponses

@@ -66,12 +66,10 @@ class CircuitOpen(UpstreamUnavailable):
     """The breaker refused the call without trying it; ``retry_after`` seconds until a trial."""
 
     def __init__(self, upstream: str, retry_after: float) -> None:
-        super().__init__(upstream, "circuit open")
-        self.retry_after = retry_after
-        # The request never left. Without this a send refused here looked like one whose
-        # outcome is unknown (no status, no connect error in its chain), and the turn, fearing
-        # a double answer, told the user nothing at all.
-        self.sent = False
+        # sent=False: the request never left. Without it a send refused here looked like one
+        # whose outcome is unknown (no status, no connect error in its chain), and the turn,
+        # fearing a double answer, told the user nothing at all.
+        super().__init__(upstream, "circuit open", retry_after=retry_after, sent=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,7 +36,6 @@ import logging
 import math
 import random
 import re
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TypeVar
@@ -111,15 +110,6 @@ def retry_after_seconds(headers: Mapping[str, str], now_epoch: float) -> float |
             when = when.replace(tzinfo=datetime.UTC)
         seconds = when.timestamp() - now_epoch
     return min(MAX_RETRY_AFTER, max(0.0, seconds))
-
-
-E = TypeVar("E", bound=UpstreamError)
-
-
-def with_retry_after(error: E, headers: Mapping[str, str]) -> E:
-    """``error`` carrying the upstream's Retry-After (seconds), when the response had one."""
-    error.retry_after = retry_after_seconds(headers, time.time())
-    return error
 
 
 class RetryBudget:

@@ -17,8 +17,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl
 
+from daemon import upstream
 from daemon.channels.base import BadWebhook, error_code, scrub_numbers
-from daemon.errors import Reason, UpstreamError, UpstreamRejected, UpstreamUnavailable
+from daemon.errors import Reason, UpstreamError
 from daemon.model import Batch, Inbound, Kind, Media, User
 
 UPSTREAM = "twilio"
@@ -70,7 +71,7 @@ _FATAL_CODES = frozenset(
 #   That is the whole sender slowing down, not one user: SLOW_DOWN, not USER_BUSY. Twilio
 #   has no documented code for Meta's per-user pair rate limit (131056).
 # - The user cannot be messaged now, and an apology would fail the same way: RECIPIENT.
-_REASONS: dict[int, str] = {
+_REASONS: dict[int, Reason] = {
     20429: Reason.SLOW_DOWN,
     63017: Reason.SLOW_DOWN,
     63018: Reason.SLOW_DOWN,
@@ -83,8 +84,10 @@ _REASONS: dict[int, str] = {
     63024: Reason.RECIPIENT,  # invalid message recipient
     63032: Reason.RECIPIENT,  # WhatsApp will not deliver to this user (Meta's 472)
 }
-# HTTP statuses that mean "not processed, slow down" when no code says otherwise.
-_SLOW_DOWN_STATUSES = frozenset({429, 503})
+# The codes' meanings; without a code we know, the status decides (daemon.upstream.TWILIO).
+_CODES = upstream.Codes(
+    retryable=_RETRYABLE_CODES, fatal=_FATAL_CODES, reasons=_REASONS, final=_FATAL_CODES
+)
 
 Params = Mapping[str, Sequence[str]] | Iterable[tuple[str, str]]
 
@@ -336,7 +339,7 @@ def message_form(
     return form
 
 
-def parse_error(status: int, body: bytes) -> UpstreamError:
+def parse_error(status: int, body: bytes, *, retry_after: float | None = None) -> UpstreamError:
     """A Twilio error answer as an UpstreamError.
 
     Twilio's error JSON is ``{"code": 21211, "message": "...", "more_info":
@@ -344,6 +347,7 @@ def parse_error(status: int, body: bytes) -> UpstreamError:
     go by HTTP status (429 and 5xx may pass, the rest will not). Non-JSON never crashes.
     ``reason`` comes from the code when Twilio gave one we know, else 429 / 503 mean
     SLOW_DOWN (a known code that means something else, such as 21211 on a 429, wins).
+    ``retry_after``: the answer's Retry-After, carried by the error.
     """
     doc: Any = None
     with contextlib.suppress(ValueError, RecursionError):
@@ -353,26 +357,6 @@ def parse_error(status: int, body: bytes) -> UpstreamError:
     message = error.get("message")
     # Twilio error messages quote the numbers they refuse; phone numbers never go to our logs.
     text = scrub_numbers(message) if isinstance(message, str) and message else f"HTTP {status}"
-    if code is not None and code in _RETRYABLE_CODES:
-        retryable = True
-    elif code is not None and code in _FATAL_CODES:
-        retryable = False
-    else:
-        retryable = status >= 500 or status == 429
-    cls = UpstreamUnavailable if retryable else UpstreamRejected
-    return cls(
-        UPSTREAM,
-        text,
-        status=status,
-        code=None if code is None else str(code),
-        reason=error_reason(code, status),
+    return _CODES.error(
+        UPSTREAM, text, status=status, code=code, statuses=upstream.TWILIO, retry_after=retry_after
     )
-
-
-def error_reason(code: int | None, status: int) -> str | None:
-    """``UpstreamError.reason`` for a Twilio error: decided on the code first (see _REASONS)."""
-    if code is not None:
-        reason = _REASONS.get(code)
-        if reason is not None or code in _FATAL_CODES:
-            return reason
-    return Reason.SLOW_DOWN if status in _SLOW_DOWN_STATUSES else None
