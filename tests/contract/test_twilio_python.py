@@ -8,7 +8,9 @@
   attribute every twilio-python domain builds its URLs from), sends messages and parses
   the answers and Twilio's error JSON into ``TwilioRestException``.
 
-twilio-python is synchronous (requests): its REST calls run in a worker thread.
+twilio-python is synchronous (requests): its REST calls run in a worker thread, with an
+HTTP timeout of their own (twilio-python's default is none: a silent server would hold the
+thread for good).
 """
 
 from __future__ import annotations
@@ -20,10 +22,14 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import trio
 from twilio.base.exceptions import TwilioRestException
+from twilio.http.http_client import TwilioHttpClient
 from twilio.request_validator import RequestValidator, remove_port
 from twilio.rest import Client
 from werkzeug.datastructures import MultiDict
 
+from daemon.channels.twilio import wire
+from daemon.channels.twilio.channel import TwilioChannel
+from daemon.sim import audio
 from daemon.sim import twilio as twilio_sim
 from daemon.sim.stack import SECRETS, TWILIO_ACCOUNT_SID, TWILIO_FROM, Stack, open_stack
 from daemon.sim.twilio import TwilioSim, TwilioWebhookSender, webhook_params
@@ -31,6 +37,20 @@ from tests.contract.threads import in_thread, raised
 
 TOKEN = SECRETS["TWILIO_AUTH_TOKEN"]
 USER = "16505551234"
+HTTP_TIMEOUT = 10.0  # seconds, per request of twilio-python's client
+
+
+def rest_client(token: str, base_url: str) -> Client:
+    """twilio-python's REST client on ``base_url``, with an HTTP timeout."""
+    client = Client(TWILIO_ACCOUNT_SID, token, http_client=TwilioHttpClient(timeout=HTTP_TIMEOUT))
+    client.api.base_url = base_url  # where every api.twilio.com URL is built from
+    return client
+
+
+def close(client: Client) -> None:
+    session = getattr(client.http_client, "session", None)
+    if session is not None:
+        session.close()
 
 
 def official_signature(url: str, params: list[tuple[str, str]]) -> str:
@@ -127,13 +147,11 @@ async def twilio(nursery: trio.Nursery) -> TwilioSim:
 
 @pytest.fixture
 def rest(twilio: TwilioSim) -> Iterator[Client]:
-    client = Client(TWILIO_ACCOUNT_SID, TOKEN)
     assert twilio.base_url is not None
-    client.api.base_url = twilio.base_url  # where every api.twilio.com URL is built from
+    client = rest_client(TOKEN, twilio.base_url)
+    assert client.http_client.timeout == HTTP_TIMEOUT
     yield client
-    session = getattr(client.http_client, "session", None)
-    if session is not None:
-        session.close()
+    close(client)
 
 
 async def rest_error(fn: Callable[[], Any]) -> TwilioRestException:
@@ -180,13 +198,41 @@ async def test_twilio_python_parses_scripted_failures_and_bad_credentials(
         lambda: rest.messages.create(from_=TWILIO_FROM, to=f"whatsapp:+{USER}", body="late")
     )
     assert (window.code, window.status) == (63016, 400)
-    stranger = Client(TWILIO_ACCOUNT_SID, "not-the-token")
-    stranger.api.base_url = rest.api.base_url
+    stranger = rest_client("not-the-token", rest.api.base_url)
     try:
         denied = await rest_error(
             lambda: stranger.messages.create(from_=TWILIO_FROM, to=f"whatsapp:+{USER}", body="x")
         )
     finally:
-        if getattr(stranger.http_client, "session", None) is not None:
-            stranger.http_client.session.close()
+        close(stranger)
     assert (denied.code, denied.status) == (20003, 401)
+
+
+async def test_twilio_python_sends_a_voice_note_by_media_url_as_the_daemon_does() -> None:
+    # The daemon's voice-note path: the Ogg/Opus clip in its PublicMedia, served on the
+    # public listener, and a send with MediaUrl and no Body; Twilio fetches the URL itself.
+    async with open_stack(provider="twilio") as stack:
+        channel = stack.daemon.web.channel
+        media = stack.daemon.web.public_media
+        assert isinstance(channel, TwilioChannel) and media is not None
+        clip = audio.speak("Your order ships tomorrow.")
+        url = channel.media_url_for(media.put(clip, "audio/ogg"))
+        to = f"whatsapp:+{USER}"
+        assert stack.twilio.base_url is not None
+        rest = rest_client(TOKEN, stack.twilio.base_url)
+        try:
+            message = await in_thread(
+                lambda: rest.messages.create(from_=TWILIO_FROM, to=to, media_url=[url])
+            )
+        finally:
+            close(rest)
+        with trio.fail_after(20):
+            (sent,) = await stack.twilio.wait_sent(1, to=to)
+    # twilio-python parsed the answer: a media message, queued, nothing in its body.
+    assert message.sid == sent.sid and message.sid.startswith("MM")
+    assert (message.num_media, message.body, message.status) == ("1", "", "queued")
+    # What it sent is what the daemon sends for a voice note (the order aside).
+    ours = wire.message_form(TWILIO_FROM, to, media_url=url)
+    assert sorted(sent.form) == sorted(ours)
+    # The simulator fetched the daemon's URL and got the clip as a voice note.
+    assert sent.media == clip and sent.renders_as_voice_note and not sent.failed
