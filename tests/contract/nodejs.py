@@ -95,19 +95,23 @@ def npm_ci(node: Node, *flags: str, timeout: float) -> subprocess.CompletedProce
     return done
 
 
+def _described(node: Node) -> str:
+    return f"node {'.'.join(map(str, version(node.node)))} from {node.origin}"
+
+
 def main() -> int:
     node = find()
     if isinstance(node, str):
         print(f"tests/contract/node: no Node >= 22: {node}", file=sys.stderr)
         return 1
     if installed():
-        print(f"tests/contract/node: current (node {version(node.node)}, {node.origin})")
+        print(f"tests/contract/node: current ({_described(node)})")
         return 0
     done = npm_ci(node, timeout=900)
     sys.stdout.write(done.stdout)
     sys.stderr.write(done.stderr)
     if done.returncode == 0:
-        print(f"tests/contract/node: npm ci done (node {version(node.node)}, {node.origin})")
+        print(f"tests/contract/node: npm ci done ({_described(node)})")
     return done.returncode
 
 
