@@ -24,12 +24,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from daemon.limits.base import Limit
+
 if TYPE_CHECKING:  # the turn imports observe, not the other way round
     from daemon.turn.report import TurnReport
 
 
 # Outcomes that are the answer (or the polite reply the message called for), not a failure.
-FINE = frozenset({"answered", "escalated", "unsupported", "no_speech"})
+# A user held to a per-user limit (limited_*) or a voice note over [voice] max_seconds
+# (too_long) is the policy working, not something that went wrong: listing them would bury
+# the real errors under one flooding user (WaAgentdUsersLimited watches the limits). The
+# daemon's own global budget spent (over_budget) stays: the operator must act on it.
+FINE = frozenset(
+    {"answered", "escalated", "unsupported", "no_speech", "too_long"}
+    | {f"limited_{limit.value}" for limit in Limit}
+)
 DETAIL_CHARS = 200
 
 
