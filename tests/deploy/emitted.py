@@ -11,8 +11,9 @@ to the alert). Nothing here is a copy of the values:
 - labels of counters that only appear once counted (webhook, turn and retry outcomes, the
   voice replies) come from the daemon's source: the string constants its code binds to the
   name that becomes the label (``answer("unsigned", 401)`` in daemon/web.py, ``report.outcome
-  = "gave_up"`` in the turn, ``outcome("budget_spent")`` in the retry policy), read with
-  ``ast``, plus the enums and tuples they are built from.
+  = Outcome.GAVE_UP`` in the turn, ``outcome("budget_spent")`` in the retry policy), read
+  with ``ast``, plus the enums and tuples they are built from (the members of the turn's
+  ``Outcome`` and ``VoiceResult`` that its code names).
 """
 
 from __future__ import annotations
@@ -150,6 +151,36 @@ def bound(paths: Iterable[Path], name: str) -> set[str]:
     return values
 
 
+def mentioned(paths: Iterable[Path], enum: str) -> set[str]:
+    """Values of the members of the ``enum`` class defined in ``paths`` that the code names
+    (``report.outcome = Outcome.GAVE_UP``, ``Canned(Outcome.NO_SPEECH, ...)``): a member the
+    code never names is never emitted. Member values read like constants (``f"limited_{x}"``
+    -> ``limited_*``)."""
+    trees = _trees(paths)
+    members: dict[str, str] = {}
+    for tree in trees:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef) and node.name == enum:
+                for item in node.body:
+                    if (
+                        isinstance(item, ast.Assign)
+                        and len(item.targets) == 1
+                        and isinstance(item.targets[0], ast.Name)
+                        and (value := _constant(item.value)) is not None
+                    ):
+                        members[item.targets[0].id] = value
+    assert members, f"no enum {enum} in {paths}"
+    return {
+        members[node.attr]
+        for tree in trees
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == enum
+        and node.attr in members
+    }
+
+
 def answers(paths: Iterable[Path]) -> dict[str, int]:
     """Webhook outcome -> the HTTP status answered with it: every ``answer("<outcome>",
     <status>, ...)`` in the web layer (the one function that counts a webhook)."""
@@ -224,7 +255,8 @@ class Emitted:
 def turn_outcomes() -> set[str]:
     # The turn sets them; daemon/intake.py decides the per-user limits as a message comes in
     # and the turn reports them. "pending" is only the report's value before it ends.
-    return bound(modules("turn", "intake"), "outcome") - {"pending"}
+    paths = modules("turn", "intake")
+    return (bound(paths, "outcome") | mentioned(paths, "Outcome")) - {"pending"}
 
 
 def from_code() -> dict[tuple[str, str], set[str]]:
@@ -239,7 +271,10 @@ def from_code() -> dict[tuple[str, str], set[str]]:
         ("wa_agentd_tts_characters", "outcome"): outcomes,
         ("wa_agentd_turns", "kind"): {kind.value for kind in Kind},
         # report.voice: "none" is not counted (metrics.observe_turn).
-        ("wa_agentd_voice_replies", "result"): bound(modules("turn"), "voice") - {"none"},
+        ("wa_agentd_voice_replies", "result"): (
+            bound(modules("turn"), "voice") | mentioned(modules("turn"), "VoiceResult")
+        )
+        - {"none"},
         ("wa_agentd_retries", "outcome"): bound(modules("resilience"), "outcome"),
         ("wa_agentd_upstream_calls", "status"): statuses,
         # The turn times its stages (_timed(report, "<stage>", ...), report.stages["total"]);
