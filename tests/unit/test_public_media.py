@@ -100,13 +100,13 @@ async def test_the_memory_bound_comes_from_twilio_media_memory_bytes() -> None:
 
     from daemon import config
     from daemon.cache.media_ids import MediaIds
-    from daemon.runtime import _build_channel
+    from daemon.runtime.compose import build_channel
 
     settings = config.replace(
         config.Settings(), channel={"provider": "twilio"}, twilio={"media_memory_bytes": 10}
     )
     async with httpx.AsyncClient() as http:
-        _, media = _build_channel(settings, http, MediaIds(max_entries=1, ttl=1.0))
+        _, media = build_channel(settings, http, MediaIds(max_entries=1, ttl=1.0))
     assert media is not None
     media.put(b"12345", "audio/ogg")
     media.put(b"67890", "audio/ogg")
