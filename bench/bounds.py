@@ -33,11 +33,11 @@ from daemon.cache.audio import AudioCache
 from daemon.cache.media_ids import MediaIds
 from daemon.cache.response import PendingContext, ResponseCache
 from daemon.cache.stt import TranscriptCache
+from daemon.channels.twilio.public_media import PublicMedia
 from daemon.config import Settings
 from daemon.lanes import Lanes
 from daemon.limits import Limit, MemoryUserLimits
 from daemon.model import AgentMessage, AgentReply, Inbound, Kind, Transcript, User
-from daemon.state.public_media import PublicMedia
 
 OUT = Path(__file__).resolve().parent / "out"
 MIB = 1024 * 1024

@@ -33,6 +33,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, RequestTim
 
 from daemon import intake
 from daemon.channels.base import BadWebhook, Channel, WebhookRequest
+from daemon.channels.twilio.public_media import PublicMedia
 from daemon.config import ServerConfig
 from daemon.intake import Inbox, Taken
 from daemon.lanes import Lanes
@@ -40,7 +41,6 @@ from daemon.limits import UserLimits
 from daemon.model import Inbound
 from daemon.observe.logs import RateLimitedLog
 from daemon.observe.metrics import Metrics
-from daemon.state.public_media import PublicMedia
 from daemon.web_body import BodiesFull, BodyBudget, reservation
 
 log = logging.getLogger(__name__)

@@ -22,6 +22,7 @@ from daemon.channels.meta.channel import MetaChannel
 from daemon.channels.meta.client import GraphClient
 from daemon.channels.twilio.channel import TwilioChannel
 from daemon.channels.twilio.client import TwilioClient
+from daemon.channels.twilio.public_media import PublicMedia
 from daemon.config import Settings
 from daemon.http import ResponseHook, make_client
 from daemon.observe.health import UpstreamHealth
@@ -32,7 +33,6 @@ from daemon.resilience.guard import Guard
 from daemon.resilience.retry import RetryBudget
 from daemon.speech.cached import CachedSpeech
 from daemon.speech.elevenlabs import ElevenLabs
-from daemon.state.public_media import PublicMedia
 from daemon.turn import Agent, TurnReport
 
 log = logging.getLogger("wa_agentd")

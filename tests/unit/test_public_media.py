@@ -6,7 +6,7 @@ import pytest
 import trio
 import trio.testing
 
-from daemon.state.public_media import PublicMedia
+from daemon.channels.twilio.public_media import PublicMedia
 
 
 async def test_put_then_get() -> None:

@@ -9,8 +9,8 @@ from typing import Any
 import trio
 import trio.testing
 
+from daemon.channels.twilio.public_media import PublicMedia
 from daemon.lanes import Lanes
-from daemon.state.public_media import PublicMedia
 from daemon.web import WebContext, create_app
 from tests.unit.test_turn import FakeChannel
 
