@@ -1,6 +1,6 @@
 """The last error of each kind, for ``wa-agentd status``: what went wrong lately, at a glance.
 
-Two sources, both already flowing through ``runtime.Observability``:
+Two sources, both events (daemon/observe/events.py) this sink is a hook for:
 
 - turn reports whose outcome is not a business outcome (``agent_down``, ``timeout``,
   ``deferred``, ``send_failed``, ...) and voice notes that failed while the text stood: the
@@ -22,8 +22,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from daemon.turn import TurnReport
+from daemon.observe.events import Event, TurnFinished, UpstreamCallDone
+
+if TYPE_CHECKING:
+    from daemon.turn import TurnReport
 
 # Outcomes that are the answer (or the polite reply the message called for), not a failure.
 FINE = frozenset({"answered", "escalated", "unsupported", "no_speech"})
@@ -43,6 +47,12 @@ class RecentErrors:
         self._max_kinds = max_kinds
         self._clock = clock
         self._kinds: OrderedDict[str, ErrorKind] = OrderedDict()
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, TurnFinished):
+            self.turn(event.report)
+        elif isinstance(event, UpstreamCallDone):
+            self.upstream(event.upstream, event.status)
 
     def turn(self, report: TurnReport) -> None:
         if report.outcome not in FINE:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 
@@ -24,8 +23,10 @@ from daemon.channels.twilio.channel import TwilioChannel
 from daemon.channels.twilio.client import TwilioClient
 from daemon.channels.twilio.public_media import PublicMedia
 from daemon.config import Settings
-from daemon.http import ResponseHook, make_client
+from daemon.http import make_client
+from daemon.observe.eventlog import EventLog
 from daemon.observe.health import UpstreamHealth
+from daemon.observe.hooks import Hook, Hooks, count_responses
 from daemon.observe.metrics import Metrics
 from daemon.observe.recent import RecentErrors
 from daemon.resilience.breaker import CircuitBreaker, State
@@ -33,37 +34,23 @@ from daemon.resilience.guard import Guard
 from daemon.resilience.retry import RetryBudget
 from daemon.speech.cached import CachedSpeech
 from daemon.speech.elevenlabs import ElevenLabs
-from daemon.turn import Agent, TurnReport
+from daemon.turn import Agent
 
 log = logging.getLogger("wa_agentd")
 
 
 @dataclass
 class Observability:
-    """Where upstream outcomes and turn reports go: metrics and the readiness tracker."""
+    """The sinks of the daemon's events (daemon/observe/events.py), and the one hook that
+    feeds them all: metrics, the readiness tracker, recent errors, the log."""
 
     metrics: Metrics
     health: UpstreamHealth
     errors: RecentErrors = field(default_factory=RecentErrors)  # for /admin/status
+    hook: Hooks = field(init=False)
 
-    def upstream(self, name: str, status: str) -> None:
-        self.metrics.observe_upstream(name, status)
-        self.health.record(name, status)
-        self.errors.upstream(name, status)
-
-    def hook(self, name: Callable[[httpx.Request], str]) -> ResponseHook:
-        """An httpx response hook that counts every answer of one upstream pool."""
-
-        async def on_response(response: httpx.Response) -> None:
-            self.upstream(name(response.request), str(response.status_code))
-
-        return on_response
-
-    def turn(self, report: TurnReport) -> None:
-        self.metrics.observe_turn(report)
-        self.errors.turn(report)
-        for upstream, status in report.failures:
-            self.upstream(upstream, status)
+    def __post_init__(self) -> None:
+        self.hook = Hooks([self.metrics, self.health, self.errors, EventLog()])
 
 
 def _elevenlabs_upstream(request: httpx.Request) -> str:
@@ -154,11 +141,15 @@ def build_upstreams(settings: Settings, stack: AsyncExitStack, obs: Observabilit
     channel_http = make_client(
         h,
         read_timeout=max(t.whatsapp, t.download),
-        on_response=obs.hook(lambda _: "whatsapp"),
+        on_response=count_responses(obs.hook, lambda _: "whatsapp"),
     )
-    agent_http = make_client(h, read_timeout=t.agent, on_response=obs.hook(lambda _: "agentforce"))
+    agent_http = make_client(
+        h, read_timeout=t.agent, on_response=count_responses(obs.hook, lambda _: "agentforce")
+    )
     speech_http = make_client(
-        h, read_timeout=max(t.stt, t.tts), on_response=obs.hook(_elevenlabs_upstream)
+        h,
+        read_timeout=max(t.stt, t.tts),
+        on_response=count_responses(obs.hook, _elevenlabs_upstream),
     )
     pools = [channel_http, agent_http, speech_http]
     for pool in pools:
@@ -256,7 +247,7 @@ def webhook_body_limit(settings: Settings) -> int:
 CIRCUIT_VALUES = {State.CLOSED: 0, State.HALF_OPEN: 1, State.OPEN: 2}
 
 
-def build_guard(settings: Settings, metrics: Metrics) -> Guard:
+def build_guard(settings: Settings, hook: Hook) -> Guard:
     """A circuit breaker per upstream, sized from its timeout, and their retry budgets."""
     b, t = settings.breakers, settings.timeouts
     timeouts = {
@@ -265,11 +256,6 @@ def build_guard(settings: Settings, metrics: Metrics) -> Guard:
         "elevenlabs-stt": t.stt,
         "elevenlabs-tts": t.tts,
     }
-
-    def changed(name: str, old: State, new: State) -> None:
-        level = logging.WARNING if new is State.OPEN else logging.INFO
-        log.log(level, "circuit %s: %s -> %s", name, old.value, new.value)
-        metrics.circuit_changes.labels(name, new.value).inc()
 
     breakers = {
         name: CircuitBreaker(
@@ -284,7 +270,7 @@ def build_guard(settings: Settings, metrics: Metrics) -> Guard:
             half_open_timeout=timeout,
             # A half-open state that reaches no verdict (trials never come) opens again.
             half_open_max_seconds=max(60.0, 3 * timeout),
-            on_change=changed,
+            hook=hook,
         )
         for name, timeout in timeouts.items()
     }
@@ -294,7 +280,7 @@ def build_guard(settings: Settings, metrics: Metrics) -> Guard:
         # One budget per upstream (guard.py says why); each allows `ratio` of its own traffic.
         new_budget=lambda: RetryBudget(ratio=ratio),
         max_attempts=settings.retries.max_attempts,
-        on_retry=lambda upstream, outcome: metrics.retries.labels(upstream, outcome).inc(),
+        hook=hook,
     )
 
 

@@ -34,6 +34,7 @@ from daemon.limits import MemoryBudget, MemoryUserLimits
 from daemon.model import Inbound
 from daemon.observe import logs
 from daemon.observe.health import Readiness, StoreProbe, UpstreamHealth
+from daemon.observe.hooks import report_turns
 from daemon.observe.metrics import Metrics
 from daemon.observe.notify import StatusLine, notify, watchdog, watchdog_interval
 from daemon.observe.snapshot import StatusSources
@@ -122,7 +123,7 @@ async def run(
             await top.start(_watch_signals, stop)
         obs = Observability(Metrics(), UpstreamHealth())
         ups = upstreams(settings, stack, obs)
-        guard = build_guard(settings, obs.metrics)
+        guard = build_guard(settings, obs.hook)
         state_dir = settings.state_dir()
         # Before the first message is seen: every hash of a user is keyed with this salt.
         logs.use_salt(logs.load_salt(state_dir, settings.secrets.get("WA_AGENTD_LOG_SALT")))
@@ -152,8 +153,10 @@ async def _serving(
     on_report: Callable[[TurnReport], None] | None,
     top: trio.Nursery,
 ) -> AsyncIterator[Running]:
+    observe_turn = report_turns(obs.hook)
+
     def report(r: TurnReport) -> None:
-        obs.turn(r)
+        observe_turn(r)
         if on_report is not None:
             on_report(r)
 
