@@ -1,10 +1,25 @@
-"""Settings -> the object graph: upstream clients on their pools, caches, the guard."""
+"""Settings -> one frozen object graph: every part of the daemon, built once, in one place.
+
+    compose(settings, stack)     opens what must be opened, pushes every close onto ``stack``
+     ├── Observability            the sinks of the events and the one hook feeding them
+     ├── pools                    one httpx client per upstream, each counting its answers
+     ├── channel                  the configured WhatsApp provider
+     ├── agent, speech            Agentforce (behind the response cache), ElevenLabs
+     ├── Caches                   audio, media ids, transcripts, responses
+     ├── guard                    a circuit breaker per upstream, their retry budgets
+     ├── store                    the durable inbox, turn journal and agent sessions
+     ├── limits, budget           per-user limits, the global daily budgets
+     └── turn                     the turn, wired to all of the above
+
+Constructors of the parts are called here and nowhere else, so a part that changes shape
+changes one call site. What runs (the lanes, the listeners, the jobs) is serve.py's.
+"""
 
 from __future__ import annotations
 
-import logging
+from collections.abc import Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import httpx
 
@@ -24,69 +39,47 @@ from daemon.channels.twilio.client import TwilioClient
 from daemon.channels.twilio.public_media import PublicMedia
 from daemon.config import Settings
 from daemon.http import make_client
+from daemon.limits import MemoryBudget, MemoryUserLimits
 from daemon.observe.eventlog import EventLog
 from daemon.observe.health import UpstreamHealth
-from daemon.observe.hooks import Hook, Hooks, count_responses
+from daemon.observe.hooks import Hook, Hooks, count_responses, report_turns
 from daemon.observe.metrics import Metrics
 from daemon.observe.recent import RecentErrors
-from daemon.resilience.breaker import CircuitBreaker, State
+from daemon.resilience.breaker import CircuitBreaker
 from daemon.resilience.guard import Guard
 from daemon.resilience.retry import RetryBudget
 from daemon.speech.cached import CachedSpeech
 from daemon.speech.elevenlabs import ElevenLabs
-from daemon.turn import Agent
+from daemon.state.store import Store
+from daemon.turn import Agent, Turn, TurnReport
 
-log = logging.getLogger("wa_agentd")
+ReportCallback = Callable[[TurnReport], None]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Observability:
-    """The sinks of the daemon's events (daemon/observe/events.py), and the one hook that
-    feeds them all: metrics, the readiness tracker, recent errors, the log."""
+    """The sinks of the daemon's events (daemon/observe/events.py) and the hook feeding
+    them all: metrics, the readiness tracker, the recent errors of /admin/status, the log."""
 
     metrics: Metrics
     health: UpstreamHealth
-    errors: RecentErrors = field(default_factory=RecentErrors)  # for /admin/status
-    hook: Hooks = field(init=False)
+    errors: RecentErrors
+    hook: Hook
 
-    def __post_init__(self) -> None:
-        self.hook = Hooks([self.metrics, self.health, self.errors, EventLog()])
-
-
-def _elevenlabs_upstream(request: httpx.Request) -> str:
-    return "elevenlabs-stt" if request.url.path.endswith("/speech-to-text") else "elevenlabs-tts"
+    @classmethod
+    def create(cls) -> Observability:
+        metrics, health, errors = Metrics(), UpstreamHealth(), RecentErrors()
+        return cls(metrics, health, errors, Hooks([metrics, health, errors, EventLog()]))
 
 
-@dataclass
-class Upstreams:
-    """The three upstream clients and the pooled httpx clients under them."""
-
-    channel: Channel
-    agent: AgentforceClient
-    speech: ElevenLabs
-    pools: list[httpx.AsyncClient]
-    caches: Caches
-    public_media: PublicMedia | None = None  # voice notes a provider fetches from us (Twilio)
-
-    @property
-    def answers(self) -> Agent:
-        """The agent as the turn sees it: behind the response cache when it is on."""
-        return self.caches.answers or self.agent
-
-    @property
-    def voice(self) -> CachedSpeech:
-        return CachedSpeech(self.speech, self.caches.audio)
-
-
-@dataclass
+@dataclass(frozen=True)
 class Caches:
     """Everything that saves an upstream call, bounded, flushable as one."""
 
     audio: AudioCache
     media_ids: MediaIds
     transcripts: TranscriptCache
-    answers: CachedAgent | None = None  # None: [cache] responses = false
-    responses: ResponseCache | None = None
+    responses: ResponseCache | None = None  # None: [cache] responses = false
 
     async def flush(self) -> dict[str, int]:
         flushed = {
@@ -99,66 +92,146 @@ class Caches:
         return flushed
 
 
+@dataclass(frozen=True)
+class Graph:
+    """The daemon's parts, as ``compose`` wired them."""
+
+    settings: Settings
+    obs: Observability
+    channel: Channel
+    public_media: PublicMedia | None  # voice notes a provider fetches from us (Twilio)
+    agent: AgentforceClient
+    cached_agent: CachedAgent | None  # the agent behind the response cache, when it is on
+    speech: ElevenLabs
+    voice: CachedSpeech  # speech behind the audio cache
+    caches: Caches
+    guard: Guard
+    store: Store
+    limits: MemoryUserLimits
+    budget: MemoryBudget
+    turn: Turn
+
+    @property
+    def answers(self) -> Agent:
+        """The agent as the turn sees it: behind the response cache when it is on."""
+        return self.cached_agent or self.agent
+
+
+async def compose(
+    settings: Settings, stack: AsyncExitStack, *, on_report: ReportCallback | None = None
+) -> Graph:
+    """Every part of the daemon, built from ``settings``; what needs closing is pushed onto
+    ``stack`` (the pools, the store). ``on_report`` sees every turn's report besides the
+    sinks (tests, the demo)."""
+    obs = Observability.create()
+    channel_http, agent_http, speech_http = pools(settings, obs.hook, stack)
+    caches = build_caches(settings)
+    channel, public_media = build_channel(settings, channel_http, caches.media_ids)
+    agent = build_agent(settings, agent_http)
+    cached_agent = build_cached_agent(settings, agent, caches.responses)
+    speech = build_speech(settings, speech_http)
+    voice = CachedSpeech(speech, caches.audio)
+    guard = build_guard(settings, obs.hook)
+    store = await Store.open(
+        settings.state_dir() / "wa-agentd.sqlite3",
+        dedupe_ttl=settings.inbox.dedupe_ttl,
+        max_ids=settings.inbox.dedupe_max_ids,
+    )
+    stack.push_async_callback(store.close)
+    limits = MemoryUserLimits(settings.limits)
+    budget = MemoryBudget(settings.limits)
+    observe_turn = report_turns(obs.hook)
+
+    def report(r: TurnReport) -> None:
+        observe_turn(r)
+        if on_report is not None:
+            on_report(r)
+
+    turn = Turn(
+        channel=channel,
+        agent=cached_agent or agent,
+        speech=voice,
+        transcripts=caches.transcripts,
+        guard=guard,
+        journal=store,
+        timeouts=settings.timeouts,
+        voice=settings.voice,
+        texts=settings.texts,
+        ux=settings.ux,
+        on_report=report,
+        remembered_users=settings.lanes.remembered_users,
+        remembered_ttl=settings.lanes.remembered_ttl,
+        limits=limits,
+        budget=budget,
+    )
+    return Graph(
+        settings=settings,
+        obs=obs,
+        channel=channel,
+        public_media=public_media,
+        agent=agent,
+        cached_agent=cached_agent,
+        speech=speech,
+        voice=voice,
+        caches=caches,
+        guard=guard,
+        store=store,
+        limits=limits,
+        budget=budget,
+        turn=turn,
+    )
+
+
+def _elevenlabs_upstream(request: httpx.Request) -> str:
+    return "elevenlabs-stt" if request.url.path.endswith("/speech-to-text") else "elevenlabs-tts"
+
+
+def pools(
+    settings: Settings, hook: Hook, stack: AsyncExitStack
+) -> tuple[httpx.AsyncClient, httpx.AsyncClient, httpx.AsyncClient]:
+    """One pooled client each for the channel, the agent and speech, closed with ``stack``;
+    every answer they get is an ``UpstreamCallDone`` of its upstream."""
+    t, h = settings.timeouts, settings.http
+    channel = make_client(
+        h,
+        read_timeout=max(t.whatsapp, t.download),
+        on_response=count_responses(hook, lambda _: "whatsapp"),
+    )
+    agent = make_client(
+        h, read_timeout=t.agent, on_response=count_responses(hook, lambda _: "agentforce")
+    )
+    speech = make_client(
+        h,
+        read_timeout=max(t.stt, t.tts),
+        on_response=count_responses(hook, _elevenlabs_upstream),
+    )
+    for pool in (channel, agent, speech):
+        stack.push_async_callback(pool.aclose)
+    return channel, agent, speech
+
+
 def build_caches(settings: Settings) -> Caches:
     c = settings.cache
     disk = settings.cache_dir() / "tts" if c.audio_disk_bytes > 0 else None
+    responses = None
+    if c.responses:
+        responses = ResponseCache(
+            max_entries=c.response_entries, default_ttl=c.opener_ttl, confirmations=c.confirmations
+        )
     return Caches(
         audio=AudioCache(
             max_bytes=c.audio_memory_bytes, disk_dir=disk, disk_max_bytes=c.audio_disk_bytes
         ),
         media_ids=MediaIds(max_entries=c.media_ids, ttl=c.media_id_ttl),
         transcripts=TranscriptCache(max_entries=c.transcripts, ttl=c.transcript_ttl),
+        responses=responses,
     )
 
 
-def _cached_answers(settings: Settings, agent: AgentforceClient, caches: Caches) -> None:
-    c = settings.cache
-    if not c.responses:
-        return
-    rules = Rules(
-        faq=[CacheRule(r.pattern, r.ttl, r.standalone, r.name) for r in c.faq],
-        deny=[DenyRule(r.pattern, r.name) for r in c.deny],
-        personal=c.personal or DEFAULT_PERSONAL,
-        opener_ttl=c.opener_ttl,
-    )
-    caches.responses = ResponseCache(
-        max_entries=c.response_entries, default_ttl=c.opener_ttl, confirmations=c.confirmations
-    )
-    pending = PendingContext(
-        max_users=settings.agentforce.max_sessions, ttl=settings.agentforce.session_idle
-    )
-    caches.answers = CachedAgent(
-        agent,
-        rules=rules,
-        responses=caches.responses,
-        pending=pending,
-        agent_id=settings.agentforce.agent_id,
-    )
-
-
-def build_upstreams(settings: Settings, stack: AsyncExitStack, obs: Observability) -> Upstreams:
-    t, h, s = settings.timeouts, settings.http, settings.secrets
-    channel_http = make_client(
-        h,
-        read_timeout=max(t.whatsapp, t.download),
-        on_response=count_responses(obs.hook, lambda _: "whatsapp"),
-    )
-    agent_http = make_client(
-        h, read_timeout=t.agent, on_response=count_responses(obs.hook, lambda _: "agentforce")
-    )
-    speech_http = make_client(
-        h,
-        read_timeout=max(t.stt, t.tts),
-        on_response=count_responses(obs.hook, _elevenlabs_upstream),
-    )
-    pools = [channel_http, agent_http, speech_http]
-    for pool in pools:
-        stack.push_async_callback(pool.aclose)
-    caches = build_caches(settings)
-    channel, public_media = build_channel(settings, channel_http, caches.media_ids)
-    af = settings.agentforce
-    agent = AgentforceClient(
-        agent_http,
+def build_agent(settings: Settings, http: httpx.AsyncClient) -> AgentforceClient:
+    af, s = settings.agentforce, settings.secrets
+    return AgentforceClient(
+        http,
         token_url=af.token_url,
         api_url=af.api_url,
         instance_endpoint=af.instance_endpoint,
@@ -171,25 +244,44 @@ def build_upstreams(settings: Settings, stack: AsyncExitStack, obs: Observabilit
         bypass_user=af.bypass_user,
         stream_idle=settings.timeouts.agent_idle,
     )
+
+
+def build_cached_agent(
+    settings: Settings, agent: AgentforceClient, responses: ResponseCache | None
+) -> CachedAgent | None:
+    """The agent behind the response cache; None when [cache] responses is off."""
+    c = settings.cache
+    if responses is None:
+        return None
+    rules = Rules(
+        faq=[CacheRule(r.pattern, r.ttl, r.standalone, r.name) for r in c.faq],
+        deny=[DenyRule(r.pattern, r.name) for r in c.deny],
+        personal=c.personal or DEFAULT_PERSONAL,
+        opener_ttl=c.opener_ttl,
+    )
+    pending = PendingContext(
+        max_users=settings.agentforce.max_sessions, ttl=settings.agentforce.session_idle
+    )
+    return CachedAgent(
+        agent,
+        rules=rules,
+        responses=responses,
+        pending=pending,
+        agent_id=settings.agentforce.agent_id,
+    )
+
+
+def build_speech(settings: Settings, http: httpx.AsyncClient) -> ElevenLabs:
     el = settings.elevenlabs
-    speech = ElevenLabs(
-        speech_http,
+    return ElevenLabs(
+        http,
         api_url=el.api_url,
-        api_key=s.get("ELEVENLABS_API_KEY"),
+        api_key=settings.secrets.get("ELEVENLABS_API_KEY"),
         voice_id=el.voice_id,
         tts_model=el.tts_model,
         stt_model=el.stt_model,
         output_format=el.output_format,
         voice_settings=el.voice_settings(),
-    )
-    _cached_answers(settings, agent, caches)
-    return Upstreams(
-        channel=channel,
-        agent=agent,
-        speech=speech,
-        pools=pools,
-        caches=caches,
-        public_media=public_media,
     )
 
 
@@ -244,9 +336,6 @@ def webhook_body_limit(settings: Settings) -> int:
     return settings.server.max_body_bytes
 
 
-CIRCUIT_VALUES = {State.CLOSED: 0, State.HALF_OPEN: 1, State.OPEN: 2}
-
-
 def build_guard(settings: Settings, hook: Hook) -> Guard:
     """A circuit breaker per upstream, sized from its timeout, and their retry budgets."""
     b, t = settings.breakers, settings.timeouts
@@ -256,7 +345,6 @@ def build_guard(settings: Settings, hook: Hook) -> Guard:
         "elevenlabs-stt": t.stt,
         "elevenlabs-tts": t.tts,
     }
-
     breakers = {
         name: CircuitBreaker(
             name,
@@ -282,11 +370,3 @@ def build_guard(settings: Settings, hook: Hook) -> Guard:
         max_attempts=settings.retries.max_attempts,
         hook=hook,
     )
-
-
-def configured_bounds(settings: Settings) -> dict[str, int]:
-    return {
-        "queue_size": settings.server.queue_size,
-        "max_lanes": settings.lanes.max_lanes,
-        "max_concurrent_turns": settings.lanes.max_concurrent_turns,
-    }

@@ -1,21 +1,76 @@
-"""State /metrics reads at scrape time: web counters, lanes, caches, limits, the edge."""
+"""State /metrics reads at scrape time: web counters, lanes, caches, limits, the edge.
+
+The collector reads each value from the object that owns it (daemon/observe/metrics.py:
+one source of truth, no second bookkeeping); this module tells it where they are. The
+names and help texts are the contract the alerts and the dashboard are held to
+(deploy/, tests/deploy/).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
 
 from daemon import web_guard
 from daemon.agentforce.client import AgentforceClient
+from daemon.answers import CachedAgent
 from daemon.config import Settings
 from daemon.limits import Limit, MemoryBudget, MemoryUserLimits
 from daemon.observe import cgroup
 from daemon.observe.metrics import Metrics
-from daemon.runtime.compose import Caches, configured_bounds
+from daemon.resilience.breaker import State
+from daemon.resilience.guard import Guard
+from daemon.runtime.compose import Caches, Graph
+from daemon.runtime.jobs import Counts
 from daemon.web import WebContext
+
+CIRCUIT_VALUES = {State.CLOSED: 0, State.HALF_OPEN: 1, State.OPEN: 2}
+
+
+def export_all(
+    graph: Graph,
+    ctx: WebContext,
+    counts: Counts,
+    listeners: Sequence[web_guard.ListenerConfig],
+) -> None:
+    """Everything /metrics reads at scrape time, besides the events it counts."""
+    metrics = graph.obs.metrics
+    export_state(metrics, ctx, graph.agent, counts)
+    export_caches(metrics, graph.caches, graph.cached_agent)
+    export_limits(metrics, graph.limits, graph.budget)
+    export_bounds(metrics, graph.settings)
+    metrics.sources.gauges["wa_agentd_turns_deferred"] = (
+        "Turns accepted and not finished that no lane holds: deferred because nothing "
+        "could be delivered (tried again every [inbox] retry_every), or left by the last "
+        "run. Counted every [inbox] retry_every.",
+        lambda: counts.deferred,
+    )
+    export_circuits(metrics, graph.guard)
+    export_edge(metrics, ctx, listeners)
+
+
+def configured_bounds(settings: Settings) -> dict[str, int]:
+    """The bounds the queue, lanes and turns are held to (wa_agentd_capacity, the status)."""
+    return {
+        "queue_size": settings.server.queue_size,
+        "max_lanes": settings.lanes.max_lanes,
+        "max_concurrent_turns": settings.lanes.max_concurrent_turns,
+    }
+
+
+def export_circuits(metrics: Metrics, guard: Guard) -> None:
+    metrics.sources.labelled_gauges["wa_agentd_circuit_state"] = (
+        "Circuit breaker state per upstream: 0 closed, 1 half-open, 2 open.",
+        "upstream",
+        lambda: {
+            name: CIRCUIT_VALUES[breaker.snapshot().state]
+            for name, breaker in guard.breakers.items()
+        },
+    )
 
 
 def export_state(
-    metrics: Metrics, ctx: WebContext, agent: AgentforceClient, store_counts: dict[str, int]
+    metrics: Metrics, ctx: WebContext, agent: AgentforceClient, counts: Counts
 ) -> None:
     """State the collector reads at scrape time (one source of truth, no copies)."""
     stats, lanes = ctx.stats, ctx.lanes
@@ -56,14 +111,14 @@ def export_state(
             "wa_agentd_agent_sessions": ("Agentforce sessions open.", lambda: agent.sessions_open),
             "wa_agentd_dedupe_ids": (
                 "Message ids remembered for dedupe (durable inbox rows).",
-                lambda: sum(store_counts.values()),
+                lambda: sum(counts.store_rows.values()),
             ),
         }
     )
 
 
 def export_edge(
-    metrics: Metrics, ctx: WebContext, listeners: list[web_guard.ListenerConfig]
+    metrics: Metrics, ctx: WebContext, listeners: Sequence[web_guard.ListenerConfig]
 ) -> None:
     """The HTTP edge under load or attack: connections, refusals, bodies being read."""
     # The first listener is the public one, the second (if any) the admin one.
@@ -101,7 +156,7 @@ def export_edge(
     )
 
 
-def cache_lookups(caches: Caches) -> dict[str, int]:
+def cache_lookups(caches: Caches, cached_agent: CachedAgent | None) -> dict[str, int]:
     """Lookups per cache and result, as wa_agentd_cache_lookups_total and the status show."""
     audio, stt, ids = caches.audio.stats(), caches.transcripts.stats(), caches.media_ids.stats()
     counts = {
@@ -116,13 +171,13 @@ def cache_lookups(caches: Caches) -> dict[str, int]:
     if caches.responses is not None:
         responses = caches.responses.stats()
         counts |= {"response_hit": responses.hits, "response_miss": responses.misses}
-    if caches.answers is not None:
-        counts["response_shared"] = caches.answers.stats.shared
-        counts["response_unshared"] = caches.answers.stats.unshared
+    if cached_agent is not None:
+        counts["response_shared"] = cached_agent.stats.shared
+        counts["response_unshared"] = cached_agent.stats.unshared
     return counts
 
 
-def export_caches(metrics: Metrics, caches: Caches) -> None:
+def export_caches(metrics: Metrics, caches: Caches, cached_agent: CachedAgent | None) -> None:
     """Hits, misses, entries and bytes of every cache, read at scrape time."""
 
     def entries() -> dict[str, int]:
@@ -153,7 +208,7 @@ def export_caches(metrics: Metrics, caches: Caches) -> None:
         " response_shared/unshared: FAQ askers who waited for another's agent call and got its"
         " answer, or asked the agent themselves).",
         "result",
-        partial(cache_lookups, caches),
+        partial(cache_lookups, caches, cached_agent),
     )
     metrics.sources.labelled_gauges["wa_agentd_cache_entries"] = (
         "Entries held per cache.",
