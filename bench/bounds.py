@@ -34,6 +34,7 @@ from daemon.cache.media_ids import MediaIds
 from daemon.cache.response import PendingContext, ResponseCache
 from daemon.cache.stt import TranscriptCache
 from daemon.channels.twilio.public_media import PublicMedia
+from daemon.channels.twilio.settings import TwilioConfig
 from daemon.config import Settings
 from daemon.lanes import Lanes
 from daemon.limits import Limit, MemoryUserLimits
@@ -135,10 +136,11 @@ def audio_disk_index(s: Settings) -> object:
 
 
 def public_media(s: Settings) -> object:
+    twilio = s.section(TwilioConfig)
     media = PublicMedia(
-        ttl=s.twilio.media_ttl, max_bytes=s.twilio.media_memory_bytes, clock=lambda: 0.0
+        ttl=twilio.media_ttl, max_bytes=twilio.media_memory_bytes, clock=lambda: 0.0
     )
-    for _ in range(s.twilio.media_memory_bytes // VOICE_NOTE_BYTES + 10):
+    for _ in range(twilio.media_memory_bytes // VOICE_NOTE_BYTES + 10):
         media.put(b"OggS" + bytes(VOICE_NOTE_BYTES - 4), "audio/ogg")
     return media
 
@@ -267,7 +269,10 @@ MAPS: dict[str, tuple[Callable[[Settings], object], Callable[[Settings], str]]] 
     ),
     "public media (twilio only)": (
         public_media,
-        lambda s: f"{s.twilio.media_memory_bytes // MIB} MiB of {VOICE_NOTE_BYTES // 1000} kB",
+        lambda s: (
+            f"{s.section(TwilioConfig).media_memory_bytes // MIB} MiB of "
+            f"{VOICE_NOTE_BYTES // 1000} kB"
+        ),
     ),
 }
 

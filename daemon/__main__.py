@@ -9,6 +9,7 @@ import sys
 import trio
 
 from daemon import __version__, config
+from daemon.channels import registry
 from daemon.observe import logs
 
 
@@ -43,12 +44,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     except config.ConfigError as exc:
         print(f"wa-agentd: config error: {exc}", file=sys.stderr)
         return 2
-    if settings.channel.provider == "meta" and not settings.secrets.get("WHATSAPP_VERIFY_TOKEN"):
-        print(
-            "warning: WHATSAPP_VERIFY_TOKEN is not set: Meta's webhook verification (the GET "
-            "when you save the Callback URL) will be refused",
-            file=sys.stderr,
-        )
+    provider = registry.get(settings.channel.provider)
+    for note in provider.notes(settings.providers[provider.section], settings.secrets.get):
+        print(f"warning: {note}", file=sys.stderr)
     where = _config_path(args) or "built-in defaults"
     print(
         f"config ok ({where}): provider={settings.channel.provider} "
@@ -179,7 +177,10 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--bind", default="127.0.0.1:8080", help="webhook listener address")
     demo.add_argument("--once", action="store_true", help="exit after the script")
     demo.add_argument(
-        "--provider", choices=("meta", "twilio"), default="meta", help="the WhatsApp provider"
+        "--provider",
+        choices=("meta", "twilio"),  # the providers daemon/sim/ simulates
+        default="meta",
+        help="the WhatsApp provider",
     )
     demo.add_argument("-v", "--verbose", action="store_true", help="show the daemon's logs")
     demo.set_defaults(func=cmd_demo)

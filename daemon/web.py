@@ -11,9 +11,10 @@ the lanes, in a nursery the daemon owns. Bad input gets a clear status and never
          draining (Meta retries for up to 7 days, Twilio once); never for one user's full
          lane: that user's messages wait in the inbox (daemon/intake.py)
 
-Two apps: ``create_app`` for the public listener (the webhook, Twilio's media, /healthz and a
-/readyz that says only "ready" or "not ready") and ``create_admin_app`` for the loopback one
-([admin] bind: /readyz with its reasons, /metrics, /admin/*).
+Two apps: ``create_app`` for the public listener (the webhook, the provider's own routes such
+as Twilio's media, /healthz and a /readyz that says only "ready" or "not ready") and
+``create_admin_app`` for the loopback one ([admin] bind: /readyz with its reasons, /metrics,
+/admin/*).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, RequestTim
 
 from daemon import intake
 from daemon.channels.base import BadWebhook, Channel, WebhookRequest
-from daemon.channels.twilio.public_media import PublicMedia
+from daemon.channels.provider import Routes
 from daemon.config import ServerConfig
 from daemon.intake import Inbox, Taken
 from daemon.lanes import Lanes
@@ -67,8 +68,9 @@ class WebContext:
     max_body_bytes: int
     ready: Callable[[], tuple[bool, str]]  # (ready?, reason) for /readyz
     metrics: Metrics | None = None
-    # Voice notes a provider fetches from us by URL (Twilio); None when it takes uploads.
-    public_media: PublicMedia | None = None
+    # Routes the provider adds to the public listener (Twilio: the voice notes it fetches
+    # from us, daemon/channels/twilio/routes.py).
+    routes: Sequence[Routes] = ()
     # POST /admin/* needs "Authorization: Bearer <admin_token>"; "" turns them off.
     admin_token: str = ""
     flush_caches: Callable[[], Awaitable[dict[str, int]]] | None = None
@@ -171,24 +173,8 @@ def create_app(ctx: WebContext, *, admin_routes: bool = True) -> QuartTrio:
         body_out, content_type = ctx.channel.accepted()
         return answer("accepted", 200, body_out.decode(), content_type)
 
-    if ctx.public_media is not None:
-        media = ctx.public_media
-
-        @app.get("/media/<token>")
-        async def public_media(token: str) -> Response:
-            # Only audio the daemon generated, behind an unguessable token that expires in
-            # minutes; anything else is a plain 404 that says nothing about what exists.
-            found = media.get(token)
-            if found is None:
-                return Response("not found", status=404, content_type="text/plain")
-            data, content_type = found
-            return Response(
-                data,
-                status=200,
-                content_type=content_type,
-                headers={"Cache-Control": "no-store"},
-            )
-
+    for add_routes in ctx.routes:
+        add_routes(app)
     add_health_routes(app, ctx, reasons=False)
     if admin_routes:
         add_admin_routes(app, ctx)

@@ -4,10 +4,12 @@ Every key has a safe default, so a file that sets only the upstream ids works. U
 are errors (a typo must not silently fall back to a default), and every error names the key
 and says why, e.g. ``[timeouts] agent: must be a number > 0, got "fast"``.
 
-    sections.py   one frozen dataclass per [section], with its defaults and why
+    sections.py   one frozen dataclass per core [section], with its defaults and why
+                  (each WhatsApp provider brings its own: daemon/channels/registry.py)
+    checks.py     constraints of single keys, declared on their fields (daemon/fields.py)
     settings.py   Settings (every section plus the secrets), ConfigError
     load.py       TOML -> Settings, each value checked against its field's type
-    validate.py   checks on the values (every load) and for serving (ids, secrets)
+    validate.py   the declared checks, those across keys, and what serving needs
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 from daemon.config.load import load as load
 from daemon.config.load import parse as parse
 from daemon.config.load import replace as replace
-from daemon.config.sections import REDIS_MODES as REDIS_MODES
+from daemon.config.load import section_types as section_types
 from daemon.config.sections import AdminConfig as AdminConfig
 from daemon.config.sections import AgentforceConfig as AgentforceConfig
 from daemon.config.sections import BreakersConfig as BreakersConfig
@@ -29,17 +31,19 @@ from daemon.config.sections import InboxConfig as InboxConfig
 from daemon.config.sections import LanesConfig as LanesConfig
 from daemon.config.sections import LimitsConfig as LimitsConfig
 from daemon.config.sections import LogConfig as LogConfig
+from daemon.config.sections import LogLevel as LogLevel
 from daemon.config.sections import RedisConfig as RedisConfig
+from daemon.config.sections import RedisMode as RedisMode
 from daemon.config.sections import RetriesConfig as RetriesConfig
 from daemon.config.sections import ServerConfig as ServerConfig
 from daemon.config.sections import StateConfig as StateConfig
 from daemon.config.sections import TextsConfig as TextsConfig
 from daemon.config.sections import TimeoutsConfig as TimeoutsConfig
-from daemon.config.sections import TwilioConfig as TwilioConfig
 from daemon.config.sections import UxConfig as UxConfig
 from daemon.config.sections import VoiceConfig as VoiceConfig
-from daemon.config.sections import WhatsAppConfig as WhatsAppConfig
+from daemon.config.sections import VoiceReply as VoiceReply
 from daemon.config.sections import toml_name as toml_name
+from daemon.config.settings import PROVIDER_NAMES as PROVIDER_NAMES
 from daemon.config.settings import SECRET_NAMES as SECRET_NAMES
 from daemon.config.settings import ConfigError as ConfigError
 from daemon.config.settings import Secrets as Secrets

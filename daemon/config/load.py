@@ -7,6 +7,7 @@ Unknown keys are errors (a typo must not silently fall back to a default).
 from __future__ import annotations
 
 import dataclasses
+import enum
 import os
 import tomllib
 import typing
@@ -14,8 +15,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from daemon.channels import registry
 from daemon.config.sections import TextsConfig, toml_name
-from daemon.config.settings import SECRET_NAMES, ConfigError, Secrets, Settings
+from daemon.config.settings import SECRET_NAMES, ConfigError, Secrets, Settings, provider_defaults
 from daemon.config.validate import validate_values
 from daemon.texts import BUILT_IN_TEXTS, ENGLISH, TextTable
 
@@ -39,6 +41,13 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
         if not isinstance(value, str):
             raise ConfigError(key, f"must be a string, got {value!r}")
         return value
+    if isinstance(annotation, type) and issubclass(annotation, enum.StrEnum):
+        if not isinstance(value, str):
+            raise ConfigError(key, f"must be a string, got {value!r}")
+        choices = [member.value for member in annotation]
+        if value not in choices:
+            raise ConfigError(key, f"must be one of {' | '.join(choices)}, got {value!r}")
+        return annotation(value)
     if origin is tuple:
         item_type = typing.get_args(annotation)[0]
         if isinstance(item_type, type) and dataclasses.is_dataclass(item_type):  # [[a.b]] arrays
@@ -122,18 +131,31 @@ def _secrets(env: Mapping[str, str]) -> Secrets:
     return Secrets(values)
 
 
+def section_types() -> dict[str, type[Any]]:
+    """Every section's name in config.toml and its dataclass: the core ones, then each
+    provider's (daemon/channels/registry.py)."""
+    hints = typing.get_type_hints(Settings)
+    core = {f.name: hints[f.name] for f in dataclasses.fields(Settings)}
+    del core["providers"], core["secrets"]
+    return core | {p.section: p.settings for p in registry.PROVIDERS}
+
+
 def parse(data: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Settings:
     """Build Settings from an already-parsed TOML document and an environment."""
     env = os.environ if env is None else env
-    hints = typing.get_type_hints(Settings)
+    types = section_types()
     sections: dict[str, Any] = {}
+    providers = provider_defaults()
     for name, table in data.items():
-        if name == "secrets" or name not in hints:
-            known = ", ".join(sorted(n for n in hints if n != "secrets"))
-            raise ConfigError(f"[{name}]", f"unknown section (known: {known})")
+        if name not in types:
+            raise ConfigError(f"[{name}]", f"unknown section (known: {', '.join(sorted(types))})")
         parse_section = _texts_section if name == "texts" else _section
-        sections[name] = parse_section(name, hints[name], table)
-    settings = Settings(**sections, secrets=_secrets(env))
+        parsed = parse_section(name, types[name], table)
+        if name in providers:
+            providers[name] = parsed
+        else:
+            sections[name] = parsed
+    settings = Settings(**sections, providers=providers, secrets=_secrets(env))
     validate_values(settings)
     return settings
 
@@ -158,9 +180,12 @@ def replace(s: Settings, **sections: Any) -> Settings:
     """A copy of ``s`` with whole sections or single keys replaced: ``replace(s,
     timeouts={"agent": 1.0})``. For tests, the demo and the simulators."""
     changes: dict[str, Any] = {}
+    providers = dict(s.providers)
     for name, value in sections.items():
-        if isinstance(value, dict):
-            changes[name] = dataclasses.replace(getattr(s, name), **value)
+        current = providers[name] if name in providers else getattr(s, name)
+        new = dataclasses.replace(current, **value) if isinstance(value, dict) else value
+        if name in providers:
+            providers[name] = new
         else:
-            changes[name] = value
-    return dataclasses.replace(s, **changes)
+            changes[name] = new
+    return dataclasses.replace(s, **changes, providers=providers)

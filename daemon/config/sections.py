@@ -1,46 +1,97 @@
 """The sections of config.toml, one frozen dataclass each, with their safe defaults.
 
 Field names are the TOML keys (``from_`` is ``from``, a Python keyword); the comments say
-what each key means and why its default is what it is. Loading and checking them is
-daemon/config/load.py and daemon/config/validate.py.
+what each key means and why its default is what it is. A field's type says what it may
+hold: enumerated values are ``StrEnum``s, constraints ride on the type (``Seconds`` is a
+number > 0, ``Annotated[str, HTTP_URL]`` an http(s) URL; daemon/fields.py,
+daemon/config/checks.py), checked once by daemon/config/validate.py. Loading them is
+daemon/config/load.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
+from daemon.config.checks import (
+    AT_LEAST_ONE,
+    CONFIRMATIONS,
+    DISK_TIER,
+    KEY_PREFIX,
+    OUTPUT_FORMAT,
+    PATH,
+    RATE,
+    REDIS_URL,
+    SHARE,
+    UNIT,
+    UPLOAD_LIFETIME,
+)
+from daemon.fields import (
+    HOST_PORT,
+    HOST_PORT_OR_EMPTY,
+    HTTP_URL,
+    HTTP_URL_OR_EMPTY,
+    OFF_OR_MORE,
+    POSITIVE,
+    Bytes,
+    Count,
+    Each,
+    Needed,
+    Seconds,
+)
 from daemon.texts import BUILT_IN_TEXTS, TextTable
+
+
+class VoiceReply(enum.StrEnum):
+    """``[voice] reply``: when an answer goes as a voice note too."""
+
+    MIRROR = "mirror"  # when the user sent one
+    ALWAYS = "always"
+    NEVER = "never"
+
+
+class LogLevel(enum.StrEnum):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+class RedisMode(enum.StrEnum):
+    STANDALONE = "standalone"
+    SENTINEL = "sentinel"
+    CLUSTER = "cluster"
 
 
 @dataclass(frozen=True)
 class ServerConfig:
-    bind: str = "127.0.0.1:8080"
-    webhook_path: str = "/webhook"
+    bind: Annotated[str, HOST_PORT] = "127.0.0.1:8080"
+    webhook_path: Annotated[str, PATH] = "/webhook"
     # Meta's webhook payloads are at most 3 MB (reference/whatsapp.md §3); a little headroom.
-    max_body_bytes: int = 3 * 1024 * 1024
+    max_body_bytes: Bytes = 3 * 1024 * 1024
     # Webhook bodies read (and held) at once, and their combined size: a body reserves its
     # Content-Length (a chunked one: max_body_bytes) before it is read; beyond either, 503
     # (Meta and Twilio retry). Bounds what unsigned clients can make the daemon buffer; the
     # count is generous because Meta delivers concurrently and its bodies are a few KB.
-    max_body_reads: int = 256
-    body_memory_bytes: int = 16 * 1024 * 1024
+    max_body_reads: Count = 256
+    body_memory_bytes: Bytes = 16 * 1024 * 1024
     # Open connections per listener. At the cap a new connection closes the oldest idle one
     # (no request in flight); when none is idle it gets a 503 and is closed. Well under the
     # unit's LimitNOFILE=8192, which the upstream pools, the store and the caches share.
-    max_connections: int = 1000
+    max_connections: Count = 1000
     # HTTP/2 (h2c upgrade and prior knowledge) on the plain listener. Neither Meta nor Twilio
     # needs it, and the TLS proxy in front speaks HTTP/1.1 to us.
     http2: bool = False
     # Inbound messages accepted but not yet turned, across all users. Full -> 503, Meta retries.
-    queue_size: int = 1000
+    queue_size: Count = 1000
     # Seconds an HTTP request in flight may take to finish after a stop was asked for.
-    graceful_timeout: float = 5.0
+    graceful_timeout: Seconds = 5.0
     # Seconds turns in flight may take to finish after a stop request (webhooks get 503
     # meanwhile); turns still running then resume after the restart (durable inbox).
-    drain_timeout: float = 30.0
+    drain_timeout: Seconds = 30.0
 
 
 @dataclass(frozen=True)
@@ -49,55 +100,20 @@ class ChannelConfig:
 
 
 @dataclass(frozen=True)
-class WhatsAppConfig:
-    graph_url: str = "https://graph.facebook.com/v23.0"
-    phone_number_id: str = ""
-    # Media is downloaded (with the bearer token) only from these hosts, and from graph_url's
-    # own host. "*.example.com" matches subdomains. Not one pinned host: Meta's media URLs
-    # are documented on lookaside.fbsbx.com, but not promised to stay there (whatsapp.md §4).
-    media_hosts: tuple[str, ...] = ("lookaside.fbsbx.com", "*.fbsbx.com", "*.fbcdn.net")
-    # WhatsApp's own audio limit is 16 MB (reference/whatsapp.md §4.1).
-    max_media_bytes: int = 16 * 1024 * 1024
-    # Only answer messages that came in on phone_number_id (a WABA can have several numbers).
-    only_own_number: bool = True
-
-
-@dataclass(frozen=True)
-class TwilioConfig:
-    api_url: str = "https://api.twilio.com"
-    account_sid: str = ""
-    from_: str = "whatsapp:+14155238886"
-    public_url: str = ""
-    # Media is downloaded only from these hosts, and from api_url's own host; the credentials
-    # go to api_url's host alone. Twilio answers every media URL with a redirect to its CDN
-    # (mms.twiliocdn.com, media.twiliocdn.com, ...), whose pre-signed URLs need none.
-    media_hosts: tuple[str, ...] = ("api.twilio.com", "*.twiliocdn.com")
-    # WhatsApp's media limit through Twilio is 16 MB (reference/whatsapp.md §6).
-    max_media_bytes: int = 16 * 1024 * 1024
-    # Twilio's webhooks are small form posts: a WhatsApp text is at most 4096 characters,
-    # 48 KiB percent-encoded even if every one is a 4-byte emoji, plus ~2 KiB of other fields.
-    max_body_bytes: int = 64 * 1024
-    # Seconds the voice notes we generate stay fetchable at {public_url}/media/<token>.
-    media_ttl: float = 600.0
-    # Bytes of those voice notes held in memory at most (the oldest go first). Twilio fetches
-    # a note within seconds of the send; 32 MiB is ~800 spoken answers, and keeps the daemon's
-    # total under the unit's MemoryHigh (README "Memory").
-    media_memory_bytes: int = 32 * 1024 * 1024
-
-
-@dataclass(frozen=True)
 class AgentforceConfig:
-    token_url: str = ""
-    api_url: str = "https://api.salesforce.com/einstein/ai-agent/v1"
-    instance_endpoint: str = ""
-    agent_id: str = ""
+    token_url: Annotated[
+        str, HTTP_URL_OR_EMPTY, Needed("https://<MyDomain>/services/oauth2/token")
+    ] = ""
+    api_url: Annotated[str, HTTP_URL] = "https://api.salesforce.com/einstein/ai-agent/v1"
+    instance_endpoint: Annotated[str, HTTP_URL_OR_EMPTY, Needed("https://<MyDomain>")] = ""
+    agent_id: Annotated[str, Needed("the 0Xx... id of your agent")] = ""
     # Idle sessions are ended (DELETE, reason Expiration) after this many seconds. The Agent
     # API documents no idle timeout; bridges use 20-30 min (reference/agentforce.md §8).
-    session_idle: float = 1200.0
-    max_sessions: int = 10_000
+    session_idle: Seconds = 1200.0
+    max_sessions: Count = 10_000
     # The token response has no expires_in; when the JWT has no readable exp, refresh after
     # this long (the documented default app token timeout is 30 min).
-    token_ttl: float = 1500.0
+    token_ttl: Seconds = 1500.0
     # Forward the greeting the agent sends when a session starts. Off: the user asked a
     # question and wants its answer, not a "How can I help?" first.
     forward_greeting: bool = False
@@ -115,16 +131,16 @@ class AgentforceConfig:
 
 @dataclass(frozen=True)
 class ElevenLabsConfig:
-    api_url: str = "https://api.elevenlabs.io"
-    voice_id: str = ""
+    api_url: Annotated[str, HTTP_URL] = "https://api.elevenlabs.io"
+    voice_id: Annotated[str, Needed("the ElevenLabs voice to speak with")] = ""
     tts_model: str = "eleven_flash_v2_5"
     stt_model: str = "scribe_v1"
     # Ogg/Opus straight from the API: no transcode on the happy path (reference/speech.md §1.5).
-    output_format: str = "opus_48000_32"
+    output_format: Annotated[str, OUTPUT_FORMAT] = "opus_48000_32"
     # Voice settings (0..1). Style above 0 and speaker boost add latency (speech.md §1.4).
-    stability: float = 0.5
-    similarity_boost: float = 0.75
-    style: float = 0.0
+    stability: Annotated[float, UNIT] = 0.5
+    similarity_boost: Annotated[float, UNIT] = 0.75
+    style: Annotated[float, UNIT] = 0.0
     speaker_boost: bool = True
 
     def voice_settings(self) -> dict[str, float | bool]:
@@ -138,16 +154,16 @@ class ElevenLabsConfig:
 
 @dataclass(frozen=True)
 class VoiceConfig:
-    reply: str = "mirror"  # mirror | always | never
+    reply: VoiceReply = VoiceReply.MIRROR
     # Longest text spoken as a voice note. At 32 kbit/s WhatsApp shows the play button up to
     # 512 KB, about 2 minutes of speech (reference/whatsapp.md §4.2); longer answers go as
     # text only (spoken sentence by sentence: cut after the last whole sentence that fits,
     # with the voice_cut line at the end).
-    max_tts_chars: int = 1500
+    max_tts_chars: Count = 1500
     # Longest voice note (any audio a user sends) transcribed, in seconds, measured by decoding
     # it (never from its headers) before speech-to-text, which bills per second. Longer ones
     # get the voice_too_long reply and no speech-to-text call.
-    max_seconds: float = 300.0
+    max_seconds: Seconds = 300.0
     # Speak a streamed answer sentence by sentence while the agent writes it, joined into
     # one voice note ([agentforce] streaming). Off until the turn is wired to it and
     # measured faster (issue 12).
@@ -155,21 +171,21 @@ class VoiceConfig:
     # Text-to-speech requests at once for one answer spoken sentence by sentence. The
     # plan's concurrency is per account (Flash/Turbo: free 4, starter 6, creator 10;
     # reference/speech.md §1.8); beyond it requests queue or get 429, which is retried.
-    tts_concurrency: int = 3
+    tts_concurrency: Count = 3
 
 
 @dataclass(frozen=True)
 class TimeoutsConfig:
-    download: float = 10.0
-    stt: float = 30.0
-    agent: float = 60.0
-    tts: float = 30.0
-    whatsapp: float = 10.0
-    upload: float = 20.0
-    turn: float = 120.0
+    download: Seconds = 10.0
+    stt: Seconds = 30.0
+    agent: Seconds = 60.0
+    tts: Seconds = 30.0
+    whatsapp: Seconds = 10.0
+    upload: Seconds = 20.0
+    turn: Seconds = 120.0
     # A streamed answer ([agentforce] streaming) with no event for this long is given up
     # (an unknown outcome: one apology, never asked again); `agent` bounds it all.
-    agent_idle: float = 30.0
+    agent_idle: Seconds = 30.0
 
 
 @dataclass(frozen=True)
@@ -177,40 +193,40 @@ class BreakersConfig:
     """One circuit breaker per upstream (whatsapp, agentforce, elevenlabs-stt, elevenlabs-tts),
     over its last ``window`` calls. A call slower than half its timeout counts as slow."""
 
-    window: int = 20
-    min_calls: int = 10  # no verdict before this many calls
-    failure_rate: float = 0.5  # open when half the calls failed ...
-    slow_call_rate: float = 0.8  # ... or 80 % were slow
-    open_seconds: float = 30.0  # fail fast this long, then try again
-    half_open_calls: int = 3  # trial calls, each with the upstream's timeout
+    window: Count = 20
+    min_calls: Count = 10  # no verdict before this many calls
+    failure_rate: Annotated[float, RATE] = 0.5  # open when half the calls failed ...
+    slow_call_rate: Annotated[float, RATE] = 0.8  # ... or 80 % were slow
+    open_seconds: Seconds = 30.0  # fail fast this long, then try again
+    half_open_calls: Count = 3  # trial calls, each with the upstream's timeout
 
 
 @dataclass(frozen=True)
 class RetriesConfig:
-    max_attempts: int = 3  # per call, the first included (Google SRE: 3)
+    max_attempts: Annotated[int, AT_LEAST_ONE] = 3  # per call, the first included (Google SRE: 3)
     # Retries may add at most this share of traffic (plus one per second), so a struggling
     # upstream is not buried under them (Finagle's retry budget).
-    budget_ratio: float = 0.1
+    budget_ratio: Annotated[float, SHARE] = 0.1
 
 
 @dataclass(frozen=True)
 class LanesConfig:
     # Most users with a lane at once; a new user beyond it is answered 503 (Meta retries).
-    max_lanes: int = 10_000
+    max_lanes: Count = 10_000
     # Messages one user may have waiting behind the turn in flight. More wait in the durable
     # inbox (answered 200; the resume loop hands them over in order as the lane drains), up to
     # max_waiting per user; beyond that they are dropped and counted. Never a 503 for others.
-    max_pending: int = 20
-    max_waiting: int = 100
+    max_pending: Count = 20
+    max_waiting: Count = 100
     # A lane with nothing to do goes away after this many seconds.
-    idle_seconds: float = 60.0
+    idle_seconds: Seconds = 60.0
     # Turns running at once across all users (bounds memory and upstream concurrency).
-    max_concurrent_turns: int = 64
+    max_concurrent_turns: Count = 64
     # Users whose last language (for canned texts before speech-to-text has spoken) and
     # deferred messages (to keep their answers in order) are remembered, least recently
     # seen forgotten first; a remembered language is forgotten after remembered_ttl.
-    remembered_users: int = 10_000
-    remembered_ttl: float = 86400.0
+    remembered_users: Count = 10_000
+    remembered_ttl: Seconds = 86400.0
 
 
 @dataclass(frozen=True)
@@ -221,39 +237,39 @@ class LimitsConfig:
     # A token bucket per user: `burst` messages in a row, then `per_minute` more a minute.
     # A message over it is answered 200 and dropped, never asked of the agent; the user gets
     # one "slow down" reply, at most once every `notice_every` seconds.
-    burst: int = 10
-    per_minute: float = 6.0
-    notice_every: float = 600.0
+    burst: Annotated[int, OFF_OR_MORE] = 10
+    per_minute: Annotated[float, OFF_OR_MORE] = 6.0
+    notice_every: Seconds = 600.0
     # Per user and UTC day: turns, seconds of voice notes transcribed, characters spoken.
     # Each gets one polite reply the first time it is hit that day; the spoken one is not a
     # reply but the end of voice notes for the day (answers go as text, with one line saying
     # so).
-    daily_turns: int = 300
-    daily_stt_seconds: float = 1800.0
-    daily_tts_characters: int = 30_000
+    daily_turns: Annotated[int, OFF_OR_MORE] = 300
+    daily_stt_seconds: Annotated[float, OFF_OR_MORE] = 1800.0
+    daily_tts_characters: Annotated[int, OFF_OR_MORE] = 30_000
     # Users whose counts are kept, least recently seen forgotten first.
-    users: int = 10_000
+    users: Count = 10_000
     # The whole daemon, per UTC day (0 = no budget): agent calls, seconds of audio sent to
     # speech-to-text, characters sent to text-to-speech, WhatsApp messages sent. When one is
     # spent: agent -> a polite "busy" reply (cached answers still served); stt -> voice
     # notes get a "please type" reply; tts -> answers go as text only; whatsapp -> nothing
     # more is sent that day. /metrics shows wa_agentd_budget_exhausted for the alert.
-    budget_agent_calls: int = 0
-    budget_stt_seconds: float = 0.0
-    budget_tts_characters: int = 0
-    budget_whatsapp_messages: int = 0
+    budget_agent_calls: Annotated[int, OFF_OR_MORE] = 0
+    budget_stt_seconds: Annotated[float, OFF_OR_MORE] = 0.0
+    budget_tts_characters: Annotated[int, OFF_OR_MORE] = 0
+    budget_whatsapp_messages: Annotated[int, OFF_OR_MORE] = 0
 
 
 @dataclass(frozen=True)
 class InboxConfig:
     # Meta redelivers for up to 7 days (reference/whatsapp.md §3).
-    dedupe_ttl: float = 7 * 24 * 3600.0
-    dedupe_max_ids: int = 200_000
+    dedupe_ttl: Seconds = 7 * 24 * 3600.0
+    dedupe_max_ids: Count = 200_000
     # A turn that could deliver nothing because WhatsApp said "not now" is tried again this
     # often, for at most retry_window: WhatsApp takes free-form messages only within 24 h of
     # the user's last one (reference/whatsapp.md §5).
-    retry_every: float = 30.0
-    retry_window: float = 24 * 3600.0
+    retry_every: Seconds = 30.0
+    retry_window: Seconds = 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -281,7 +297,7 @@ class TextsConfig:
 class UxConfig:
     # Send one short holding message when the answer takes longer than this many seconds
     # (never when the answer comes first); 0 turns it off.
-    holding_after: float = 3.0
+    holding_after: Annotated[float, OFF_OR_MORE] = 3.0
     # For voice notes, first send what speech-to-text understood, so the user can see a
     # misheard question.
     echo_transcript: bool = False
@@ -290,15 +306,12 @@ class UxConfig:
 @dataclass(frozen=True)
 class AdminConfig:
     # /metrics, /readyz with its reasons, /admin/*: on loopback, never on the public listener.
-    bind: str = "127.0.0.1:9464"  # "" = served on [server].bind
+    bind: Annotated[str, HOST_PORT_OR_EMPTY] = "127.0.0.1:9464"  # "" = served on [server].bind
 
 
 @dataclass(frozen=True)
 class StateConfig:
     dir: str = ""  # "" = $STATE_DIRECTORY (systemd), else ./state
-
-
-REDIS_MODES = ("standalone", "sentinel", "cluster")
 
 
 @dataclass(frozen=True)
@@ -309,21 +322,23 @@ class RedisConfig:
 
     # redis://host:port/db, or rediss:// for TLS (verified against the system CAs, or
     # tls_ca_file). In cluster mode: any one node; in sentinel mode: only the db and TLS.
-    url: str = "redis://127.0.0.1:6379/0"
+    url: Annotated[str, REDIS_URL] = "redis://127.0.0.1:6379/0"
     # Every key starts with it, so several deployments can share one Redis.
-    prefix: str = "wa-agentd:"
-    mode: str = "standalone"  # standalone | sentinel | cluster
-    sentinels: tuple[str, ...] = ()  # "host:port" of each sentinel (mode = "sentinel")
+    prefix: Annotated[str, KEY_PREFIX] = "wa-agentd:"
+    mode: RedisMode = RedisMode.STANDALONE
+    sentinels: Annotated[
+        tuple[str, ...], Each(HOST_PORT)
+    ] = ()  # "host:port" of each sentinel (mode = "sentinel")
     sentinel_service: str = "wa-agentd"  # the primary's name the sentinels monitor
     username: str = ""  # ACL user; "" = the default user
     tls_ca_file: str = ""  # PEM bundle that signs the server's certificate (rediss://)
-    connect_timeout: float = 2.0
+    connect_timeout: Seconds = 2.0
     # Seconds a command may take before the daemon counts Redis as down (503, /readyz).
-    command_timeout: float = 2.0
-    max_connections: int = 32
+    command_timeout: Seconds = 2.0
+    max_connections: Count = 32
     # A host owns a user's turns for this long without renewing; a dead host's users are
     # taken over after it (plus one scan).
-    lease_seconds: float = 15.0
+    lease_seconds: Seconds = 15.0
 
 
 @dataclass(frozen=True)
@@ -352,25 +367,25 @@ class CacheConfig:
     dir: str = ""  # "" = $CACHE_DIRECTORY (systemd), else ./cache
     # Response cache: context-free questions answered without calling Agentforce.
     responses: bool = True
-    response_entries: int = 10_000
+    response_entries: Count = 10_000
     # A question that opens a conversation is cached this long (no FAQ rule needed), once
     # `confirmations` different users got the same answer.
-    opener_ttl: float = 3600.0
-    confirmations: int = 2
+    opener_ttl: Seconds = 3600.0
+    confirmations: Annotated[int, CONFIRMATIONS] = 2
     faq: tuple[FaqRule, ...] = ()
     deny: tuple[DenyRule, ...] = ()
     # Regexes that make a question personal (never cached). Empty: the built-in set (first
     # person, order/case numbers, emails, phone numbers; English, Arabic and a few more).
     personal: tuple[str, ...] = ()
     # TTS audio cache: memory tier, and a disk tier under `dir` (0 = memory only).
-    audio_memory_bytes: int = 64 * 1024 * 1024
-    audio_disk_bytes: int = 512 * 1024 * 1024
+    audio_memory_bytes: Bytes = 64 * 1024 * 1024
+    audio_disk_bytes: Annotated[int, DISK_TIER] = 512 * 1024 * 1024
     # Uploaded voice notes are reused by media id; WhatsApp keeps uploads 30 days.
-    media_ids: int = 10_000
-    media_id_ttl: float = 25 * 24 * 3600.0
+    media_ids: Count = 10_000
+    media_id_ttl: Annotated[float, POSITIVE, UPLOAD_LIFETIME] = 25 * 24 * 3600.0
     # Transcripts by the voice note's sha256 (forwarded voice notes come again).
-    transcripts: int = 10_000
-    transcript_ttl: float = 7 * 24 * 3600.0
+    transcripts: Count = 10_000
+    transcript_ttl: Seconds = 7 * 24 * 3600.0
     # Phrases spoken at start-up into the audio cache (greetings, common answers).
     prerender: tuple[str, ...] = ()
     prerender_language: str = "en"
@@ -382,7 +397,7 @@ class CacheConfig:
 
 @dataclass(frozen=True)
 class LogConfig:
-    level: str = "info"  # debug | info | warning | error
+    level: LogLevel = LogLevel.INFO
 
 
 @dataclass(frozen=True)
@@ -390,11 +405,11 @@ class HttpConfig:
     """Per upstream pool. Connect and pool waits are short: an upstream that can't be
     reached fails fast, the per-call timeouts in [timeouts] bound the rest."""
 
-    max_connections: int = 50
-    max_keepalive: int = 20
-    keepalive_expiry: float = 30.0
-    connect_timeout: float = 5.0
-    pool_timeout: float = 5.0
+    max_connections: Count = 50
+    max_keepalive: Count = 20
+    keepalive_expiry: Seconds = 30.0
+    connect_timeout: Seconds = 5.0
+    pool_timeout: Seconds = 5.0
 
 
 def toml_name(f: dataclasses.Field[Any]) -> str:

@@ -3,7 +3,7 @@
     compose(settings, stack)     opens what must be opened, pushes every close onto ``stack``
      ├── Observability            the sinks of the events and the one hook feeding them
      ├── pools                    one httpx client per upstream, each counting its answers
-     ├── channel                  the configured WhatsApp provider
+     ├── channel                  the configured WhatsApp provider (channels/registry.py)
      ├── agent, speech            Agentforce (behind the response cache), ElevenLabs
      ├── Caches                   audio, media ids, transcripts, responses
      ├── guard                    a circuit breaker per upstream, their retry budgets
@@ -17,7 +17,7 @@ changes one call site. What runs (the lanes, the listeners, the jobs) is serve.p
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
@@ -31,12 +31,9 @@ from daemon.cache.media_ids import MediaIds
 from daemon.cache.response import PendingContext, ResponseCache
 from daemon.cache.rules import DEFAULT_PERSONAL, CacheRule, DenyRule, Rules
 from daemon.cache.stt import TranscriptCache
+from daemon.channels import registry
 from daemon.channels.base import Channel
-from daemon.channels.meta.channel import MetaChannel
-from daemon.channels.meta.client import GraphClient
-from daemon.channels.twilio.channel import TwilioChannel
-from daemon.channels.twilio.client import TwilioClient
-from daemon.channels.twilio.public_media import PublicMedia
+from daemon.channels.provider import Built, Routes, Wiring
 from daemon.config import Settings
 from daemon.http import make_client
 from daemon.limits import MemoryBudget, MemoryUserLimits
@@ -99,7 +96,7 @@ class Graph:
     settings: Settings
     obs: Observability
     channel: Channel
-    public_media: PublicMedia | None  # voice notes a provider fetches from us (Twilio)
+    routes: Sequence[Routes]  # what the provider adds to the public listener
     agent: AgentforceClient
     cached_agent: CachedAgent | None  # the agent behind the response cache, when it is on
     speech: ElevenLabs
@@ -126,7 +123,8 @@ async def compose(
     obs = Observability.create()
     channel_http, agent_http, speech_http = pools(settings, obs.hook, stack)
     caches = build_caches(settings)
-    channel, public_media = build_channel(settings, channel_http, caches.media_ids)
+    built = build_channel(settings, channel_http, caches.media_ids)
+    channel = built.channel
     agent = build_agent(settings, agent_http)
     cached_agent = build_cached_agent(settings, agent, caches.responses)
     speech = build_speech(settings, speech_http)
@@ -168,7 +166,7 @@ async def compose(
         settings=settings,
         obs=obs,
         channel=channel,
-        public_media=public_media,
+        routes=built.routes,
         agent=agent,
         cached_agent=cached_agent,
         speech=speech,
@@ -285,55 +283,27 @@ def build_speech(settings: Settings, http: httpx.AsyncClient) -> ElevenLabs:
     )
 
 
-def build_channel(
-    settings: Settings, http: httpx.AsyncClient, media_ids: MediaIds
-) -> tuple[Channel, PublicMedia | None]:
-    """The configured WhatsApp provider. The only place that knows there are two."""
-    s = settings.secrets
-    if settings.channel.provider == "twilio":
-        tw = settings.twilio
-        media = PublicMedia(ttl=tw.media_ttl, max_bytes=tw.media_memory_bytes)
-        client = TwilioClient(
-            http,
-            api_url=tw.api_url,
-            account_sid=tw.account_sid,
-            auth_token=s.get("TWILIO_AUTH_TOKEN"),
-            media_hosts=tw.media_hosts,
-            max_media_bytes=tw.max_media_bytes,
-        )
-        channel = TwilioChannel(
-            client,
-            media,
-            auth_token=s.get("TWILIO_AUTH_TOKEN"),
-            public_url=tw.public_url,
-            from_=tw.from_,
-        )
-        return channel, media
-    wa = settings.whatsapp
-    meta = MetaChannel(
-        GraphClient(
-            http,
-            graph_url=wa.graph_url,
-            phone_number_id=wa.phone_number_id,
-            access_token=s.get("WHATSAPP_ACCESS_TOKEN"),
-            media_hosts=wa.media_hosts,
-            max_media_bytes=wa.max_media_bytes,
-        ),
-        app_secret=s.get("WHATSAPP_APP_SECRET"),
-        verify_token=s.get("WHATSAPP_VERIFY_TOKEN"),
-        phone_number_id=wa.phone_number_id,
-        only_own_number=wa.only_own_number,
+def build_channel(settings: Settings, http: httpx.AsyncClient, media_ids: MediaIds) -> Built:
+    """The configured WhatsApp provider's channel and routes (daemon/channels/registry.py)."""
+    provider = registry.get(settings.channel.provider)
+    wiring = Wiring(
+        settings=settings.providers[provider.section],
+        secret=settings.secrets.get,
+        http=http,
         media_ids=media_ids,
     )
-    return meta, None
+    return provider.build(wiring)
 
 
 def webhook_body_limit(settings: Settings) -> int:
-    """The largest webhook body the configured provider may post: Twilio's form posts are
-    small ([twilio] max_body_bytes), Meta's batches up to 3 MB ([server] max_body_bytes)."""
-    if settings.channel.provider == "twilio":
-        return min(settings.twilio.max_body_bytes, settings.server.max_body_bytes)
-    return settings.server.max_body_bytes
+    """The largest webhook body the configured provider may post: [server] max_body_bytes
+    (Meta's batches are up to 3 MB), or less when the provider says so (Twilio's form
+    posts: [twilio] max_body_bytes)."""
+    provider = registry.get(settings.channel.provider)
+    own = provider.body_limit(settings.providers[provider.section])
+    return (
+        settings.server.max_body_bytes if own is None else min(own, settings.server.max_body_bytes)
+    )
 
 
 def build_guard(settings: Settings, hook: Hook) -> Guard:

@@ -161,7 +161,7 @@ def web_context(
         bodies=BodyBudget(max_bytes=server.body_memory_bytes, max_reads=server.max_body_reads),
         ready=ready,
         metrics=graph.obs.metrics,
-        public_media=graph.public_media,
+        routes=graph.routes,
         admin_token=settings.secrets.get("WA_AGENTD_ADMIN_TOKEN"),
         flush_caches=graph.caches.flush,
         status=status.snapshot,

@@ -18,7 +18,7 @@ from daemon.channels.twilio import wire
 from daemon.channels.twilio.channel import PUBLIC_MEDIA_PATH, TwilioChannel
 from daemon.channels.twilio.client import TwilioClient
 from daemon.channels.twilio.public_media import PublicMedia
-from daemon.config import TwilioConfig
+from daemon.channels.twilio.settings import TwilioConfig
 from daemon.errors import UpstreamRejected, UpstreamUnavailable
 from daemon.model import Inbound, Kind, Media, User
 

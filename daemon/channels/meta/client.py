@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 import httpx
 
+from daemon import USER_AGENT
 from daemon.channels import media
 from daemon.channels.meta.wire import (
     UPSTREAM,
@@ -28,7 +29,6 @@ from daemon.channels.meta.wire import (
     parse_graph_error,
 )
 from daemon.errors import UpstreamRejected, UpstreamUnavailable
-from daemon.http import USER_AGENT
 from daemon.resilience.retry import with_retry_after
 
 log = logging.getLogger(__name__)

@@ -24,10 +24,10 @@ from urllib.parse import quote, urlencode
 import httpx
 import trio
 
+from daemon import USER_AGENT
 from daemon.channels import media
 from daemon.channels.twilio.wire import UPSTREAM, parse_error
 from daemon.errors import UpstreamRejected, UpstreamUnavailable
-from daemon.http import USER_AGENT
 from daemon.resilience.retry import with_retry_after
 
 log = logging.getLogger(__name__)
