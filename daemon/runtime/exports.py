@@ -22,7 +22,7 @@ from daemon.resilience.breaker import State
 from daemon.resilience.guard import Guard
 from daemon.runtime.compose import Caches, Graph
 from daemon.runtime.jobs import Counts
-from daemon.web import WebContext
+from daemon.web_context import WebContext
 
 CIRCUIT_VALUES = {State.CLOSED: 0, State.HALF_OPEN: 1, State.OPEN: 2}
 

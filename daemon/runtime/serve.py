@@ -40,8 +40,10 @@ from daemon.resume import count_deferred, resume_unfinished
 from daemon.runtime import exports, jobs
 from daemon.runtime.compose import Graph, ReportCallback, compose, webhook_body_limit
 from daemon.runtime.listener import listener_config
-from daemon.web import WebContext, create_admin_app, create_app
+from daemon.web import create_app
+from daemon.web_admin import create_admin_app
 from daemon.web_body import BodyBudget
+from daemon.web_context import WebContext
 
 log = logging.getLogger("wa_agentd")
 

@@ -22,7 +22,7 @@ from functools import partial
 import pytest
 import trio
 
-import daemon.web
+import daemon.web_request
 from daemon import connections, web_guard
 from daemon.runtime.listener import listener_config
 from daemon.sim.base import Changes
@@ -304,7 +304,7 @@ SHORT_BODY_TIMEOUT = 1.5
 
 @pytest.fixture
 def short_body_timeout(monkeypatch: pytest.MonkeyPatch) -> float:
-    monkeypatch.setattr(daemon.web, "BODY_TIMEOUT", SHORT_BODY_TIMEOUT)
+    monkeypatch.setattr(daemon.web_request, "BODY_TIMEOUT", SHORT_BODY_TIMEOUT)
     return SHORT_BODY_TIMEOUT
 
 

@@ -28,7 +28,8 @@ from daemon.model import Inbound
 from daemon.sim import twilio as twilio_sim
 from daemon.sim import webhooks
 from daemon.state.store import Store
-from daemon.web import WebContext, create_app
+from daemon.web import create_app
+from daemon.web_context import WebContext
 from tests.unit.test_fuzz_clients import graph_client, twilio_client
 from tests.unit.test_fuzz_parsers import TEXT, meta_body
 

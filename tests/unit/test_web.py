@@ -13,7 +13,8 @@ from daemon.channels.provider import Routes
 from daemon.channels.twilio.public_media import PublicMedia
 from daemon.channels.twilio.routes import media_routes
 from daemon.lanes import Lanes
-from daemon.web import WebContext, create_app
+from daemon.web import create_app
+from daemon.web_context import WebContext
 from tests.unit.test_turn import FakeChannel
 
 

@@ -14,12 +14,14 @@ import hmac
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 from daemon.channels.base import BadWebhook, error_code, scrub_numbers
 from daemon.errors import Reason, UpstreamError, UpstreamRejected, UpstreamUnavailable
-from daemon.model import Batch, Inbound, Kind, Media, User
+from daemon.model import Batch, DeliveryStatus, Inbound, Kind, Media, User
+
+K = TypeVar("K")
 
 UPSTREAM = "twilio"
 SIGNATURE_HEADER = "x-twilio-signature"
@@ -31,23 +33,22 @@ ADDRESS_PREFIX = "whatsapp:"
 # A webhook is a few dozen fields; a body with thousands of them is not Twilio.
 _MAX_FIELDS = 1000
 
-# Lifecycle states of a message WE sent, as status callbacks report them. An inbound message
-# says SmsStatus=received (§6 captured body), so it never lands here.
-_OUTBOUND_STATES = frozenset(
-    {
-        "accepted",
-        "scheduled",
-        "queued",
-        "sending",
-        "sent",
-        "delivered",
-        "undelivered",
-        "failed",
-        "read",
-        "canceled",
-        "partially_delivered",
-    }
-)
+# Lifecycle states of a message WE sent, as status callbacks report them (Twilio's
+# MessageStatus values). An inbound message says SmsStatus=received (§6 captured body), so it
+# never lands here.
+_OUTBOUND_STATES = {
+    "accepted": DeliveryStatus.ACCEPTED,
+    "scheduled": DeliveryStatus.SCHEDULED,
+    "queued": DeliveryStatus.QUEUED,
+    "sending": DeliveryStatus.SENDING,
+    "sent": DeliveryStatus.SENT,
+    "delivered": DeliveryStatus.DELIVERED,
+    "undelivered": DeliveryStatus.UNDELIVERED,
+    "failed": DeliveryStatus.FAILED,
+    "read": DeliveryStatus.READ,
+    "canceled": DeliveryStatus.CANCELED,
+    "partially_delivered": DeliveryStatus.PARTIALLY_DELIVERED,
+}
 
 # Twilio error codes (twilio.com/docs/api/errors/<code>) whose outcome does not follow from the
 # HTTP status alone. Retrying later may help: 20429 Too Many Requests, 63018 channel rate
@@ -223,7 +224,7 @@ def _first(params: Params) -> dict[str, str]:
     return {name: values[0] for name, values in _grouped(params).items() if values}
 
 
-def _count(counter: dict[str, int], key: str, n: int = 1) -> None:
+def _count(counter: dict[K, int], key: K, n: int = 1) -> None:
     counter[key] = counter.get(key, 0) + n
 
 
@@ -250,7 +251,7 @@ def parse_webhook(params: Params) -> Batch:
         # own message as if the user had written it would loop.
         if not sid:
             raise BadWebhook("status callback without MessageSid")
-        _count(batch.statuses, state)
+        _count(batch.statuses, _OUTBOUND_STATES[state])
         if state in ("failed", "undelivered"):
             batch.errors.append(f"status {state} {fields.get('ErrorCode') or 'unknown'}")
         return batch

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from daemon.channels.base import BadWebhook, error_code
 from daemon.channels.meta.wire.decode import as_text as _text
 from daemon.channels.meta.wire.decode import loads
-from daemon.model import Batch, Inbound, Kind, Media, User
+from daemon.model import Batch, DeliveryStatus, Inbound, Kind, Media, User
+
+K = TypeVar("K")
 
 # A timestamp is a string of Unix seconds (§2.2). ASCII digits only: str.isdigit() also
 # accepts "²" and other digits int() refuses; twelve of them reach the year 33658.
@@ -53,6 +55,18 @@ _NO_ANSWER_TYPES = frozenset({"reaction", "system", "request_welcome", "edit", "
 _NO_ANSWER_INTERACTIVE = frozenset({"call_permission_reply", "nfm_reply"})
 # Older deliveries report edits as ``unsupported`` with the real type inside (§2.5 example).
 _NO_ANSWER_UNSUPPORTED = frozenset({"edit", "revoke"})
+# The statuses of our own messages as Meta documents them (§2.6): sent, delivered, read,
+# played (a voice note), failed; and deleted and warning, which WhatsApp's older status
+# webhooks also carried. The word comes from the payload; any other is OTHER.
+_STATUSES = {
+    "sent": DeliveryStatus.SENT,
+    "delivered": DeliveryStatus.DELIVERED,
+    "read": DeliveryStatus.READ,
+    "played": DeliveryStatus.PLAYED,
+    "failed": DeliveryStatus.FAILED,
+    "deleted": DeliveryStatus.DELETED,
+    "warning": DeliveryStatus.WARNING,
+}
 
 
 def parse_webhook(body: bytes, *, phone_number_id: str | None) -> Batch:
@@ -84,7 +98,7 @@ def parse_webhook(body: bytes, *, phone_number_id: str | None) -> Batch:
     return batch
 
 
-def _count(counter: dict[str, int], key: str, n: int = 1) -> None:
+def _count(counter: dict[K, int], key: K, n: int = 1) -> None:
     counter[key] = counter.get(key, 0) + n
 
 
@@ -133,7 +147,7 @@ def _parse_change(change: Mapping[str, Any], batch: Batch, own_number: str | Non
             _skip(batch, "status is not an object")
             continue
         state = _text(status.get("status")) or "unknown"
-        _count(batch.statuses, state)
+        _count(batch.statuses, _STATUSES.get(state, DeliveryStatus.OTHER))
         if state == "failed":
             failures = status.get("errors")
             codes = (
