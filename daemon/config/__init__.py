@@ -43,11 +43,10 @@ from daemon.config.sections import UxConfig as UxConfig
 from daemon.config.sections import VoiceConfig as VoiceConfig
 from daemon.config.sections import VoiceReply as VoiceReply
 from daemon.config.sections import toml_name as toml_name
-from daemon.config.settings import PROVIDER_NAMES as PROVIDER_NAMES
-from daemon.config.settings import SECRET_NAMES as SECRET_NAMES
 from daemon.config.settings import ConfigError as ConfigError
 from daemon.config.settings import Secrets as Secrets
 from daemon.config.settings import Settings as Settings
+from daemon.config.settings import secret_names as secret_names
 from daemon.config.validate import validate_ready as validate_ready
 from daemon.config.validate import validate_values as validate_values
 

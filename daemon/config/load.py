@@ -17,7 +17,7 @@ from typing import Any
 
 from daemon.channels import registry
 from daemon.config.sections import TextsConfig, toml_name
-from daemon.config.settings import SECRET_NAMES, ConfigError, Secrets, Settings, provider_defaults
+from daemon.config.settings import ConfigError, Secrets, Settings, provider_defaults, secret_names
 from daemon.config.validate import validate_values
 from daemon.texts import BUILT_IN_TEXTS, ENGLISH, TextTable
 
@@ -121,7 +121,7 @@ def _texts_section(name: str, cls: type[Any], table: Any) -> TextsConfig:
 def _secrets(env: Mapping[str, str]) -> Secrets:
     values: dict[str, str] = {}
     cred_dir = env.get("CREDENTIALS_DIRECTORY", "")
-    for name in SECRET_NAMES:
+    for name in secret_names():
         value = env.get(name, "")
         if cred_dir:
             path = Path(cred_dir) / name.lower().replace("_", "-")

@@ -45,8 +45,6 @@ from daemon.config.sections import (
 
 S = TypeVar("S")
 
-PROVIDER_NAMES = registry.names()
-
 _CORE_SECRETS = (
     "AGENTFORCE_CLIENT_ID",
     "AGENTFORCE_CLIENT_SECRET",
@@ -58,7 +56,11 @@ _CORE_SECRETS = (
     # The Redis password (AUTH), for [state] backend = "redis"; never in [redis] url.
     "REDIS_PASSWORD",
 )
-SECRET_NAMES = tuple(s for p in registry.PROVIDERS for s in p.secrets) + _CORE_SECRETS
+
+
+def secret_names() -> tuple[str, ...]:
+    """Every secret the daemon reads: each provider's and its own."""
+    return tuple(s for p in registry.PROVIDERS for s in p.secrets) + _CORE_SECRETS
 
 
 class ConfigError(ValueError):

@@ -13,8 +13,9 @@ import typing
 from typing import Any
 from urllib.parse import urlsplit
 
+from daemon.channels import registry
 from daemon.config.sections import CacheConfig, LimitsConfig, RedisConfig, RedisMode, toml_name
-from daemon.config.settings import PROVIDER_NAMES, ConfigError, Settings
+from daemon.config.settings import ConfigError, Settings
 from daemon.fields import Each, checks_of, needed_of
 
 # The secrets every provider needs to serve (theirs come from their own sections' specs).
@@ -39,10 +40,9 @@ def validate_values(s: Settings) -> None:
     """Checks every key can pass on its own, whatever else is set."""
     for name, section in s.sections():
         check_fields(f"[{name}]", section)
-    if s.channel.provider not in PROVIDER_NAMES:
+    if s.channel.provider not in (names := registry.names()):
         raise ConfigError(
-            "[channel] provider",
-            f"must be one of {' | '.join(PROVIDER_NAMES)}, got {s.channel.provider!r}",
+            "[channel] provider", f"must be one of {' | '.join(names)}, got {s.channel.provider!r}"
         )
     _check_cache_rules(s.cache)
     _check_redis(s.redis)
