@@ -8,9 +8,11 @@ everything on one listener.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 import logging
+from collections.abc import Awaitable, Callable
 
 from quart import Response, request
 from quart_trio import QuartTrio
@@ -18,6 +20,8 @@ from quart_trio import QuartTrio
 from daemon.web_context import WebContext
 
 log = logging.getLogger("daemon.web")
+
+Route = Callable[[], Awaitable[Response]]
 
 
 def add_health_routes(app: QuartTrio, ctx: WebContext, *, reasons: bool) -> None:
@@ -52,10 +56,8 @@ def add_admin_routes(app: QuartTrio, ctx: WebContext) -> None:
         return Response(body, status=200, content_type=content_type)
 
     @app.post("/admin/cache/flush")
+    @_admin_only(ctx)
     async def flush_caches() -> Response:
-        refused = _check_admin(ctx)
-        if refused is not None:
-            return refused
         if ctx.flush_caches is None:
             return Response("no caches\n", status=404, content_type="text/plain")
         flushed = await ctx.flush_caches()
@@ -63,14 +65,25 @@ def add_admin_routes(app: QuartTrio, ctx: WebContext) -> None:
         return Response(json.dumps({"flushed": flushed}), content_type="application/json")
 
     @app.get("/admin/status")
+    @_admin_only(ctx)  # like every /admin/* route: it carries upstream error texts
     async def status() -> Response:
-        # Behind the token like every /admin/* route: it carries upstream error texts.
-        refused = _check_admin(ctx)
-        if refused is not None:
-            return refused
         if ctx.status is None:
             return Response("no status\n", status=404, content_type="text/plain")
         return Response(json.dumps(await ctx.status()), content_type="application/json")
+
+
+def _admin_only(ctx: WebContext) -> Callable[[Route], Route]:
+    """A route answered only for a request with the admin bearer token."""
+
+    def guard(route: Route) -> Route:
+        @functools.wraps(route)
+        async def guarded() -> Response:
+            refused = _check_admin(ctx)
+            return refused if refused is not None else await route()
+
+        return guarded
+
+    return guard
 
 
 def _check_admin(ctx: WebContext) -> Response | None:

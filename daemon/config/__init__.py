@@ -6,6 +6,7 @@ and says why, e.g. ``[timeouts] agent: must be a number > 0, got "fast"``.
 
     sections.py   one frozen dataclass per core [section], with its defaults and why
                   (each WhatsApp provider brings its own: daemon/channels/registry.py)
+    storage.py    the same for [state], [redis] and [cache]
     checks.py     constraints of single keys, declared on their fields (daemon/fields.py)
     settings.py   Settings (every section plus the secrets), ConfigError
     load.py       TOML -> Settings, each value checked against its field's type
@@ -21,22 +22,16 @@ from daemon.config.load import section_types as section_types
 from daemon.config.sections import AdminConfig as AdminConfig
 from daemon.config.sections import AgentforceConfig as AgentforceConfig
 from daemon.config.sections import BreakersConfig as BreakersConfig
-from daemon.config.sections import CacheConfig as CacheConfig
 from daemon.config.sections import ChannelConfig as ChannelConfig
-from daemon.config.sections import DenyRule as DenyRule
 from daemon.config.sections import ElevenLabsConfig as ElevenLabsConfig
-from daemon.config.sections import FaqRule as FaqRule
 from daemon.config.sections import HttpConfig as HttpConfig
 from daemon.config.sections import InboxConfig as InboxConfig
 from daemon.config.sections import LanesConfig as LanesConfig
 from daemon.config.sections import LimitsConfig as LimitsConfig
 from daemon.config.sections import LogConfig as LogConfig
 from daemon.config.sections import LogLevel as LogLevel
-from daemon.config.sections import RedisConfig as RedisConfig
-from daemon.config.sections import RedisMode as RedisMode
 from daemon.config.sections import RetriesConfig as RetriesConfig
 from daemon.config.sections import ServerConfig as ServerConfig
-from daemon.config.sections import StateConfig as StateConfig
 from daemon.config.sections import TextsConfig as TextsConfig
 from daemon.config.sections import TimeoutsConfig as TimeoutsConfig
 from daemon.config.sections import UxConfig as UxConfig
@@ -47,6 +42,12 @@ from daemon.config.settings import ConfigError as ConfigError
 from daemon.config.settings import Secrets as Secrets
 from daemon.config.settings import Settings as Settings
 from daemon.config.settings import secret_names as secret_names
+from daemon.config.storage import CacheConfig as CacheConfig
+from daemon.config.storage import DenyRule as DenyRule
+from daemon.config.storage import FaqRule as FaqRule
+from daemon.config.storage import RedisConfig as RedisConfig
+from daemon.config.storage import RedisMode as RedisMode
+from daemon.config.storage import StateConfig as StateConfig
 from daemon.config.validate import validate_ready as validate_ready
 from daemon.config.validate import validate_values as validate_values
 

@@ -25,7 +25,6 @@ from daemon.config.sections import (
     AdminConfig,
     AgentforceConfig,
     BreakersConfig,
-    CacheConfig,
     ChannelConfig,
     ElevenLabsConfig,
     HttpConfig,
@@ -33,15 +32,14 @@ from daemon.config.sections import (
     LanesConfig,
     LimitsConfig,
     LogConfig,
-    RedisConfig,
     RetriesConfig,
     ServerConfig,
-    StateConfig,
     TextsConfig,
     TimeoutsConfig,
     UxConfig,
     VoiceConfig,
 )
+from daemon.config.storage import CacheConfig, RedisConfig, StateConfig
 
 S = TypeVar("S")
 

@@ -14,8 +14,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from daemon.channels import registry
-from daemon.config.sections import CacheConfig, LimitsConfig, RedisConfig, RedisMode, toml_name
+from daemon.config.sections import LimitsConfig, toml_name
 from daemon.config.settings import ConfigError, Settings
+from daemon.config.storage import CacheConfig, RedisConfig, RedisMode
 from daemon.fields import Each, checks_of, needed_of
 
 # The secrets every provider needs to serve (theirs come from their own sections' specs).
