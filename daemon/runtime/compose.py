@@ -130,12 +130,7 @@ async def compose(
     speech = build_speech(settings, speech_http)
     voice = CachedSpeech(speech, caches.audio)
     guard = build_guard(settings, obs.hook)
-    store = await Store.open(
-        settings.state_dir() / "wa-agentd.sqlite3",
-        dedupe_ttl=settings.inbox.dedupe_ttl,
-        max_ids=settings.inbox.dedupe_max_ids,
-    )
-    stack.push_async_callback(store.close)
+    store = await open_store(settings, stack)
     limits = MemoryUserLimits(settings.limits)
     budget = MemoryBudget(settings.limits)
     observe_turn = report_turns(obs.hook)
@@ -178,6 +173,18 @@ async def compose(
         budget=budget,
         turn=turn,
     )
+
+
+async def open_store(settings: Settings, stack: AsyncExitStack) -> Store:
+    """The durable state: inbox, turn journal, agent sessions ([state]); closed with
+    ``stack``."""
+    store = await Store.open(
+        settings.state_dir() / "wa-agentd.sqlite3",
+        dedupe_ttl=settings.inbox.dedupe_ttl,
+        max_ids=settings.inbox.dedupe_max_ids,
+    )
+    stack.push_async_callback(store.close)
+    return store
 
 
 def _elevenlabs_upstream(request: httpx.Request) -> str:
