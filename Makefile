@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: run test lint install bench clean lock lock-check deploy-check
+.PHONY: run test lint install bench bench-profile clean lock lock-check deploy-check
 
 PROVIDER ?= meta
 
@@ -54,8 +55,17 @@ lock-check: $(STAMP)  ## fail when requirements.lock is not what `make lock` wou
 	  exit 1; \
 	fi && echo "requirements.lock is current"
 
-bench: $(STAMP)  ## the benchmarks (not part of the test suite)
-	$(BIN)/python -m bench.turns
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	@touch $@
+
+bench: $(BENCH_STAMP)  ## CPU, latency and connections per turn next to the floor (~4 min; bench/README.md)
+	$(BIN)/python -m bench.lean --out bench/results
+
+bench-profile: $(BENCH_STAMP)  ## py-spy profiles of `wa-agentd serve` under load (~3 min; bench/README.md)
+	$(BIN)/python -m bench.profile --out bench/results
+	$(BIN)/python -m bench.profile --gil --out bench/results
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

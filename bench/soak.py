@@ -324,7 +324,7 @@ async def drain(
         for line in lines:
             if match := OUTCOME.search(line):
                 outcomes[match.group(1).decode()] += 1
-            elif match := PROBLEM.search(line):  # e.g. "WARNING daemon.agentforce.client"
+            elif match := PROBLEM.search(line):  # e.g. "WARNING daemon.agentforce.lifecycle"
                 problems[b" ".join(match.groups()).decode()] += 1
         tail += chunk
         del tail[: max(0, len(tail) - 65536)]

@@ -28,8 +28,8 @@ from daemon.agentforce.client import AgentforceClient
 from daemon.agentforce.sessions import SessionStore
 from daemon.sim.agentforce import AgentforceSim, SimSession, StreamPacing, inform
 from daemon.sim.elevenlabs import ElevenLabsSim
+from daemon.speech.client import ElevenLabs
 from daemon.speech.composer import compose_voice
-from daemon.speech.elevenlabs import ElevenLabs
 from daemon.speech.sentence_voice import SentenceVoice
 from daemon.text import for_speech
 

@@ -15,19 +15,24 @@ Every error names its ``upstream`` ("whatsapp", "agentforce", "elevenlabs-stt",
 (Graph ``error.code``, ElevenLabs ``detail.status``, Agentforce ``error``) as a string.
 ``retry_after`` is the upstream's own Retry-After in seconds, when it sent one; ``sent`` says
 whether the request may have reached the upstream (None: unknown; the retry policy then
-looks at the httpx error it was raised from).
+looks at the httpx error it was raised from). Both are given when the error is made, by the
+code that read the answer (daemon/upstream.py maps transport errors and statuses).
 
 ``reason`` is what the error means, in words every provider shares, so that the retry policy
 and the turn decide on it without knowing which upstream or which error code it was. Only the
-client that parsed the error sets it (one of the ``Reason`` constants, or None: nothing
-special, decide on the class and the status).
+client that parsed the error sets it (a ``Reason``, or None: nothing special, decide on the
+class and the status).
 """
 
 from __future__ import annotations
 
+from enum import StrEnum
 
-class Reason:
-    """The provider-neutral meanings an upstream error can carry (``UpstreamError.reason``)."""
+
+class Reason(StrEnum):
+    """The provider-neutral meanings an upstream error can carry (``UpstreamError.reason``).
+
+    A ``StrEnum``: a reason is its value wherever it is logged, counted or compared."""
 
     # Not processed; the upstream asks us to slow down. Safe to repeat even for a send:
     # HTTP 429 / 503, Graph 4, 80007, 130429, Twilio 20429 / 63018, ElevenLabs busy.
@@ -52,7 +57,9 @@ class UpstreamError(Exception):
         *,
         status: int | None = None,
         code: str | None = None,
-        reason: str | None = None,
+        reason: Reason | None = None,
+        retry_after: float | None = None,
+        sent: bool | None = None,
     ) -> None:
         super().__init__(f"{upstream}: {message}")
         self.upstream = upstream
@@ -60,8 +67,8 @@ class UpstreamError(Exception):
         self.status = status
         self.code = code
         self.reason = reason
-        self.retry_after: float | None = None
-        self.sent: bool | None = None
+        self.retry_after = retry_after
+        self.sent = sent
 
 
 class UpstreamTimeout(UpstreamError):

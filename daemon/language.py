@@ -19,6 +19,22 @@ ALIASES = {
     "ell": "el", "gre": "el", "fin": "fi", "hrv": "hr", "msa": "ms", "may": "ms", "zsm": "ms",
     "slk": "sk", "slo": "sk", "dan": "da", "tam": "ta", "ukr": "uk", "rus": "ru", "hun": "hu",
     "nor": "no", "nob": "no", "nno": "no", "nb": "no", "nn": "no", "vie": "vi",
+    # The rest of the 99 languages Scribe lists, in the ISO 639-3 codes it reports them in
+    # (elevenlabs.io/docs/capabilities/speech-to-text, "Supported languages"), with 639-2/B
+    # and individual-language codes where they differ. Asturian (ast), Cebuano (ceb),
+    # Kabuverdianu (kea), Luo (luo), Northern Sotho (nso), Umbundu (umb) and Cantonese (yue)
+    # have no 639-1 code and stay as they are.
+    "afr": "af", "amh": "am", "hye": "hy", "arm": "hy", "asm": "as", "aze": "az", "bel": "be",
+    "ben": "bn", "bos": "bs", "mya": "my", "bur": "my", "cat": "ca", "nya": "ny", "est": "et",
+    "ful": "ff", "glg": "gl", "lug": "lg", "kat": "ka", "geo": "ka", "guj": "gu", "hau": "ha",
+    "heb": "he", "isl": "is", "ice": "is", "ibo": "ig", "gle": "ga", "jav": "jv", "kan": "kn",
+    "kaz": "kk", "khm": "km", "kur": "ku", "kir": "ky", "lao": "lo", "lav": "lv", "lin": "ln",
+    "lit": "lt", "ltz": "lb", "mkd": "mk", "mac": "mk", "mal": "ml", "mlt": "mt", "mri": "mi",
+    "mao": "mi", "mar": "mr", "mon": "mn", "nep": "ne", "npi": "ne", "oci": "oc", "ori": "or",
+    "pus": "ps", "fas": "fa", "per": "fa", "pes": "fa", "pan": "pa", "srp": "sr", "sna": "sn",
+    "snd": "sd", "slv": "sl", "som": "so", "swa": "sw", "swh": "sw", "tgk": "tg", "tel": "te",
+    "tha": "th", "urd": "ur", "uzb": "uz", "cym": "cy", "wel": "cy", "wol": "wo", "xho": "xh",
+    "zul": "zu",
 }  # fmt: skip
 
 

@@ -34,6 +34,7 @@ from typing import NoReturn
 import httpx
 import trio
 
+from daemon import upstream
 from daemon.agentforce import stream as events
 from daemon.agentforce.sse import SseParser, SseTooLarge
 from daemon.agentforce.wire import UPSTREAM
@@ -58,8 +59,7 @@ class StreamBroken(UpstreamUnavailable):
     ``partial`` holds the complete messages that did arrive, ``events`` how many events."""
 
     def __init__(self, message: str, *, partial: AgentReply, events: int) -> None:
-        super().__init__(UPSTREAM, message)
-        self.sent = True
+        super().__init__(UPSTREAM, message, sent=True)
         self.partial = partial
         self.events = events
 
@@ -145,8 +145,8 @@ class AgentStream:
                     self._chunks = None
                     self._take_last()
                     continue
-                except (httpx.TransportError, httpx.DecodingError) as exc:
-                    await self._broken(f"the stream broke: {exc!r}")
+                except upstream.READ_ERRORS as exc:
+                    await self._broken(f"the stream broke: {upstream.describe(exc)}")
             if scope.cancelled_caught:
                 late = self._deadline is not None and self._clock() >= self._deadline
                 await self._broken(
@@ -198,7 +198,7 @@ class AgentStream:
                     left -= len(chunk)
                     if left < 0:
                         break
-            except (httpx.TransportError, httpx.DecodingError):
+            except upstream.READ_ERRORS:
                 pass  # the answer is whole already
 
     # -- closing ---------------------------------------------------------------------------

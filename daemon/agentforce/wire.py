@@ -13,7 +13,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from daemon.errors import Reason, UpstreamError, UpstreamRejected, UpstreamUnavailable
+from daemon import upstream
+from daemon.errors import UpstreamError, UpstreamRejected
 from daemon.model import AgentMessage, AgentReply
 
 log = logging.getLogger(__name__)
@@ -26,11 +27,6 @@ TOKEN_SAFETY_MARGIN = 60.0
 
 # Scopes the connected app needs (§1.1); POZIL checks the same three (§1.3).
 REQUIRED_SCOPES = ("api", "chatbot_api", "sfap_api")
-
-# Answers that say the request was not processed, so repeating them is safe even for a message
-# send: 429 too many requests and 503 unavailable (§7.1) slow the whole API down; 423 (§10)
-# says only this user's session is busy with an earlier request (often one we gave up on).
-_NOT_PROCESSED_STATUSES = {423: Reason.USER_BUSY, 429: Reason.SLOW_DOWN, 503: Reason.SLOW_DOWN}
 
 # x-session-end-reason values (§5).
 END_REASONS = ("UserRequest", "Transfer", "Expiration", "Error", "Other")
@@ -165,13 +161,16 @@ def _issued_at_seconds(value: object) -> float | None:
     return None
 
 
-def _oauth_error(status: int | None, data: dict[str, Any]) -> UpstreamError:
+def _oauth_error(
+    status: int | None, data: dict[str, Any], retry_after: float | None = None
+) -> UpstreamError:
     code = _str_or_none(data.get("error"))
     description = _str_or_none(data.get("error_description")) or ""
     text = _clip(": ".join(part for part in ("token", code or "error", description) if part))
-    if status is not None and _is_transient(status):
-        return UpstreamUnavailable(UPSTREAM, text, status=status, code=code, reason=_reason(status))
-    return UpstreamRejected(UPSTREAM, text, status=status, code=code)
+    if status is None:  # an error in a 200 answer: a refusal
+        return UpstreamRejected(UPSTREAM, text, code=code)
+    kind, reason = upstream.AGENTFORCE.meaning(status)
+    return kind(UPSTREAM, text, status=status, code=code, reason=reason, retry_after=retry_after)
 
 
 # -- request bodies (§2.1, §3.1) ------------------------------------------------------------
@@ -279,15 +278,17 @@ def agent_message(item: object) -> AgentMessage | None:
 # -- errors (§7) -----------------------------------------------------------------------------
 
 
-def parse_error(status: int, body: bytes) -> UpstreamError:
+def parse_error(status: int, body: bytes, *, retry_after: float | None = None) -> UpstreamError:
     """The error for a non-2xx answer, from the §7.2 envelope (``error``, ``message``).
 
     Token-endpoint answers use OAuth's ``error`` / ``error_description`` (§1.4) and are
-    read the same way. 423, 429 and 5xx may pass ("not now", §7.1); other codes will not.
+    read the same way. 408, 423, 429 and 5xx may pass ("not now", §7.1, §10); other codes
+    will not: the status decides (``daemon.upstream.AGENTFORCE``), the body's ``error`` only
+    names it. ``retry_after``: the answer's Retry-After, carried by the error.
     """
     data = _json_object(body)
     if data is not None and "error_description" in data and "message" not in data:
-        return _oauth_error(status, data)
+        return _oauth_error(status, data, retry_after)
     code: str | None = None
     detail = ""
     if data is not None:
@@ -296,19 +297,8 @@ def parse_error(status: int, body: bytes) -> UpstreamError:
     else:
         detail = body[:200].decode("utf-8", errors="replace").strip()
     text = _clip(" ".join(part for part in (f"HTTP {status}", code, detail) if part))
-    if _is_transient(status):
-        return UpstreamUnavailable(UPSTREAM, text, status=status, code=code, reason=_reason(status))
-    return UpstreamRejected(UPSTREAM, text, status=status, code=code)
-
-
-def _is_transient(status: int) -> bool:
-    return status in (408, 423, 429) or status >= 500
-
-
-def _reason(status: int) -> str | None:
-    # Other 5xx (a 500 is also what the 120 s server timeout answers, §7.1) may have been
-    # processed: no reason, so a send that got one is an unknown outcome, not repeated.
-    return _NOT_PROCESSED_STATUSES.get(status)
+    kind, reason = upstream.AGENTFORCE.meaning(status)
+    return kind(UPSTREAM, text, status=status, code=code, reason=reason, retry_after=retry_after)
 
 
 # -- helpers ---------------------------------------------------------------------------------

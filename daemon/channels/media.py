@@ -17,11 +17,12 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
-from daemon.errors import UpstreamError, UpstreamRejected, UpstreamUnavailable
+from daemon.errors import UpstreamError, UpstreamRejected
+from daemon.upstream import map_transport_errors, retry_after
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,14 @@ ERROR_BODY_BYTES = 64 * 1024  # enough for any error JSON; the rest is not read
 
 
 DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+class ParseError(Protocol):
+    """The provider's parser of an error answer (wire.parse_graph_error, wire.parse_error)."""
+
+    def __call__(
+        self, status: int, body: bytes, *, retry_after: float | None = None
+    ) -> UpstreamError: ...
 
 
 def split_entry(entry: str) -> tuple[str, int | None]:
@@ -133,7 +142,7 @@ async def download(
     hosts: Sequence[str],
     plain_http: bool,
     max_bytes: int,
-    parse_error: Callable[[int, bytes], UpstreamError],
+    parse_error: ParseError,
     request: Callable[[httpx.URL], Mapping[str, Any]],
 ) -> bytes:
     """GET a media URL, at most ``max_bytes``. ``request(hop)`` gives the headers / auth for
@@ -144,23 +153,24 @@ async def download(
     except httpx.InvalidURL:
         raise UpstreamRejected(upstream, "media URL is not a URL") from None
     try:
-        for _hop in range(MAX_REDIRECTS + 1):
-            check_media_url(target, hosts, upstream=upstream, plain_http=plain_http)
-            options = dict(request(target))
-            options["headers"] = {**options.get("headers", {}), "Accept-Encoding": "identity"}
-            async with http.stream("GET", target, follow_redirects=False, **options) as response:
-                if response.status_code in REDIRECTS:
-                    location = response.headers.get("location")
-                    if not location:
-                        raise UpstreamRejected(
-                            upstream, "redirect without Location", status=response.status_code
-                        )
-                    target = target.join(location)
-                    log.debug("media download redirected to %s", target.host)
-                    continue
-                return await _read_media(response, upstream, max_bytes, parse_error)
-    except httpx.TransportError as exc:
-        raise UpstreamUnavailable(upstream, f"media download: {type(exc).__name__}") from exc
+        with map_transport_errors(upstream, "media download"):
+            for _hop in range(MAX_REDIRECTS + 1):
+                check_media_url(target, hosts, upstream=upstream, plain_http=plain_http)
+                options = dict(request(target))
+                options["headers"] = {**options.get("headers", {}), "Accept-Encoding": "identity"}
+                async with http.stream(
+                    "GET", target, follow_redirects=False, **options
+                ) as response:
+                    if response.status_code in REDIRECTS:
+                        location = response.headers.get("location")
+                        if not location:
+                            raise UpstreamRejected(
+                                upstream, "redirect without Location", status=response.status_code
+                            )
+                        target = target.join(location)
+                        log.debug("media download redirected to %s", target.host)
+                        continue
+                    return await _read_media(response, upstream, max_bytes, parse_error)
     except httpx.InvalidURL:
         raise UpstreamRejected(upstream, "redirect to an invalid URL") from None
     raise UpstreamRejected(upstream, f"more than {MAX_REDIRECTS} redirects")
@@ -170,7 +180,7 @@ async def _read_media(
     response: httpx.Response,
     upstream: str,
     max_bytes: int,
-    parse_error: Callable[[int, bytes], UpstreamError],
+    parse_error: ParseError,
 ) -> bytes:
     status = response.status_code
     if status == 404:
@@ -178,7 +188,7 @@ async def _read_media(
     if status >= 400:
         # A compressed error body is not read: the status alone says what went wrong.
         body = b"" if is_encoded(response) else await read_capped(response, ERROR_BODY_BYTES)
-        raise parse_error(status, body)
+        raise parse_error(status, body, retry_after=retry_after(response))
     if status != 200:
         raise UpstreamRejected(upstream, f"media download answered {status}", status=status)
     if is_encoded(response):

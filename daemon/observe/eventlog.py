@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from daemon.observe.events import CircuitChanged, Event
+from daemon.instrumentation.events import CircuitChanged, Event
 
 log = logging.getLogger("wa_agentd")
 

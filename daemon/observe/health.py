@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import trio
 
-from daemon.observe.events import Event, UpstreamCallDone
+from daemon.instrumentation.events import Event, UpstreamCallDone
 
 log = logging.getLogger(__name__)
 

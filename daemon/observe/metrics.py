@@ -4,8 +4,8 @@ Two kinds of numbers, kept apart on purpose:
 
 - *events* the daemon counts as they happen: turns by kind and outcome, stage latencies,
   upstream calls by upstream and status, retries, circuit changes. These are
-  prometheus-client Counters/Histograms, fed by the events of daemon/observe/events.py:
-  ``Metrics`` is the Prometheus sink, a hook (daemon/observe/hooks.py).
+  prometheus-client Counters/Histograms, fed by the events of daemon/instrumentation/events.py:
+  ``Metrics`` is the Prometheus sink, a hook (daemon/instrumentation/hooks.py).
 - *state* that already lives somewhere (web counters, queue depth, lanes, agent sessions,
   turns in flight, cache sizes): read at scrape time by a collector, so there is one source
   of truth and no second bookkeeping to drift.
@@ -31,7 +31,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from daemon.observe.events import (
+from daemon.instrumentation.events import (
     CircuitChanged,
     Event,
     RetryDecided,

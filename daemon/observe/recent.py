@@ -1,6 +1,6 @@
 """The last error of each kind, for ``wa-agentd status``: what went wrong lately, at a glance.
 
-Two sources, both events (daemon/observe/events.py) this sink is a hook for:
+Two sources, both events (daemon/instrumentation/events.py) this sink is a hook for:
 
 - turn reports whose outcome is not a business outcome (``agent_down``, ``timeout``,
   ``deferred``, ``send_failed``, ...) and voice notes that failed while the text stood: the
@@ -24,13 +24,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from daemon.observe.events import Event, TurnFinished, UpstreamCallDone
+from daemon.instrumentation.events import Event, TurnFinished, UpstreamCallDone
+from daemon.limits.base import Limit
 
 if TYPE_CHECKING:
     from daemon.turn import TurnReport
 
 # Outcomes that are the answer (or the polite reply the message called for), not a failure.
-FINE = frozenset({"answered", "escalated", "unsupported", "no_speech"})
+# A user held to a per-user limit (limited_*) or a voice note over [voice] max_seconds
+# (too_long) is the policy working, not something that went wrong: listing them would bury
+# the real errors under one flooding user (WaAgentdUsersLimited watches the limits). The
+# daemon's own global budget spent (over_budget) stays: the operator must act on it.
+FINE = frozenset(
+    {"answered", "escalated", "unsupported", "no_speech", "too_long"}
+    | {f"limited_{limit.value}" for limit in Limit}
+)
 DETAIL_CHARS = 200
 
 

@@ -35,7 +35,7 @@ is given back.
 
 Time-driven transitions (OPEN → HALF_OPEN, a too-long HALF_OPEN → OPEN) are evaluated lazily,
 when the breaker is next used or looked at; there is no background task. The ``hook`` gets a
-``CircuitChanged`` event (daemon/observe/events.py) then, after the state has changed.
+``CircuitChanged`` event (daemon/instrumentation/events.py) then, after the state has changed.
 """
 
 from __future__ import annotations
@@ -50,8 +50,8 @@ from typing import TypeVar
 import trio
 
 from daemon.errors import Reason, UpstreamTimeout, UpstreamUnavailable
-from daemon.observe.events import CircuitChanged
-from daemon.observe.hooks import Hook, emit, ignore
+from daemon.instrumentation.events import CircuitChanged
+from daemon.instrumentation.hooks import Hook, emit, ignore
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +68,10 @@ class CircuitOpen(UpstreamUnavailable):
     """The breaker refused the call without trying it; ``retry_after`` seconds until a trial."""
 
     def __init__(self, upstream: str, retry_after: float) -> None:
-        super().__init__(upstream, "circuit open")
-        self.retry_after = retry_after
-        # The request never left. Without this a send refused here looked like one whose
-        # outcome is unknown (no status, no connect error in its chain), and the turn, fearing
-        # a double answer, told the user nothing at all.
-        self.sent = False
+        # sent=False: the request never left. Without it a send refused here looked like one
+        # whose outcome is unknown (no status, no connect error in its chain), and the turn,
+        # fearing a double answer, told the user nothing at all.
+        super().__init__(upstream, "circuit open", retry_after=retry_after, sent=False)
 
 
 @dataclass(frozen=True, slots=True)

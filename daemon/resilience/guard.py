@@ -23,8 +23,8 @@ from typing import TypeVar
 import trio
 
 from daemon.errors import UpstreamTimeout
-from daemon.observe.events import RetryDecided, RetryOutcome
-from daemon.observe.hooks import Hook, emit, ignore
+from daemon.instrumentation.events import RetryDecided, RetryOutcome
+from daemon.instrumentation.hooks import Hook, emit, ignore
 from daemon.resilience.breaker import CircuitBreaker, State
 from daemon.resilience.retry import RetryBudget, retry_policy, with_retries
 

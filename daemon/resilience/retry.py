@@ -36,7 +36,6 @@ import logging
 import math
 import random
 import re
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TypeVar
@@ -51,7 +50,7 @@ from daemon.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from daemon.observe.events import RetryOutcome
+from daemon.instrumentation.events import RetryOutcome
 from daemon.resilience.breaker import CircuitOpen
 
 log = logging.getLogger(__name__)
@@ -112,15 +111,6 @@ def retry_after_seconds(headers: Mapping[str, str], now_epoch: float) -> float |
             when = when.replace(tzinfo=datetime.UTC)
         seconds = when.timestamp() - now_epoch
     return min(MAX_RETRY_AFTER, max(0.0, seconds))
-
-
-E = TypeVar("E", bound=UpstreamError)
-
-
-def with_retry_after(error: E, headers: Mapping[str, str]) -> E:
-    """``error`` carrying the upstream's Retry-After (seconds), when the response had one."""
-    error.retry_after = retry_after_seconds(headers, time.time())
-    return error
 
 
 class RetryBudget:

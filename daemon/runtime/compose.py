@@ -36,17 +36,17 @@ from daemon.channels.base import Channel
 from daemon.channels.provider import Built, Routes, Wiring
 from daemon.config import Settings
 from daemon.http import make_client
+from daemon.instrumentation.hooks import Hook, Hooks, count_responses, report_turns
 from daemon.limits import MemoryBudget, MemoryUserLimits
 from daemon.observe.eventlog import EventLog
 from daemon.observe.health import UpstreamHealth
-from daemon.observe.hooks import Hook, Hooks, count_responses, report_turns
 from daemon.observe.metrics import Metrics
 from daemon.observe.recent import RecentErrors
 from daemon.resilience.breaker import CircuitBreaker
 from daemon.resilience.guard import Guard
 from daemon.resilience.retry import RetryBudget
 from daemon.speech.cached import CachedSpeech
-from daemon.speech.elevenlabs import ElevenLabs
+from daemon.speech.client import ElevenLabs
 from daemon.state.store import Store
 from daemon.turn import Agent, Turn, TurnReport
 
@@ -55,7 +55,7 @@ ReportCallback = Callable[[TurnReport], None]
 
 @dataclass(frozen=True)
 class Observability:
-    """The sinks of the daemon's events (daemon/observe/events.py) and the hook feeding
+    """The sinks of the daemon's events (daemon/instrumentation/events.py) and the hook feeding
     them all: metrics, the readiness tracker, the recent errors of /admin/status, the log."""
 
     metrics: Metrics

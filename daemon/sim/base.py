@@ -20,6 +20,8 @@ from hypercorn.config import Config
 from hypercorn.trio import serve
 from quart import has_request_context, request
 
+from daemon.sim.connections import CountingApp
+
 
 @dataclass
 class Faults:
@@ -92,6 +94,7 @@ def quiet_config(bind: str = "127.0.0.1:0") -> Config:
 
 
 async def start_app(nursery: trio.Nursery, app: Any, bind: str = "127.0.0.1:0") -> str:
-    """Start serving ``app`` in ``nursery``; return its base URL (``http://127.0.0.1:PORT``)."""
-    binds: list[str] = await nursery.start(partial(serve, app, quiet_config(bind)))
+    """Start serving ``app`` in ``nursery``; return its base URL (``http://127.0.0.1:PORT``).
+    The connections it accepts are counted in ``connections.accepted(app)`` (benchmarks)."""
+    binds: list[str] = await nursery.start(partial(serve, CountingApp(app), quiet_config(bind)))
     return binds[0]

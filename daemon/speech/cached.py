@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 from daemon.cache.audio import AudioCache
 from daemon.model import Transcript
-from daemon.speech.elevenlabs import ElevenLabs
+from daemon.speech.client import ElevenLabs
 
 
 class CachedSpeech:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from daemon.speech.elevenlabs import SENTENCE_FORMAT, ElevenLabs, pcm_rate
+from daemon.speech.client import ElevenLabs
+from daemon.speech.wire import SENTENCE_FORMAT, pcm_rate
 
 Through = Callable[[Callable[[], Awaitable[bytes]]], Awaitable[bytes]]
 

@@ -5,9 +5,13 @@ Two directions, both over real HTTP:
 - pywa's ``WhatsApp`` client, pointed at the Graph simulator, sends a text, uploads a voice
   note and sends it by media id, looks up a user's media and downloads it, marks read with
   the typing indicator, and gets answers (and errors) it parses.
-- pywa's own webhook fixtures (tests/fixtures/whatsapp-updates, MIT, from pywa), signed as
-  pywa verifies them, are posted to the real daemon; each is answered, ignored or counted
-  exactly as pywa types it (``HANDLING``: pywa's type -> what the daemon must do).
+- pywa's own webhook fixtures (tests/fixtures/whatsapp-updates, MIT, from pywa), and the
+  update kinds those older files lack written here from Meta's webhook reference
+  (tests/fixtures/meta-updates: calls, message echoes, templates, account and marketing
+  preference updates, request_welcome), signed as pywa verifies them, are posted to the
+  real daemon; each is answered, ignored or counted exactly as pywa types it (``HANDLING``:
+  pywa's type -> what the daemon must do), and every update type pywa has a handler for
+  has a decided handling and a fixture.
 
 pywa is synchronous (httpx.Client): its calls run in a worker thread while the simulator
 serves on trio. Its client reaches the simulator through its own ``session`` argument, with
@@ -19,6 +23,7 @@ from __future__ import annotations
 import copy
 import inspect
 import json
+import typing
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -37,6 +42,9 @@ from daemon.sim.stack import PHONE_NUMBER_ID, SECRETS, Stack, open_stack
 from tests.contract.threads import in_thread, raised
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "whatsapp-updates"
+# Written here, field by field from Meta's webhook reference (pywa 4.5's types say which
+# fields it reads): the update kinds pywa's older fixture files above do not have.
+WRITTEN = Path(__file__).parent.parent / "fixtures" / "meta-updates"
 TOKEN = SECRETS["WHATSAPP_ACCESS_TOKEN"]
 APP_SECRET = SECRETS["WHATSAPP_APP_SECRET"]
 USER = "16505551234"
@@ -161,6 +169,27 @@ async def test_pywa_raises_graphs_errors_by_their_code(wa: WhatsApp, graph: Grap
 # --------------------------------------------------------------------------- pywa's webhooks
 
 
+def _handler_kinds() -> list[type[handlers.Handler[Any]]]:
+    """Every public handler pywa has for a typed update (not the raw one)."""
+    return [
+        cls
+        for name, cls in inspect.getmembers(handlers, inspect.isclass)
+        if issubclass(cls, handlers.Handler)
+        and cls not in (handlers.Handler, handlers.RawUpdateHandler)
+        and not name.startswith("_")
+    ]
+
+
+def pywa_update_types() -> set[str]:
+    """The names of the update types pywa's handlers take (Handler[CallConnect] ...)."""
+    return {
+        typing.get_args(base)[0].__name__
+        for kind in _handler_kinds()
+        for base in getattr(kind, "__orig_bases__", ())
+        if typing.get_args(base)
+    }
+
+
 def _pywa_receiver() -> tuple[WhatsApp, list[str]]:
     """A pywa client that only types updates: every handler records what it got."""
     seen: list[str] = []
@@ -171,13 +200,7 @@ def _pywa_receiver() -> tuple[WhatsApp, list[str]]:
         detail = getattr(detail, "value", detail)
         seen.append(f"{name}[{detail}]" if detail is not None else name)
 
-    kinds = [
-        cls
-        for name, cls in inspect.getmembers(handlers, inspect.isclass)
-        if issubclass(cls, handlers.Handler)
-        and cls not in (handlers.Handler, handlers.RawUpdateHandler)
-        and not name.startswith("_")
-    ]
+    kinds = _handler_kinds()
     receiver = WhatsApp(
         phone_id=PHONE_NUMBER_ID,
         token=TOKEN,
@@ -198,12 +221,12 @@ def pywa_type(body: bytes, signature: str) -> str:
     return label
 
 
-def _load_fixtures() -> dict[str, dict[str, Any]]:
+def _load_fixtures(directory: Path = FIXTURES, prefix: str = "") -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
-    for path in sorted(FIXTURES.glob("*.json")):
+    for path in sorted(directory.glob("*.json")):
         with path.open(encoding="utf-8") as f:
             for name, payload in json.load(f).items():
-                out[f"{path.stem}/{name}"] = payload
+                out[f"{prefix}{path.stem}/{name}"] = payload
     return out
 
 
@@ -221,19 +244,23 @@ def _interactive(reply_type: str, reply: dict[str, Any]) -> dict[str, Any]:
     return payload
 
 
-FIXTURE_PAYLOADS = _load_fixtures() | {
-    "ours/call_permission_reply": _interactive(
-        "call_permission_reply",
-        {
-            "response": "accept",
-            "expiration_timestamp": 1753186982,
-            "response_source": "user_action",
-        },
-    ),
-    "ours/nfm_reply": _interactive(
-        "nfm_reply", {"name": "flow", "body": "Sent", "response_json": '{"flow_token": "t"}'}
-    ),
-}
+FIXTURE_PAYLOADS = (
+    _load_fixtures()
+    | _load_fixtures(WRITTEN, "meta/")
+    | {
+        "ours/call_permission_reply": _interactive(
+            "call_permission_reply",
+            {
+                "response": "accept",
+                "expiration_timestamp": 1753186982,
+                "response_source": "user_action",
+            },
+        ),
+        "ours/nfm_reply": _interactive(
+            "nfm_reply", {"name": "flow", "body": "Sent", "response_json": '{"flow_token": "t"}'}
+        ),
+    }
+)
 
 # pywa's type of an update -> what the daemon does with it:
 #   ("answered", outcome)  a turn runs and the user gets an answer (TurnReport.outcome)
@@ -267,6 +294,25 @@ HANDLING: dict[str, tuple[str, str]] = {
     "DeletedMessage": ("ignored", "revoke"),
     "CallPermissionUpdate": ("ignored", "call_permission_reply"),
     "FlowCompletion": ("ignored", "nfm_reply"),
+    # The user opened the chat (no message yet): nothing to answer.
+    "Message[request_welcome]": ("ignored", "request_welcome"),
+    # Messages the business sent from the WhatsApp Business app (coexistence echoes): never
+    # answered, or the agent would talk to its own business.
+    "OutgoingMessage": ("ignored", "field:smb_message_echoes"),
+    "OutgoingEditedMessage": ("ignored", "field:smb_message_echoes"),
+    "OutgoingDeletedMessage": ("ignored", "field:smb_message_echoes"),
+    # WhatsApp calls to or from the number: the daemon answers messages, not calls.
+    "CallConnect": ("ignored", "field:calls"),
+    "CallTerminate[COMPLETED]": ("ignored", "field:calls"),
+    "CallStatus[RINGING]": ("ignored", "field:calls"),
+    # The account's and its templates' news: the operator's business, not a user's question.
+    "AccountUpdate": ("ignored", "field:account_update"),
+    "TemplateStatusUpdate": ("ignored", "field:message_template_status_update"),
+    "TemplateCategoryUpdate": ("ignored", "field:template_category_update"),
+    "TemplateQualityUpdate": ("ignored", "field:message_template_quality_update"),
+    "TemplateComponentsUpdate": ("ignored", "field:message_template_components_update"),
+    # A user stopped (or resumed) marketing messages; the daemon sends none.
+    "UserMarketingPreferences": ("ignored", "field:user_preferences"),
 }
 
 
@@ -287,6 +333,20 @@ def _audio_ids(payload: dict[str, Any]) -> list[str]:
         for m in c["value"].get("messages", [])
         if m.get("type") == "audio"
     ]
+
+
+def test_every_pywa_update_type_has_a_decided_handling_and_a_fixture() -> None:
+    labels = {}
+    for name, payload in FIXTURE_PAYLOADS.items():
+        body = webhooks.encode(_to_our_number(payload))
+        labels[name] = pywa_type(body, webhooks.sign(body, APP_SECRET))
+    seen = set(labels.values())
+    assert seen <= set(HANDLING), {n: t for n, t in labels.items() if t not in HANDLING}
+    assert set(HANDLING) <= seen, f"HANDLING entries no fixture reaches: {set(HANDLING) - seen}"
+    types = pywa_update_types()
+    assert {"Message", "CallConnect", "OutgoingMessage", "TemplateStatusUpdate"} <= types
+    untested = {t for t in types if not any(label.split("[")[0] == t for label in seen)}
+    assert not untested, f"pywa types with no fixture: {untested}"
 
 
 @pytest.fixture

@@ -8,22 +8,34 @@
   attribute every twilio-python domain builds its URLs from), sends messages and parses
   the answers and Twilio's error JSON into ``TwilioRestException``.
 
-twilio-python is synchronous (requests): its REST calls run in a worker thread.
+twilio-python is synchronous (requests): its REST calls run in a worker thread, with an
+HTTP timeout of their own (twilio-python's default is none: a silent server would hold the
+thread for good).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import pytest
 import trio
 from twilio.base.exceptions import TwilioRestException
-from twilio.request_validator import RequestValidator, remove_port
+from twilio.http.http_client import TwilioHttpClient
+from twilio.request_validator import (
+    HMAC_SHA256,
+    SIGNATURE_SETTINGS_HEADER,
+    RequestValidator,
+    get_signature_algorithm,
+    remove_port,
+)
 from twilio.rest import Client
 from werkzeug.datastructures import MultiDict
 
+from daemon.channels.twilio import wire
+from daemon.channels.twilio.channel import TwilioChannel
+from daemon.sim import audio
 from daemon.sim import twilio as twilio_sim
 from daemon.sim.stack import SECRETS, TWILIO_ACCOUNT_SID, TWILIO_FROM, Stack, open_stack
 from daemon.sim.twilio import TwilioSim, TwilioWebhookSender, webhook_params
@@ -31,6 +43,20 @@ from tests.contract.threads import in_thread, raised
 
 TOKEN = SECRETS["TWILIO_AUTH_TOKEN"]
 USER = "16505551234"
+HTTP_TIMEOUT = 10.0  # seconds, per request of twilio-python's client
+
+
+def rest_client(token: str, base_url: str) -> Client:
+    """twilio-python's REST client on ``base_url``, with an HTTP timeout."""
+    client = Client(TWILIO_ACCOUNT_SID, token, http_client=TwilioHttpClient(timeout=HTTP_TIMEOUT))
+    client.api.base_url = base_url  # where every api.twilio.com URL is built from
+    return client
+
+
+def close(client: Client) -> None:
+    session = getattr(client.http_client, "session", None)
+    if session is not None:
+        session.close()
 
 
 def official_signature(url: str, params: list[tuple[str, str]]) -> str:
@@ -108,6 +134,81 @@ async def test_a_signature_request_validator_made_for_other_params_is_refused(
     assert stack.agentforce.received == []
 
 
+# ------------------------------------------------- SharedKey signatures (HMAC-SHA256, beta)
+
+SHARED_KEY = "sharedkey-secret-0123456789abcdef"
+SETTINGS = "key=webhooks_sharedkey_0123456789abcdef0123456789abcdef,algorithm=HMAC_SHA256"
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_shared_key_signatures_are_computed_as_request_validator_does(case: str) -> None:
+    # Twilio's Webhooks Rules (Public Beta) sign with a SharedKey's secret and HMAC-SHA256
+    # and say so in X-Twilio-Webhooks-Signature-Settings; twilio-python 9.13 validates it.
+    query, extra, as_twilio_wrote_it = CASES[case]
+    url = as_twilio_wrote_it(_with_query("https://bot.example.com:8443/webhook", query))
+    params = webhook_params(from_wa_id=USER, body="hi", extra=extra)
+    validator = RequestValidator(SHARED_KEY)
+    official = validator.compute_signature(url, MultiDict(params), HMAC_SHA256)
+    assert validator.validate(url, MultiDict(params), official, HMAC_SHA256)
+    assert wire.signature(SHARED_KEY, url, params, algorithm=wire.HMAC_SHA256) == official
+    origin, target = url.split("/webhook", 1)
+    target = "/webhook" + target
+    assert wire.verify(SHARED_KEY, origin, target, params, official, algorithm=wire.HMAC_SHA256)
+    assert not wire.verify(SHARED_KEY, origin, target, params, official)  # not a SHA-1 one
+    assert wire.signature_well_formed(official, algorithm=wire.HMAC_SHA256)
+    assert not wire.signature_well_formed(official)  # 32 bytes, not 20
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        SETTINGS,
+        "algorithm=HMAC_SHA256,key=webhooks_sharedkey_x",
+        " key = k , algorithm = HMAC_SHA256 ",
+        "key=webhooks_sharedkey_x",  # no algorithm: the legacy one
+        "key=k,algorithm=HMAC_SHA512",  # one nobody supports yet: refused
+    ],
+)
+def test_the_settings_header_is_read_as_twilio_python_reads_it(header: str) -> None:
+    settings = wire.signature_settings(header)
+    assert settings is not None
+    assert settings.algorithm == get_signature_algorithm(header).upper()
+    assert SIGNATURE_SETTINGS_HEADER.lower() == wire.SIGNATURE_SETTINGS_HEADER
+    assert wire.signature_settings(None) is None and wire.signature_settings(" ") is None
+    url, params = "https://bot.example.com/webhook", [("Body", "hi")]
+    if settings.algorithm == "HMAC_SHA512":  # as twilio-python: verifies nothing
+        good = RequestValidator(SHARED_KEY).compute_signature(url, MultiDict(params), HMAC_SHA256)
+        assert not RequestValidator(SHARED_KEY).validate(
+            url, MultiDict(params), good, "HMAC_SHA512"
+        )
+        assert not wire.verify(SHARED_KEY, url, "", params, good, algorithm=settings.algorithm)
+        assert not wire.signature_well_formed(good, algorithm=settings.algorithm)
+
+
+async def test_the_daemon_refuses_a_shared_key_signed_webhook_it_cannot_check() -> None:
+    # The daemon takes only the Auth Token's signature for now (README "Providers"): the
+    # SharedKey's secret has no place in the config yet. Such a webhook is refused before its
+    # body is read (a SHA-256 signature is no well-formed SHA-1 one), never taken.
+    async with open_stack(provider="twilio") as stack:
+        params = webhook_params(from_wa_id=USER, body="hi")
+        signed = RequestValidator(SHARED_KEY).compute_signature(
+            stack.signed_url, MultiDict(params), HMAC_SHA256
+        )
+        with trio.fail_after(20):
+            response = await stack.client.post(
+                stack.daemon.webhook_url,
+                content=urlencode(params),
+                headers={
+                    "Content-Type": "application/x-www-form-urlencoded",
+                    "X-Twilio-Signature": signed,
+                    SIGNATURE_SETTINGS_HEADER: SETTINGS,
+                },
+            )
+    assert response.status_code == 401
+    assert stack.daemon.web.stats.webhooks == {"unsigned": 1}
+    assert stack.agentforce.received == []
+
+
 @pytest.fixture
 async def either_twilio() -> AsyncIterator[Stack]:
     async with open_stack(provider="twilio") as stack:
@@ -127,13 +228,11 @@ async def twilio(nursery: trio.Nursery) -> TwilioSim:
 
 @pytest.fixture
 def rest(twilio: TwilioSim) -> Iterator[Client]:
-    client = Client(TWILIO_ACCOUNT_SID, TOKEN)
     assert twilio.base_url is not None
-    client.api.base_url = twilio.base_url  # where every api.twilio.com URL is built from
+    client = rest_client(TOKEN, twilio.base_url)
+    assert client.http_client.timeout == HTTP_TIMEOUT
     yield client
-    session = getattr(client.http_client, "session", None)
-    if session is not None:
-        session.close()
+    close(client)
 
 
 async def rest_error(fn: Callable[[], Any]) -> TwilioRestException:
@@ -180,13 +279,41 @@ async def test_twilio_python_parses_scripted_failures_and_bad_credentials(
         lambda: rest.messages.create(from_=TWILIO_FROM, to=f"whatsapp:+{USER}", body="late")
     )
     assert (window.code, window.status) == (63016, 400)
-    stranger = Client(TWILIO_ACCOUNT_SID, "not-the-token")
-    stranger.api.base_url = rest.api.base_url
+    stranger = rest_client("not-the-token", rest.api.base_url)
     try:
         denied = await rest_error(
             lambda: stranger.messages.create(from_=TWILIO_FROM, to=f"whatsapp:+{USER}", body="x")
         )
     finally:
-        if getattr(stranger.http_client, "session", None) is not None:
-            stranger.http_client.session.close()
+        close(stranger)
     assert (denied.code, denied.status) == (20003, 401)
+
+
+async def test_twilio_python_sends_a_voice_note_by_media_url_as_the_daemon_does() -> None:
+    # The daemon's voice-note path: the Ogg/Opus clip in its PublicMedia, served on the
+    # public listener, and a send with MediaUrl and no Body; Twilio fetches the URL itself.
+    async with open_stack(provider="twilio") as stack:
+        channel = stack.daemon.web.channel
+        assert isinstance(channel, TwilioChannel)
+        clip = audio.speak("Your order ships tomorrow.")
+        note = await channel.prepare_voice(clip)  # into the provider's PublicMedia
+        url = channel.media_url_for(note.ref)
+        to = f"whatsapp:+{USER}"
+        assert stack.twilio.base_url is not None
+        rest = rest_client(TOKEN, stack.twilio.base_url)
+        try:
+            message = await in_thread(
+                lambda: rest.messages.create(from_=TWILIO_FROM, to=to, media_url=[url])
+            )
+        finally:
+            close(rest)
+        with trio.fail_after(20):
+            (sent,) = await stack.twilio.wait_sent(1, to=to)
+    # twilio-python parsed the answer: a media message, queued, nothing in its body.
+    assert message.sid == sent.sid and message.sid.startswith("MM")
+    assert (message.num_media, message.body, message.status) == ("1", "", "queued")
+    # What it sent is what the daemon sends for a voice note (the order aside).
+    ours = wire.message_form(TWILIO_FROM, to, media_url=url)
+    assert sorted(sent.form) == sorted(ours)
+    # The simulator fetched the daemon's URL and got the clip as a voice note.
+    assert sent.media == clip and sent.renders_as_voice_note and not sent.failed

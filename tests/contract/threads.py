@@ -1,5 +1,11 @@
 """The official Python clients are synchronous (httpx.Client, requests): their calls run in
-a worker thread while the simulators serve on trio."""
+a worker thread while the simulators serve on trio.
+
+A blocked worker thread cannot be cancelled, so ``in_thread`` abandons it when its
+``fail_after`` fires (``abandon_on_cancel``): the test fails in time instead of hanging on
+a client that waits for an answer that never comes. Each client is also given its own
+HTTP timeout (twilio-python's default is none), so the abandoned thread ends soon after.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +18,9 @@ E = TypeVar("E", bound=BaseException)
 
 
 async def in_thread(fn: Callable[[], Any], *, seconds: float = 30) -> Any:
-    """``fn()`` in a worker thread, bounded in time."""
+    """``fn()`` in a worker thread, bounded in time (the thread abandoned when it is up)."""
     with trio.fail_after(seconds):
-        return await trio.to_thread.run_sync(fn)
+        return await trio.to_thread.run_sync(fn, abandon_on_cancel=True)
 
 
 async def raised(kind: type[E], fn: Callable[[], Any]) -> E:

@@ -24,8 +24,8 @@ from daemon.sim import agentforce
 from daemon.sim.agentforce import AgentforceSim, StreamPacing
 from daemon.sim.audio import describe
 from daemon.sim.elevenlabs import ElevenLabsSim
+from daemon.speech.client import ElevenLabs
 from daemon.speech.composer import VoiceNote, compose_voice
-from daemon.speech.elevenlabs import ElevenLabs
 from daemon.speech.sentence_voice import SentenceVoice
 from daemon.text import for_speech
 

@@ -1,6 +1,6 @@
 """The voice composer against the ElevenLabs simulator over loopback HTTP, encoded by PyAV.
 
-The real client (daemon.speech.elevenlabs) asks the simulator for one PCM part per sentence,
+The real client (daemon.speech.client) asks the simulator for one PCM part per sentence,
 with the neighbouring text; the parts are joined and encoded once: the result must be one
 real Ogg/Opus voice note as long as the parts together.
 """
@@ -16,8 +16,8 @@ import trio
 
 from daemon.sim.audio import describe, listen
 from daemon.sim.elevenlabs import ElevenLabsSim, spoken_seconds
+from daemon.speech.client import ElevenLabs
 from daemon.speech.composer import compose_voice
-from daemon.speech.elevenlabs import ElevenLabs
 from daemon.speech.sentence_voice import SentenceVoice
 
 KEY = "sk-composer"

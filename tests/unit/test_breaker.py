@@ -10,8 +10,8 @@ import trio
 import trio.testing
 
 from daemon.errors import Reason, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
-from daemon.observe.events import CircuitChanged, Event
-from daemon.observe.hooks import Hook
+from daemon.instrumentation.events import CircuitChanged, Event
+from daemon.instrumentation.hooks import Hook
 from daemon.resilience.breaker import CircuitBreaker, CircuitOpen, State
 from daemon.resilience.retry import was_sent
 

@@ -23,7 +23,7 @@ from daemon.channels.meta.client import GraphClient
 from daemon.channels.twilio.client import TwilioClient
 from daemon.errors import UpstreamError
 from daemon.model import AgentReply, Transcript
-from daemon.speech.elevenlabs import ElevenLabs
+from daemon.speech.client import ElevenLabs
 from tests.unit.test_fuzz_parsers import JSON
 
 SETTINGS = settings(
@@ -63,12 +63,14 @@ def transport(answers: list[tuple[int, dict[str, str], bytes]]) -> httpx.MockTra
     return httpx.MockTransport(handler)
 
 
-def graph_client(http: httpx.AsyncClient, phone_number_id: str = "1") -> GraphClient:
+def graph_client(
+    http: httpx.AsyncClient, phone_number_id: str = "1", access_token: str = "t"
+) -> GraphClient:
     return GraphClient(
         http,
         graph_url="https://graph.example/v23.0",
         phone_number_id=phone_number_id,
-        access_token="t",
+        access_token=access_token,
         media_hosts=["graph.example"],
         max_media_bytes=1000,
     )
@@ -82,6 +84,30 @@ def twilio_client(http: httpx.AsyncClient, auth_token: str = "t") -> TwilioClien
         auth_token=auth_token,
         media_hosts=["api.twilio.example", "*.twiliocdn.example"],
         max_media_bytes=1000,
+    )
+
+
+def elevenlabs_client(http: httpx.AsyncClient, api_key: str = "k") -> ElevenLabs:
+    return ElevenLabs(
+        http,
+        api_url="https://el.example",
+        api_key=api_key,
+        voice_id="v",
+        tts_model="eleven_flash_v2_5",
+        stt_model="scribe_v1",
+    )
+
+
+def agentforce_client(http: httpx.AsyncClient, client_secret: str = "secret") -> AgentforceClient:
+    return AgentforceClient(
+        http,
+        token_url="https://sf.example/services/oauth2/token",
+        api_url="https://api.sf.example/einstein/ai-agent/v1",
+        instance_endpoint="https://sf.example",
+        agent_id="0Xx1",
+        client_id="id",
+        client_secret=client_secret,
+        sessions=SessionStore(max_sessions=10, idle_seconds=600),
     )
 
 
@@ -125,14 +151,7 @@ async def test_twilio_answers(answers: list[tuple[int, dict[str, str], bytes]]) 
 @example((200, {"content-type": "audio/ogg"}, b"not ogg at all"))
 async def test_elevenlabs_answers(answer: tuple[int, dict[str, str], bytes]) -> None:
     async with httpx.AsyncClient(transport=transport([answer])) as http:
-        client = ElevenLabs(
-            http,
-            api_url="https://el.example",
-            api_key="k",
-            voice_id="v",
-            tts_model="eleven_flash_v2_5",
-            stt_model="scribe_v1",
-        )
+        client = elevenlabs_client(http)
         with contextlib.suppress(UpstreamError):
             assert isinstance(await client.transcribe(b"OggS", "audio/ogg"), Transcript)
         with contextlib.suppress(UpstreamError):
@@ -151,15 +170,6 @@ async def test_elevenlabs_answers(answer: tuple[int, dict[str, str], bytes]) -> 
 )
 async def test_agentforce_answers(answers: list[tuple[int, dict[str, str], bytes]]) -> None:
     async with httpx.AsyncClient(transport=transport(answers)) as http:
-        client = AgentforceClient(
-            http,
-            token_url="https://sf.example/services/oauth2/token",
-            api_url="https://api.sf.example/einstein/ai-agent/v1",
-            instance_endpoint="https://sf.example",
-            agent_id="0Xx1",
-            client_id="id",
-            client_secret="secret",
-            sessions=SessionStore(max_sessions=10, idle_seconds=600),
-        )
+        client = agentforce_client(http)
         with contextlib.suppress(UpstreamError):
             assert isinstance(await client.ask("15550001", "hello"), AgentReply)

@@ -28,7 +28,7 @@ from daemon.channels.meta import wire as meta
 from daemon.channels.twilio import wire as twilio
 from daemon.errors import UpstreamError
 from daemon.model import AgentReply, Batch, Transcript
-from daemon.speech import elevenlabs
+from daemon.speech import wire as elevenlabs
 from daemon.state.store import inbound_from_json, inbound_to_json
 
 SETTINGS = settings(

@@ -17,9 +17,9 @@ import trio.testing
 
 from daemon.config import Settings
 from daemon.errors import Reason, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from daemon.instrumentation.events import Event, RetryDecided
+from daemon.instrumentation.hooks import Hook, Hooks, ignore
 from daemon.observe.eventlog import EventLog
-from daemon.observe.events import Event, RetryDecided
-from daemon.observe.hooks import Hook, Hooks, ignore
 from daemon.observe.metrics import Metrics
 from daemon.resilience.breaker import CircuitBreaker, CircuitOpen, State
 from daemon.resilience.guard import Guard
@@ -244,7 +244,10 @@ async def test_a_broken_retry_hook_does_not_break_the_call(
         raise RuntimeError("metrics down")
 
     g = guard(hook=broken)
-    with trio.fail_after(LIMIT), caplog.at_level(logging.ERROR, logger="daemon.observe.hooks"):
+    with (
+        trio.fail_after(LIMIT),
+        caplog.at_level(logging.ERROR, logger="daemon.instrumentation.hooks"),
+    ):
         assert await g.call(TTS, 10.0, Script(down(), "audio"), idempotent=True) == "audio"
     assert "instrumentation hook failed on RetryDecided" in caplog.text
 

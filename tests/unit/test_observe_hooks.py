@@ -8,8 +8,7 @@ import httpx
 import pytest
 import trio
 
-from daemon.observe.eventlog import EventLog
-from daemon.observe.events import (
+from daemon.instrumentation.events import (
     CircuitChanged,
     Event,
     RetryDecided,
@@ -17,8 +16,9 @@ from daemon.observe.events import (
     TurnFinished,
     UpstreamCallDone,
 )
+from daemon.instrumentation.hooks import Hooks, count_responses, emit, report_turns
+from daemon.observe.eventlog import EventLog
 from daemon.observe.health import UpstreamHealth
-from daemon.observe.hooks import Hooks, count_responses, emit, report_turns
 from daemon.observe.metrics import Metrics
 from daemon.observe.recent import RecentErrors
 from daemon.resilience.breaker import State
@@ -43,7 +43,7 @@ def test_every_sink_sees_every_event_in_order_even_after_a_broken_one(
     first, last = Seen(), Seen()
     hooks = Hooks([first, broken, last])
     events = [UpstreamCallDone("whatsapp", "200"), RetryDecided("agentforce", RetryOutcome.RETRIED)]
-    with caplog.at_level(logging.ERROR, logger="daemon.observe.hooks"):
+    with caplog.at_level(logging.ERROR, logger="daemon.instrumentation.hooks"):
         for event in events:
             hooks(event)
     assert first.events == events and last.events == events
@@ -51,7 +51,7 @@ def test_every_sink_sees_every_event_in_order_even_after_a_broken_one(
 
 
 def test_emit_never_passes_a_hooks_error_on(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.ERROR, logger="daemon.observe.hooks"):
+    with caplog.at_level(logging.ERROR, logger="daemon.instrumentation.hooks"):
         emit(broken, UpstreamCallDone("whatsapp", "500"))
     assert "instrumentation hook failed on UpstreamCallDone" in caplog.text
 

@@ -36,6 +36,17 @@ def test_failed_turns_and_refused_or_unanswered_calls_are_kinds_of_error() -> No
     ]
 
 
+def test_policy_is_not_an_error_but_a_spent_budget_is() -> None:
+    errors = RecentErrors()
+    for outcome in ("limited_rate", "limited_daily_turns", "limited_daily_stt_seconds"):
+        errors.turn(report(outcome))
+    errors.turn(report("too_long"))  # a voice note over [voice] max_seconds: told so
+    assert errors.latest() == []
+    errors.turn(report("over_budget", error="daily budget for agent spent"))
+    errors.turn(report("undecodable"))  # might be ours to fix: shown
+    assert [e.kind for e in errors.latest()] == ["turn undecodable", "turn over_budget"]
+
+
 def test_the_table_is_bounded_and_details_are_clipped() -> None:
     errors = RecentErrors(max_kinds=3)
     for status in ("500", "502", "503", "504"):

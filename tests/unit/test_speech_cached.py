@@ -11,7 +11,7 @@ import trio
 from daemon.cache.audio import AudioCache
 from daemon.sim.audio import speak
 from daemon.speech.cached import CachedSpeech
-from daemon.speech.elevenlabs import ElevenLabs
+from daemon.speech.client import ElevenLabs
 
 SORRY = "Sorry, I can't answer right now."
 

@@ -14,9 +14,10 @@ from daemon.errors import Reason, UpstreamError, UpstreamRejected, UpstreamUnava
 from daemon.model import Transcript
 from daemon.sim.audio import speak
 from daemon.speech.audio import probe
-from daemon.speech.elevenlabs import (
+from daemon.speech.client import ElevenLabs
+from daemon.speech.sentence_voice import SentenceVoice
+from daemon.speech.wire import (
     SENTENCE_FORMAT,
-    ElevenLabs,
     base_mime,
     parse_error,
     parse_transcript,
@@ -25,7 +26,6 @@ from daemon.speech.elevenlabs import (
     tts_language,
     upload_name,
 )
-from daemon.speech.sentence_voice import SentenceVoice
 from tests.unit.test_speech_audio import make_mp3, tone_pcm
 
 API = "https://el.test"

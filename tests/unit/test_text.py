@@ -252,3 +252,20 @@ def test_split_prefers_sentence_ends(limit: int) -> None:
         for part in parts[:-1]:
             assert end.search(part), part
             assert len(part) > limit // 2 or "\n" in text  # no needlessly short parts
+
+
+def test_public_surface() -> None:
+    # daemon.text is a package of one module per job; callers import from the package.
+    import daemon.text as text
+
+    public = {name for name in vars(text) if not name.startswith("_")}
+    assert public == {
+        "SPOKEN_LINK",
+        "for_speech",
+        "split_message",
+        "to_whatsapp",
+        "markdown",
+        "speech",
+        "split",
+        "whatsapp",
+    }

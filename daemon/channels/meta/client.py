@@ -1,7 +1,8 @@
 """Graph API I/O for the WhatsApp Cloud API: send, mark read, media URL, download, upload.
 
-Thin on purpose: payloads come from ``wire``, errors are mapped by ``wire.parse_graph_error``,
-and the ``httpx.AsyncClient`` is injected (the runtime owns it and its limits). The per-call
+Thin on purpose: payloads come from ``wire``, error answers are mapped by
+``wire.parse_graph_error`` and transport errors by ``daemon.upstream``, and the
+``httpx.AsyncClient`` is injected (the runtime owns it and its limits). The per-call
 time budget is the caller's cancel scope.
 
 The access token is a bearer secret. It goes to ``graph_url`` and, for media downloads, only
@@ -19,7 +20,7 @@ from urllib.parse import quote
 
 import httpx
 
-from daemon import USER_AGENT
+from daemon import USER_AGENT, upstream
 from daemon.channels import media
 from daemon.channels.meta.wire import (
     UPSTREAM,
@@ -28,8 +29,7 @@ from daemon.channels.meta.wire import (
     names_media,
     parse_graph_error,
 )
-from daemon.errors import UpstreamRejected, UpstreamUnavailable
-from daemon.resilience.retry import with_retry_after
+from daemon.errors import UpstreamRejected
 
 log = logging.getLogger(__name__)
 
@@ -117,21 +117,25 @@ class GraphClient:
     ) -> dict[str, Any]:
         """One Graph call. ``media_call``: it names a media id, so Graph's "no such object"
         means that media is gone (Reason.MEDIA_GONE, wire.parse_graph_error)."""
-        try:
+        with upstream.map_transport_errors(UPSTREAM, method):
             response = await self._http.request(
                 method, self._graph_url + path, headers=self._auth, follow_redirects=False, **kwargs
             )
-        except httpx.TransportError as exc:
-            raise UpstreamUnavailable(UPSTREAM, f"{method} failed: {type(exc).__name__}") from exc
         if response.status_code >= 400:
-            error = parse_graph_error(response.status_code, response.content, media_call=media_call)
-            raise with_retry_after(error, response.headers)
+            raise parse_graph_error(
+                response.status_code,
+                response.content,
+                media_call=media_call,
+                retry_after=upstream.retry_after(response),
+            )
         try:
             doc = loads(response.content)
         except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
             doc = None
         if not isinstance(doc, dict):
-            raise UpstreamRejected(UPSTREAM, "answer is not a JSON object", status=200)
+            raise UpstreamRejected(
+                UPSTREAM, "answer is not a JSON object", status=response.status_code
+            )
         return doc
 
     # --- media download ------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """Twilio REST I/O: send a WhatsApp message, download inbound media.
 
-Thin on purpose: forms come from ``wire``, errors are mapped by ``wire.parse_error``, the
-``httpx.AsyncClient`` is injected (the runtime owns it and its limits), and the per-call time
-budget is the caller's cancel scope.
+Thin on purpose: forms come from ``wire``, error answers are mapped by ``wire.parse_error``
+and transport errors by ``daemon.upstream``, the ``httpx.AsyncClient`` is injected (the
+runtime owns it and its limits), and the per-call time budget is the caller's cancel scope.
 
 The account SID and auth token are HTTP Basic credentials. They go to the Messages API and,
 for media, only to that same API origin (``api_url``; plus ``api.twilio.com`` when
@@ -24,11 +24,10 @@ from urllib.parse import quote, urlencode
 import httpx
 import trio
 
-from daemon import USER_AGENT
+from daemon import USER_AGENT, upstream
 from daemon.channels import media
 from daemon.channels.twilio.wire import UPSTREAM, parse_error
-from daemon.errors import UpstreamRejected, UpstreamUnavailable
-from daemon.resilience.retry import with_retry_after
+from daemon.errors import UpstreamRejected
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +76,7 @@ class TwilioClient:
         """POST .../Accounts/{sid}/Messages.json with ``form``; returns the new message SID."""
         url = f"{self._api_url}/2010-04-01/Accounts/{quote(self._account_sid, safe='')}"
         url += "/Messages.json"
-        try:
+        with upstream.map_transport_errors(UPSTREAM, "send"):
             response = await self._http.post(
                 url,
                 content=urlencode(list(form)).encode("ascii"),
@@ -85,11 +84,9 @@ class TwilioClient:
                 auth=self._auth,
                 follow_redirects=False,
             )
-        except httpx.TransportError as exc:
-            raise UpstreamUnavailable(UPSTREAM, f"send failed: {type(exc).__name__}") from exc
         status = response.status_code
         if status >= 400:
-            raise with_retry_after(parse_error(status, response.content), response.headers)
+            raise parse_error(status, response.content, retry_after=upstream.retry_after(response))
         if status not in (200, 201):
             raise UpstreamRejected(UPSTREAM, f"send answered {status}", status=status)
         try:

@@ -14,11 +14,12 @@ import hmac
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import parse_qsl
 
+from daemon import upstream
 from daemon.channels.base import BadWebhook, error_code, scrub_numbers
-from daemon.errors import Reason, UpstreamError, UpstreamRejected, UpstreamUnavailable
+from daemon.errors import Reason, UpstreamError
 from daemon.model import Batch, DeliveryStatus, Inbound, Kind, Media, User
 
 K = TypeVar("K")
@@ -71,7 +72,7 @@ _FATAL_CODES = frozenset(
 #   That is the whole sender slowing down, not one user: SLOW_DOWN, not USER_BUSY. Twilio
 #   has no documented code for Meta's per-user pair rate limit (131056).
 # - The user cannot be messaged now, and an apology would fail the same way: RECIPIENT.
-_REASONS: dict[int, str] = {
+_REASONS: dict[int, Reason] = {
     20429: Reason.SLOW_DOWN,
     63017: Reason.SLOW_DOWN,
     63018: Reason.SLOW_DOWN,
@@ -84,8 +85,10 @@ _REASONS: dict[int, str] = {
     63024: Reason.RECIPIENT,  # invalid message recipient
     63032: Reason.RECIPIENT,  # WhatsApp will not deliver to this user (Meta's 472)
 }
-# HTTP statuses that mean "not processed, slow down" when no code says otherwise.
-_SLOW_DOWN_STATUSES = frozenset({429, 503})
+# The codes' meanings; without a code we know, the status decides (daemon.upstream.TWILIO).
+_CODES = upstream.Codes(
+    retryable=_RETRYABLE_CODES, fatal=_FATAL_CODES, reasons=_REASONS, final=_FATAL_CODES
+)
 
 Params = Mapping[str, Sequence[str]] | Iterable[tuple[str, str]]
 
@@ -104,20 +107,56 @@ def _grouped(params: Params) -> dict[str, list[str]]:
     return grouped
 
 
-def signature(auth_token: str, url: str, params: Params) -> str:
+# Twilio's SharedKey signing (Public Beta: twilio.com/docs/usage/webhooks/webhook-shared-keys,
+# twilio-python 9.13's RequestValidator, twilio-node's examples/WebhookSignatureValidation.md):
+# when a Webhooks Rule matches the URL, Twilio signs with the rule's SharedKey secret and its
+# algorithm instead of the Auth Token, and adds this header, "key=<sharedKeyId>,
+# algorithm=HMAC_SHA256". Only the hash changes: the signed string is the same. Without the
+# header (or without algorithm= in it) the signature is the Auth Token's HMAC-SHA1.
+SIGNATURE_SETTINGS_HEADER = "x-twilio-webhooks-signature-settings"
+HMAC_SHA1 = "HMAC_SHA1"
+HMAC_SHA256 = "HMAC_SHA256"
+_HASHES = {HMAC_SHA1: hashlib.sha1, HMAC_SHA256: hashlib.sha256}
+
+
+class SignatureSettings(NamedTuple):
+    key: str  # the SharedKey's id ("" when the header names none)
+    algorithm: str  # as the header spells it, upper-cased: HMAC_SHA1, HMAC_SHA256, ...
+
+
+def signature_settings(header: str | None) -> SignatureSettings | None:
+    """The ``X-Twilio-Webhooks-Signature-Settings`` header read as twilio-python reads it
+    (comma-separated ``name=value``; no ``algorithm=`` means HMAC_SHA1); None without it,
+    which means the Auth Token signed the request."""
+    if header is None or not header.strip():
+        return None
+    fields: dict[str, str] = {}
+    for part in header.split(","):
+        name, sep, value = part.partition("=")
+        if sep and value.strip():
+            fields.setdefault(name.strip().lower(), value.strip())
+    return SignatureSettings(fields.get("key", ""), fields.get("algorithm", HMAC_SHA1).upper())
+
+
+def signature(auth_token: str, url: str, params: Params, *, algorithm: str = HMAC_SHA1) -> str:
     """``X-Twilio-Signature`` for a POST to ``url`` with form ``params`` (§6).
 
     base64(HMAC-SHA1(auth_token, url + name1 + value1 + ...)) over the names sorted, and the
     distinct values of a repeated name sorted, each once: twilio-python's RequestValidator
     (``sorted(set(values))``) and twilio-node (``Array.from(new Set(paramValue)).sort()``)
     both count a value sent twice once, so ``Foo=a&Foo=a`` is signed as ``Fooa``.
+    ``algorithm=HMAC_SHA256`` (a SharedKey's secret as ``auth_token``) hashes the same string
+    with SHA-256; any other raises ValueError.
     """
+    digest = _HASHES.get(algorithm.upper())
+    if digest is None:
+        raise ValueError(f"unsupported webhook signature algorithm: {algorithm}")
     data = [url]
     grouped = _grouped(params)
     for name in sorted(grouped):
         for value in sorted(set(grouped[name])):
             data.append(name + value)
-    mac = hmac.new(auth_token.encode("utf-8"), "".join(data).encode("utf-8"), hashlib.sha1)
+    mac = hmac.new(auth_token.encode("utf-8"), "".join(data).encode("utf-8"), digest)
     return base64.b64encode(mac.digest()).decode("ascii")
 
 
@@ -160,29 +199,47 @@ def base_variants(base: str) -> list[str]:
 # base64 of the 20 bytes of an HMAC-SHA1 (§6): 26 characters, a 27th whose last two bits are
 # zero (base64 of 160 bits, canonical as Twilio's encoder writes it), and one "=".
 _SIGNATURE_SHAPE = re.compile(r"[A-Za-z0-9+/]{26}[AEIMQUYcgkosw048]=")
+# base64 of the 32 bytes of an HMAC-SHA256 (a SharedKey's signature): 42 characters, a 43rd
+# whose last two bits are zero (256 bits), and one "=".
+_SHAPES = {
+    HMAC_SHA1: _SIGNATURE_SHAPE,
+    HMAC_SHA256: re.compile(r"[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]="),
+}
 
 
-def signature_well_formed(header: str | None) -> bool:
+def signature_well_formed(header: str | None, *, algorithm: str = HMAC_SHA1) -> bool:
     """True when ``header`` has the shape of a signature ``verify`` could accept: checked
-    before the body is read, so a request nobody signed costs no body buffering."""
-    return header is not None and _SIGNATURE_SHAPE.fullmatch(header.strip()) is not None
+    before the body is read, so a request nobody signed costs no body buffering. An
+    algorithm this module does not know has no well-formed signature."""
+    shape = _SHAPES.get(algorithm.upper())
+    return header is not None and shape is not None and shape.fullmatch(header.strip()) is not None
 
 
-def verify(auth_token: str, base: str, target: str, params: Params, header: str | None) -> bool:
+def verify(
+    auth_token: str,
+    base: str,
+    target: str,
+    params: Params,
+    header: str | None,
+    *,
+    algorithm: str = HMAC_SHA1,
+) -> bool:
     """True when ``header`` signs ``base`` + ``target`` + ``params`` with ``auth_token`` (§6).
 
     ``base`` is the origin Twilio called (``[twilio] public_url``, or what the daemon saw),
     ``target`` the raw path and query of the request, appended as they came. Every port
     variant of ``base`` is computed and compared in constant time, whatever matched first.
+    ``algorithm`` is what ``signature_settings`` read (HMAC_SHA256: ``auth_token`` is then
+    the SharedKey's secret); one this module does not know verifies nothing.
     """
-    if not auth_token or not header:
+    if not auth_token or not header or algorithm.upper() not in _HASHES:
         return False
     given = header.strip().encode("utf-8")
     grouped = _grouped(params)
     ok = False
     for candidate in base_variants(base):
-        expected = signature(auth_token, candidate + target, grouped).encode("ascii")
-        ok |= hmac.compare_digest(expected, given)
+        expected = signature(auth_token, candidate + target, grouped, algorithm=algorithm)
+        ok |= hmac.compare_digest(expected.encode("ascii"), given)
     return ok
 
 
@@ -337,7 +394,7 @@ def message_form(
     return form
 
 
-def parse_error(status: int, body: bytes) -> UpstreamError:
+def parse_error(status: int, body: bytes, *, retry_after: float | None = None) -> UpstreamError:
     """A Twilio error answer as an UpstreamError.
 
     Twilio's error JSON is ``{"code": 21211, "message": "...", "more_info":
@@ -345,6 +402,7 @@ def parse_error(status: int, body: bytes) -> UpstreamError:
     go by HTTP status (429 and 5xx may pass, the rest will not). Non-JSON never crashes.
     ``reason`` comes from the code when Twilio gave one we know, else 429 / 503 mean
     SLOW_DOWN (a known code that means something else, such as 21211 on a 429, wins).
+    ``retry_after``: the answer's Retry-After, carried by the error.
     """
     doc: Any = None
     with contextlib.suppress(ValueError, RecursionError):
@@ -354,26 +412,6 @@ def parse_error(status: int, body: bytes) -> UpstreamError:
     message = error.get("message")
     # Twilio error messages quote the numbers they refuse; phone numbers never go to our logs.
     text = scrub_numbers(message) if isinstance(message, str) and message else f"HTTP {status}"
-    if code is not None and code in _RETRYABLE_CODES:
-        retryable = True
-    elif code is not None and code in _FATAL_CODES:
-        retryable = False
-    else:
-        retryable = status >= 500 or status == 429
-    cls = UpstreamUnavailable if retryable else UpstreamRejected
-    return cls(
-        UPSTREAM,
-        text,
-        status=status,
-        code=None if code is None else str(code),
-        reason=error_reason(code, status),
+    return _CODES.error(
+        UPSTREAM, text, status=status, code=code, statuses=upstream.TWILIO, retry_after=retry_after
     )
-
-
-def error_reason(code: int | None, status: int) -> str | None:
-    """``UpstreamError.reason`` for a Twilio error: decided on the code first (see _REASONS)."""
-    if code is not None:
-        reason = _REASONS.get(code)
-        if reason is not None or code in _FATAL_CODES:
-            return reason
-    return Reason.SLOW_DOWN if status in _SLOW_DOWN_STATUSES else None

@@ -2,7 +2,8 @@
 // `sf agent preview`), against the Agentforce simulator: start a session, send a message,
 // end it. Prints one JSON object on stdout: what the client returned, or the error it raised.
 //
-// Usage: node drive.cjs '<json: {apiUrl, tokenUrl, clientId, clientSecret, instanceUrl, agentId, text}>'
+// Usage: node drive.cjs '<json: {apiUrl, tokenUrl, clientId, clientSecret, instanceUrl, agentId,
+//                                agentType, text}>'
 //
 // The smallest honest seam. ProductionAgent talks to the Agent API through the "JWT
 // connection" of a ConnectionManager, which the CLI builds from a stored org login (a
@@ -12,6 +13,13 @@
 // headers included), which the library's own test hook, setManagerForTesting, hands to the
 // agent. ProductionAgent builds every request itself from `apiBase` (a public field, set to
 // the simulator instead of https://api.salesforce.com/einstein/ai-agent/v1).
+//
+// 2.x also reads the agent's BotDefinition before it starts a session (a SOQL query on the
+// org's "standard connection", the REST data API, not the Agent API): its AgentType decides
+// bypassUser (false for AgentforceEmployeeAgent). The daemon makes no such query (it has
+// [agentforce] bypass_user instead), so that one call is answered here, with the agentType the
+// test asks for, and the query is printed with the result; everything else goes to the
+// simulator.
 'use strict';
 
 const { Connection } = require('@salesforce/core');
@@ -32,10 +40,24 @@ async function main() {
     connectionOptions: { accessToken: token.access_token, instanceUrl: config.instanceUrl, version: '63.0' },
   });
   await connection.init();
-  setManagerForTesting(connection, { getJwtConnection: () => connection, getStandardConnection: () => connection });
+  const queries = [];
+  const org = {
+    instanceUrl: config.instanceUrl,
+    singleRecordQuery: async (soql) => {
+      queries.push(soql);
+      return {
+        Id: config.agentId,
+        DeveloperName: 'Contract_Agent',
+        MasterLabel: 'Contract Agent',
+        AgentType: config.agentType,
+        BotVersions: { records: [{ Id: '0X9SIM0000000001AA', VersionNumber: 1, Status: 'Active' }] },
+      };
+    },
+  };
+  setManagerForTesting(connection, { getJwtConnection: () => connection, getStandardConnection: () => org });
   const agent = new ProductionAgent({ connection, apiNameOrId: config.agentId });
   agent.apiBase = config.apiUrl;
-  const out = {};
+  const out = { queries };
   try {
     out.started = await agent.preview.start();
     out.sent = await agent.preview.send(config.text);

@@ -13,7 +13,6 @@ from daemon.channels.meta.wire.decode import OversizedNumber as OversizedNumber
 from daemon.channels.meta.wire.decode import loads as loads
 from daemon.channels.meta.wire.errors import MEDIA_GONE_CODES as MEDIA_GONE_CODES
 from daemon.channels.meta.wire.errors import UPSTREAM as UPSTREAM
-from daemon.channels.meta.wire.errors import error_reason as error_reason
 from daemon.channels.meta.wire.errors import parse_graph_error as parse_graph_error
 from daemon.channels.meta.wire.parse import parse_webhook as parse_webhook
 from daemon.channels.meta.wire.payloads import TEXT_LIMIT as TEXT_LIMIT

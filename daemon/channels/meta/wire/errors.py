@@ -6,10 +6,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from daemon import upstream
 from daemon.channels.base import error_code, scrub_numbers
 from daemon.channels.meta.wire.decode import as_text as _text
 from daemon.channels.meta.wire.decode import loads
-from daemon.errors import Reason, UpstreamError, UpstreamRejected, UpstreamUnavailable
+from daemon.errors import Reason, UpstreamError
 
 UPSTREAM = "whatsapp"
 
@@ -25,7 +26,7 @@ _FATAL_CODES = frozenset(
 )
 
 # What a code means in the daemon's words (UpstreamError.reason, daemon/errors.py), §5.1-§5.2.
-_REASONS: dict[int, str] = {
+_REASONS: dict[int, Reason] = {
     # Not processed; slow down. 4: the app's call rate; 80007: the WABA's; 130429: the
     # number's message throughput. 131057 is what Graph answers while it raises a number's
     # throughput (maintenance mode, up to a minute, §5.2): refused for capacity, not done.
@@ -47,8 +48,10 @@ _REASONS: dict[int, str] = {
 # code (§5.1: a 429 with 131048, the spam limit, means stop, not wait). Unknown errors (1,
 # 131000) may have been processed, so they are not "not processed" either.
 _DECISIVE_CODES = _FATAL_CODES | {1, 131000}
-# HTTP statuses that mean "not processed, slow down" when no code says otherwise.
-_SLOW_DOWN_STATUSES = frozenset({429, 503})
+# The codes' meanings; without a code we know, the status decides (daemon.upstream.GRAPH).
+_CODES = upstream.Codes(
+    retryable=_RETRYABLE_CODES, fatal=_FATAL_CODES, reasons=_REASONS, final=_DECISIVE_CODES
+)
 # On a call that names a media id (a send by id, GET /{media-id}), these codes mean Graph no
 # longer has that media (uploads live 30 days, user media 7, §4): 100 for an id it does not
 # know (what it answers for any unknown object), 131009 a parameter value not valid, 131052 /
@@ -56,14 +59,16 @@ _SLOW_DOWN_STATUSES = frozenset({429, 503})
 MEDIA_GONE_CODES = frozenset({100, 131009, 131052, 131053})
 
 
-def parse_graph_error(status: int, body: bytes, *, media_call: bool = False) -> UpstreamError:
+def parse_graph_error(
+    status: int, body: bytes, *, media_call: bool = False, retry_after: float | None = None
+) -> UpstreamError:
     """A Graph error answer as an UpstreamError, decided on ``error.code`` (§5.1).
 
     Meta says to handle errors on the code, not on the HTTP status; the status decides only
-    when the body has no code we know (5xx and 429 may pass, the rest will not). ``reason``
-    likewise (``error_reason``). ``media_call``: the request named a media id, so the
-    MEDIA_GONE_CODES mean that media is gone. Phone numbers in the texts are scrubbed: the
-    message reaches the logs.
+    when the body has no code we know (5xx, 423 and 429 may pass, the rest will not). The
+    ``reason`` likewise: the code first (§5.1), then 429 / 503. ``media_call``: the request
+    named a media id, so the MEDIA_GONE_CODES mean that media is gone. ``retry_after``: the
+    answer's Retry-After. Phone numbers in the texts are scrubbed: the message reaches the logs.
     """
     error: Mapping[str, Any] = {}
     try:
@@ -77,26 +82,12 @@ def parse_graph_error(status: int, body: bytes, *, media_call: bool = False) -> 
     error_data = error.get("error_data")
     details = _text(error_data.get("details")) if isinstance(error_data, dict) else ""
     message = scrub_numbers(f"{text} ({details})" if details else text)
-    if code is not None and code in _RETRYABLE_CODES:
-        retryable = True
-    elif code is not None and code in _FATAL_CODES:
-        retryable = False
-    else:
-        retryable = status >= 500 or status in (423, 429)
-    cls = UpstreamUnavailable if retryable else UpstreamRejected
-    if media_call and code in MEDIA_GONE_CODES:
-        reason: str | None = Reason.MEDIA_GONE
-    else:
-        reason = error_reason(code, status)
-    return cls(
-        UPSTREAM, message, status=status, code=None if code is None else str(code), reason=reason
+    return _CODES.error(
+        UPSTREAM,
+        message,
+        status=status,
+        code=code,
+        statuses=upstream.GRAPH,
+        reason=Reason.MEDIA_GONE if media_call and code in MEDIA_GONE_CODES else None,
+        retry_after=retry_after,
     )
-
-
-def error_reason(code: int | None, status: int) -> str | None:
-    """``UpstreamError.reason`` for a Graph error: the code first (§5.1), then 429 / 503."""
-    if code is not None:
-        reason = _REASONS.get(code)
-        if reason is not None or code in _DECISIVE_CODES:
-            return reason
-    return Reason.SLOW_DOWN if status in _SLOW_DOWN_STATUSES else None

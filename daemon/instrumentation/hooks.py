@@ -1,6 +1,6 @@
 """The hook protocol, and how emitters and sinks meet.
 
-An emitter holds one ``Hook`` and calls it with an event (daemon/observe/events.py); the
+An emitter holds one ``Hook`` and calls it with an event (daemon/instrumentation/events.py); the
 runtime hands it a ``Hooks`` of every sink. Instrumentation is never allowed to cost a user
 an answer: ``emit`` keeps a sink that raises from breaking the call that reported, and
 ``Hooks`` keeps it from starving the other sinks.
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import httpx
 
-from daemon.observe.events import Event, TurnFinished, UpstreamCallDone
+from daemon.instrumentation.events import Event, TurnFinished, UpstreamCallDone
 
 if TYPE_CHECKING:
     from daemon.turn import TurnReport

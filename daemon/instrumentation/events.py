@@ -1,9 +1,9 @@
 """What happened, as small frozen values: the daemon's instrumentation events.
 
-Emitters hand these to a ``Hook`` (daemon/observe/hooks.py) and know nothing of where they
-go; each sink is one module that turns them into its own kind of record:
+Emitters hand these to a ``Hook`` (hooks.py) and know nothing of where they go; each sink,
+in daemon/observe/, turns them into its own kind of record:
 
-    event              emitted by                           sinks
+    event              emitted by                           sinks (daemon/observe/)
     UpstreamCallDone   the pools' httpx response hooks,     metrics.py (upstream_calls),
                        a turn's calls that got no answer    health.py, recent.py
     RetryDecided       resilience/guard.py                  metrics.py (retries)
@@ -13,8 +13,8 @@ go; each sink is one module that turns them into its own kind of record:
 
 stamina's ``instrumentation/`` is the model: frozen details, a hook protocol, a module per
 sink. The types of other packages named here are imported for the type checker only: the
-emitters (resilience, the turn) sit below the sinks, and must be able to import this
-module without importing what reports on them.
+emitters (resilience, the turn) must be able to import this module without importing what
+reports on them, or the sinks what they report on.
 """
 
 from __future__ import annotations
