@@ -32,13 +32,14 @@ from daemon.cache.audio import AudioCache
 from daemon.cache.media_ids import MediaIds
 from daemon.cache.response import PendingContext, ResponseCache
 from daemon.cache.stt import TranscriptCache
+from daemon.channels.twilio.public_media import PublicMedia
+from daemon.channels.twilio.settings import TwilioConfig
 from daemon.config import Settings
 from daemon.lanes import Lanes
 from daemon.language_memory import LanguageMemory
 from daemon.limits import Limit, MemoryUserLimits
 from daemon.model import AgentMessage, AgentReply, Inbound, Kind, Transcript, User
 from daemon.state.memory import MemoryDeferred
-from daemon.state.public_media import PublicMedia
 
 OUT = Path(__file__).resolve().parent / "out"
 MIB = 1024 * 1024
@@ -136,10 +137,11 @@ def audio_disk_index(s: Settings) -> object:
 
 
 def public_media(s: Settings) -> object:
+    twilio = s.section(TwilioConfig)
     media = PublicMedia(
-        ttl=s.twilio.media_ttl, max_bytes=s.twilio.media_memory_bytes, clock=lambda: 0.0
+        ttl=twilio.media_ttl, max_bytes=twilio.media_memory_bytes, clock=lambda: 0.0
     )
-    for _ in range(s.twilio.media_memory_bytes // VOICE_NOTE_BYTES + 10):
+    for _ in range(twilio.media_memory_bytes // VOICE_NOTE_BYTES + 10):
         media.put(b"OggS" + bytes(VOICE_NOTE_BYTES - 4), "audio/ogg")
     return media
 
@@ -273,7 +275,10 @@ MAPS: dict[str, tuple[Callable[[Settings], object], Callable[[Settings], str]]] 
     ),
     "public media (twilio only)": (
         public_media,
-        lambda s: f"{s.twilio.media_memory_bytes // MIB} MiB of {VOICE_NOTE_BYTES // 1000} kB",
+        lambda s: (
+            f"{s.section(TwilioConfig).media_memory_bytes // MIB} MiB of "
+            f"{VOICE_NOTE_BYTES // 1000} kB"
+        ),
     ),
 }
 

@@ -71,7 +71,7 @@ SUSPECTS: dict[str, tuple[Rules, str | None]] = {
         LOOP,
     ),
     "SQLite on the worker threads (store.py, sqlite3)": (
-        (("daemon/state/store.py", ""), ("sqlite3/", "")),
+        (("daemon/state/sqlite/", ""), ("sqlite3/", "")),
         WORKERS,
     ),
     "logging": ((("logging/", ""), ("daemon/observe/logs.py", "")), None),

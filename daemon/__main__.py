@@ -9,6 +9,7 @@ import sys
 import trio
 
 from daemon import __version__, config
+from daemon.channels import registry
 from daemon.observe import logs
 
 
@@ -24,31 +25,24 @@ def _load(args: argparse.Namespace, *, ready: bool) -> config.Settings:
     return settings
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
+# What a command needs of the config: the ids and secrets to serve ("ready"), values that
+# pass their checks ("values"), or nothing (None). A config error exits 2 before it runs.
+READY, VALUES = "ready", "values"
+CONFIG_ERROR = 2
+
+
+def cmd_serve(args: argparse.Namespace, settings: config.Settings) -> int:
     from daemon import runtime
 
-    try:
-        settings = _load(args, ready=True)
-    except config.ConfigError as exc:
-        print(f"wa-agentd: config error: {exc}", file=sys.stderr)
-        return 2
     logs.setup(settings.log.level)
     trio.run(runtime.run, settings)
     return 0
 
 
-def cmd_check_config(args: argparse.Namespace) -> int:
-    try:
-        settings = _load(args, ready=True)
-    except config.ConfigError as exc:
-        print(f"wa-agentd: config error: {exc}", file=sys.stderr)
-        return 2
-    if settings.channel.provider == "meta" and not settings.secrets.get("WHATSAPP_VERIFY_TOKEN"):
-        print(
-            "warning: WHATSAPP_VERIFY_TOKEN is not set: Meta's webhook verification (the GET "
-            "when you save the Callback URL) will be refused",
-            file=sys.stderr,
-        )
+def cmd_check_config(args: argparse.Namespace, settings: config.Settings) -> int:
+    provider = registry.get(settings.channel.provider)
+    for note in provider.notes(settings.providers[provider.section], settings.secrets.get):
+        print(f"warning: {note}", file=sys.stderr)
     where = _config_path(args) or "built-in defaults"
     print(
         f"config ok ({where}): provider={settings.channel.provider} "
@@ -58,13 +52,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_hash_user(args: argparse.Namespace) -> int:
+def cmd_hash_user(args: argparse.Namespace, settings: config.Settings) -> int:
     """Print the tag a user has in the logs (``user=u:...``), keyed with the daemon's salt."""
-    try:
-        settings = _load(args, ready=False)
-    except config.ConfigError as exc:
-        print(f"wa-agentd: config error: {exc}", file=sys.stderr)
-        return 2
     try:
         # Never create the salt here: a file made by root would not be the daemon's.
         salt = logs.load_salt(
@@ -79,15 +68,10 @@ def cmd_hash_user(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_cache_flush(args: argparse.Namespace) -> int:
+def cmd_cache_flush(args: argparse.Namespace, settings: config.Settings) -> int:
     """Ask the running daemon to flush its caches (POST /admin/cache/flush)."""
     import httpx
 
-    try:
-        settings = _load(args, ready=False)
-    except config.ConfigError as exc:
-        print(f"wa-agentd: config error: {exc}", file=sys.stderr)
-        return 2
     token = settings.secrets.get("WA_AGENTD_ADMIN_TOKEN")
     if not token:
         print("wa-agentd: WA_AGENTD_ADMIN_TOKEN is not set", file=sys.stderr)
@@ -113,19 +97,14 @@ def cmd_cache_flush(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_status(args: argparse.Namespace) -> int:
+def cmd_status(args: argparse.Namespace, settings: config.Settings) -> int:
     """Print what the running daemon is doing (GET /admin/status); see daemon/status.py."""
     from daemon import status
 
-    try:
-        settings = _load(args, ready=False)
-    except config.ConfigError as exc:
-        print(f"wa-agentd: config error: {exc}", file=sys.stderr)
-        return status.LOCAL_ERROR
     return status.run(settings, url=args.url, as_json=args.json, out=sys.stdout)
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
+def cmd_demo(args: argparse.Namespace, settings: None) -> int:
     from daemon import demo
 
     logs.setup("warning" if not args.verbose else "info")
@@ -143,11 +122,11 @@ def main(argv: list[str] | None = None) -> int:
 
     serve = sub.add_parser("serve", help="run the daemon")
     serve.add_argument("--config", help="config file (default: $WA_AGENTD_CONFIG)")
-    serve.set_defaults(func=cmd_serve)
+    serve.set_defaults(func=cmd_serve, needs=READY)
 
     check = sub.add_parser("check-config", help="validate config and secrets, then exit")
     check.add_argument("--config", help="config file (default: $WA_AGENTD_CONFIG)")
-    check.set_defaults(func=cmd_check_config)
+    check.set_defaults(func=cmd_check_config, needs=READY)
 
     status = sub.add_parser(
         "status",
@@ -157,21 +136,21 @@ def main(argv: list[str] | None = None) -> int:
     status.add_argument("--config", help="config file (default: $WA_AGENTD_CONFIG)")
     status.add_argument("--url", help="the daemon's admin base URL (default: from the config)")
     status.add_argument("--json", action="store_true", help="the status document, for scripts")
-    status.set_defaults(func=cmd_status)
+    status.set_defaults(func=cmd_status, needs=VALUES)
 
     hash_user = sub.add_parser(
         "hash-user", help="print the hash a phone number or user id has in the logs"
     )
     hash_user.add_argument("users", nargs="+", help="digits as WhatsApp sends them, or a user id")
     hash_user.add_argument("--config", help="config file (default: $WA_AGENTD_CONFIG)")
-    hash_user.set_defaults(func=cmd_hash_user)
+    hash_user.set_defaults(func=cmd_hash_user, needs=VALUES)
 
     cache = sub.add_parser("cache", help="manage the running daemon's caches")
     cache_sub = cache.add_subparsers(dest="cache_command", required=True)
     flush = cache_sub.add_parser("flush", help="empty the response, audio and media caches")
     flush.add_argument("--config", help="config file (default: $WA_AGENTD_CONFIG)")
     flush.add_argument("--url", help="the daemon's admin base URL (default: from the config)")
-    flush.set_defaults(func=cmd_cache_flush)
+    flush.set_defaults(func=cmd_cache_flush, needs=VALUES)
 
     demo = sub.add_parser(
         "demo", help="run against built-in simulators with a scripted conversation"
@@ -179,13 +158,23 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--bind", default="127.0.0.1:8080", help="webhook listener address")
     demo.add_argument("--once", action="store_true", help="exit after the script")
     demo.add_argument(
-        "--provider", choices=("meta", "twilio"), default="meta", help="the WhatsApp provider"
+        "--provider",
+        choices=("meta", "twilio"),  # the providers daemon/sim/ simulates
+        default="meta",
+        help="the WhatsApp provider",
     )
     demo.add_argument("-v", "--verbose", action="store_true", help="show the daemon's logs")
-    demo.set_defaults(func=cmd_demo)
+    demo.set_defaults(func=cmd_demo, needs=None)
 
     args = parser.parse_args(argv)
-    code: int = args.func(args)
+    settings = None
+    if args.needs is not None:
+        try:
+            settings = _load(args, ready=args.needs == READY)
+        except config.ConfigError as exc:
+            print(f"wa-agentd: config error: {exc}", file=sys.stderr)
+            return CONFIG_ERROR
+    code: int = args.func(args, settings)
     return code
 
 

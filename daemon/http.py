@@ -12,13 +12,10 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 
-from daemon import __version__, http_guard
+from daemon import USER_AGENT, http_guard
 from daemon.config import HttpConfig
 
 http_guard.install()
-
-USER_AGENT = f"wa-agentd/{__version__}"
-
 
 ResponseHook = Callable[[httpx.Response], Awaitable[None]]
 

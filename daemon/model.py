@@ -73,12 +73,38 @@ class Inbound:
         return ""
 
 
+class DeliveryStatus(enum.StrEnum):
+    """What a provider reported about a message the daemon sent, in the daemon's words: the
+    ``status`` label of wa_agentd_statuses_total. Each provider's parser maps the words it
+    documents onto these (channels/<provider>/); a word it does not know is OTHER, so the
+    label set stays bounded whatever a provider starts sending."""
+
+    # On its way: accepted and queued by the provider, handed to WhatsApp.
+    ACCEPTED = "accepted"
+    SCHEDULED = "scheduled"
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    # At the user's: delivered to the phone, read, a voice note played.
+    DELIVERED = "delivered"
+    READ = "read"
+    PLAYED = "played"
+    PARTIALLY_DELIVERED = "partially_delivered"
+    # Not (or no longer) there.
+    FAILED = "failed"
+    UNDELIVERED = "undelivered"
+    CANCELED = "canceled"
+    DELETED = "deleted"
+    WARNING = "warning"
+    OTHER = "other"
+
+
 @dataclass(slots=True)
 class Batch:
     """Everything one webhook delivery carried."""
 
     messages: list[Inbound] = field(default_factory=list)
-    statuses: dict[str, int] = field(default_factory=dict)  # "delivered" -> count
+    statuses: dict[DeliveryStatus, int] = field(default_factory=dict)  # DELIVERED -> count
     ignored: dict[str, int] = field(default_factory=dict)  # "reaction" -> count, and why
     errors: list[str] = field(default_factory=list)  # value-level errors Meta reported
 

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import trio
 
+from daemon.instrumentation.events import Event, UpstreamCallDone
+
 log = logging.getLogger(__name__)
 
 
@@ -43,6 +45,10 @@ class UpstreamHealth:
         self._memory = memory  # a failure streak older than this no longer counts
         self._clock = clock
         self._states: dict[str, _State] = {}
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, UpstreamCallDone):
+            self.record(event.upstream, event.status)
 
     def record(self, upstream: str, status: str) -> None:
         """``status`` is an HTTP status code, "timeout" or "error"."""

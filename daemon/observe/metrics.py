@@ -3,8 +3,9 @@
 Two kinds of numbers, kept apart on purpose:
 
 - *events* the daemon counts as they happen: turns by kind and outcome, stage latencies,
-  upstream calls by upstream and status. These are prometheus-client Counters/Histograms,
-  fed by ``observe_turn`` and ``observe_upstream``.
+  upstream calls by upstream and status, retries, circuit changes. These are
+  prometheus-client Counters/Histograms, fed by the events of daemon/instrumentation/events.py:
+  ``Metrics`` is the Prometheus sink, a hook (daemon/instrumentation/hooks.py).
 - *state* that already lives somewhere (web counters, queue depth, lanes, agent sessions,
   turns in flight, cache sizes): read at scrape time by a collector, so there is one source
   of truth and no second bookkeeping to drift.
@@ -30,9 +31,16 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from daemon.instrumentation.events import (
+    CircuitChanged,
+    Event,
+    RetryDecided,
+    TurnFinished,
+    UpstreamCallDone,
+)
+
 if TYPE_CHECKING:  # the turn imports observe, not the other way round
     from daemon.turn.report import TurnReport
-
 
 # Stage latencies run from a few ms (a cache hit, a send) to a minute (a slow agent).
 STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 21, 34, 60, 120)
@@ -143,6 +151,17 @@ class Metrics:
             ["upstream", "outcome"],
             registry=self.registry,
         )
+
+    def __call__(self, event: Event) -> None:
+        match event:
+            case UpstreamCallDone(upstream, status):
+                self.observe_upstream(upstream, status)
+            case RetryDecided(upstream, outcome):
+                self.retries.labels(upstream, outcome.value).inc()
+            case CircuitChanged(upstream, _, new):
+                self.circuit_changes.labels(upstream, new.value).inc()
+            case TurnFinished(report):
+                self.observe_turn(report)
 
     def observe_turn(self, report: TurnReport) -> None:
         self.turns.labels(report.kind, report.outcome).inc()

@@ -1,6 +1,6 @@
 """The last error of each kind, for ``wa-agentd status``: what went wrong lately, at a glance.
 
-Two sources, both already flowing through ``runtime.Observability``:
+Two sources, both events (daemon/instrumentation/events.py) this sink is a hook for:
 
 - turn reports whose outcome is not a business outcome (``agent_down``, ``timeout``,
   ``deferred``, ``send_failed``, ...) and voice notes that failed while the text stood: the
@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from daemon.instrumentation.events import Event, TurnFinished, UpstreamCallDone
 from daemon.limits.base import Limit
 
 if TYPE_CHECKING:  # the turn imports observe, not the other way round
@@ -55,6 +56,12 @@ class RecentErrors:
         self._max_kinds = max_kinds
         self._clock = clock
         self._kinds: OrderedDict[str, ErrorKind] = OrderedDict()
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, TurnFinished):
+            self.turn(event.report)
+        elif isinstance(event, UpstreamCallDone):
+            self.upstream(event.upstream, event.status)
 
     def turn(self, report: TurnReport) -> None:
         if report.outcome not in FINE:

@@ -22,14 +22,16 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from daemon import __version__
 from daemon.lanes import Lanes
 from daemon.observe.recent import RecentErrors
-from daemon.resilience.breaker import CircuitBreaker
+
+if TYPE_CHECKING:
+    from daemon.resilience.breaker import CircuitBreaker
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ Usage — one breaker per upstream, shared by every turn::
 
     agentforce = CircuitBreaker("agentforce", slow_call_seconds=10.0,
                                 half_open_timeout=15.0, half_open_max_seconds=60.0,
-                                on_change=lambda name, old, new: ...)
+                                hook=hooks)  # CircuitChanged events
 
     reply = await agentforce.call(lambda: client.send(session, text))
 
@@ -34,8 +34,8 @@ says nothing about the upstream: it is not recorded at all and propagates; a tri
 is given back.
 
 Time-driven transitions (OPEN → HALF_OPEN, a too-long HALF_OPEN → OPEN) are evaluated lazily,
-when the breaker is next used or looked at; there is no background task. ``on_change`` fires
-then, after the state has changed.
+when the breaker is next used or looked at; there is no background task. The ``hook`` gets a
+``CircuitChanged`` event (daemon/instrumentation/events.py) then, after the state has changed.
 """
 
 from __future__ import annotations
@@ -50,6 +50,8 @@ from typing import TypeVar
 import trio
 
 from daemon.errors import Reason, UpstreamTimeout, UpstreamUnavailable
+from daemon.instrumentation.events import CircuitChanged
+from daemon.instrumentation.hooks import Hook, emit, ignore
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +124,7 @@ class CircuitBreaker:
         half_open_timeout: float,
         half_open_max_seconds: float,
         clock: Callable[[], float] = trio.current_time,
-        on_change: Callable[[str, State, State], None] | None = None,
+        hook: Hook = ignore,
     ) -> None:
         if window < 1 or not 1 <= min_calls <= window:
             raise ValueError("need 1 <= min_calls <= window")
@@ -142,7 +144,7 @@ class CircuitBreaker:
         self._half_open_timeout = half_open_timeout
         self._half_open_max_seconds = half_open_max_seconds
         self._clock = clock
-        self._on_change = on_change
+        self._hook = hook
 
         self._state = State.CLOSED
         # Bumped on every transition: an outcome of a call let through in an earlier state
@@ -302,9 +304,5 @@ class CircuitBreaker:
         self._trials_ok = 0
         self._outcomes.clear()  # a new CLOSED starts from nothing; OPEN/HALF_OPEN keep none
         log.info("circuit breaker %s: %s -> %s", self.name, old.value, new.value)
-        if self._on_change is not None:
-            try:
-                self._on_change(self.name, old, new)
-            except Exception:
-                # A broken metrics hook must not break the calls going through the breaker.
-                log.exception("circuit breaker %s: on_change failed", self.name)
+        # emit: a broken metrics hook must not break the calls going through the breaker.
+        emit(self._hook, CircuitChanged(self.name, old, new))

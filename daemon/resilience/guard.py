@@ -23,6 +23,8 @@ from typing import TypeVar
 import trio
 
 from daemon.errors import UpstreamTimeout
+from daemon.instrumentation.events import RetryDecided, RetryOutcome
+from daemon.instrumentation.hooks import Hook, emit, ignore
 from daemon.resilience.breaker import CircuitBreaker, State
 from daemon.resilience.retry import RetryBudget, retry_policy, with_retries
 
@@ -33,8 +35,8 @@ T = TypeVar("T")
 
 class Guard:
     """``new_budget`` makes each upstream's retry budget on its first call (None: retries are
-    not budgeted). ``on_retry(upstream, outcome)`` is told what became of retries, for the
-    metrics; the outcomes are those of ``retry.Outcome``."""
+    not budgeted). ``hook`` is told what became of retries (``RetryDecided`` events, for the
+    metrics)."""
 
     def __init__(
         self,
@@ -43,7 +45,7 @@ class Guard:
         new_budget: Callable[[], RetryBudget] | None = RetryBudget,
         max_attempts: int = 3,
         rng: random.Random | None = None,
-        on_retry: Callable[[str, str], None] | None = None,
+        hook: Hook = ignore,
     ) -> None:
         self.breakers = dict(breakers)
         self._new_budget = new_budget
@@ -51,7 +53,7 @@ class Guard:
         self._budgets: dict[str, RetryBudget] = {}
         self._max_attempts = max_attempts
         self._rng = rng or random.Random()
-        self._on_retry = on_retry
+        self._hook = hook
 
     def budget(self, upstream: str) -> RetryBudget | None:
         """``upstream``'s retry budget (made on first use)."""
@@ -88,13 +90,9 @@ class Guard:
         async def attempt(_n: int) -> T:
             return await breaker.call(timed) if breaker is not None else await timed()
 
-        def outcome(name: str) -> None:
-            if self._on_retry is not None:
-                try:
-                    self._on_retry(upstream, name)
-                except Exception:
-                    # A broken metrics hook must not turn an answer into an apology.
-                    log.exception("guard: on_retry failed")
+        def outcome(name: RetryOutcome) -> None:
+            # emit: a broken metrics hook must not turn an answer into an apology.
+            emit(self._hook, RetryDecided(upstream, name))
 
         return await with_retries(
             attempt,

@@ -50,6 +50,7 @@ from daemon.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from daemon.instrumentation.events import RetryOutcome
 from daemon.resilience.breaker import CircuitOpen
 
 log = logging.getLogger(__name__)
@@ -237,10 +238,10 @@ def retry_policy(
     return policy
 
 
-Outcome = Callable[[str], None]
-"""``on_outcome(outcome)``, for metrics: "retried" for each retry made, "budget_spent" when a
+Outcome = Callable[[RetryOutcome], None]
+"""``on_outcome(outcome)``, for metrics: RETRIED for each retry made, BUDGET_SPENT when a
 retry was wanted and the budget said no, and for a call that was retried at least once,
-"recovered" (it succeeded in the end) or "gave_up" (it still failed)."""
+RECOVERED (it succeeded in the end) or GAVE_UP (it still failed)."""
 
 
 async def with_retries(
@@ -261,7 +262,7 @@ async def with_retries(
     if max_attempts < 1:
         raise ValueError("max_attempts must be >= 1")
 
-    def outcome(name: str) -> None:
+    def outcome(name: RetryOutcome) -> None:
         if on_outcome is not None:
             on_outcome(name)
 
@@ -275,11 +276,11 @@ async def with_retries(
             delay = policy(exc, attempt) if attempt + 1 < max_attempts else None
             if delay is not None and budget is not None and not budget.try_retry():
                 log.info("retry budget spent: upstream=%s, giving up", exc.upstream)
-                outcome("budget_spent")
+                outcome(RetryOutcome.BUDGET_SPENT)
                 delay = None
             if delay is None:
                 if attempt > 0:
-                    outcome("gave_up")
+                    outcome(RetryOutcome.GAVE_UP)
                 raise
             # Status and code only: messages can carry session ids or user text.
             log.info(
@@ -294,10 +295,10 @@ async def with_retries(
                 exc.code,
                 exc.reason,
             )
-            outcome("retried")
+            outcome(RetryOutcome.RETRIED)
         else:
             if attempt > 0:
-                outcome("recovered")
+                outcome(RetryOutcome.RECOVERED)
             return result
         await sleep(delay)
         attempt += 1

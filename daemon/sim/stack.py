@@ -28,6 +28,7 @@ import httpx
 import trio
 
 from daemon import config, runtime
+from daemon.channels.twilio.settings import TwilioConfig
 from daemon.observe import logs
 from daemon.sim import twilio as twilio_sim
 from daemon.sim import webhooks
@@ -632,7 +633,8 @@ async def spawn_daemon(
         daemon.webhook_url = daemon.url + settings.server.webhook_path
         daemon.admin_url = f"http://{settings.admin.bind or settings.server.bind}"
         if provider == "twilio":
-            daemon.signed_url = settings.twilio.public_url + settings.server.webhook_path
+            public_url = settings.section(TwilioConfig).public_url
+            daemon.signed_url = public_url + settings.server.webhook_path
         yield daemon
     finally:
         if process.returncode is None:

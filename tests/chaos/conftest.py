@@ -46,7 +46,7 @@ from daemon.turn import TurnReport
 
 Json = dict[str, Any]
 
-# Canned texts a message may get in place of the agent's answer (daemon/config.py ENGLISH).
+# Canned texts a message may get in place of the agent's answer (daemon/texts.py ENGLISH).
 CANNED = {
     getattr(ENGLISH, name): name
     for name in ("agent_down", "not_understood", "no_speech", "unsupported", "escalated")

@@ -294,10 +294,10 @@ async def test_twilio_python_sends_a_voice_note_by_media_url_as_the_daemon_does(
     # public listener, and a send with MediaUrl and no Body; Twilio fetches the URL itself.
     async with open_stack(provider="twilio") as stack:
         channel = stack.daemon.web.channel
-        media = stack.daemon.web.public_media
-        assert isinstance(channel, TwilioChannel) and media is not None
+        assert isinstance(channel, TwilioChannel)
         clip = audio.speak("Your order ships tomorrow.")
-        url = channel.media_url_for(media.put(clip, "audio/ogg"))
+        note = await channel.prepare_voice(clip)  # into the provider's PublicMedia
+        url = channel.media_url_for(note.ref)
         to = f"whatsapp:+{USER}"
         assert stack.twilio.base_url is not None
         rest = rest_client(TOKEN, stack.twilio.base_url)

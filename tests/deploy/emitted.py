@@ -11,9 +11,9 @@ to the alert). Nothing here is a copy of the values:
 - labels of counters that only appear once counted (webhook, turn and retry outcomes, the
   voice replies) come from the daemon's source: the string constants its code binds to the
   name that becomes the label (``answer("unsigned", 401)`` in daemon/web.py, ``report.outcome
-  = Outcome.GAVE_UP`` in the turn, ``outcome("budget_spent")`` in the retry policy), read
-  with ``ast``, plus the enums and tuples they are built from (the members of the turn's
-  ``Outcome`` and ``VoiceResult`` that its code names).
+  = Outcome.GAVE_UP`` in the turn), read with ``ast``, plus the enums and tuples they are
+  built from (the members of the turn's ``Outcome`` and ``VoiceResult`` that its code names;
+  ``outcome(RetryOutcome.BUDGET_SPENT)`` in the retry policy: the members of ``RetryOutcome``).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 import daemon
+from daemon.instrumentation.events import RetryOutcome
 from daemon.model import Kind
 from daemon.observe import cgroup
 
@@ -275,7 +276,8 @@ def from_code() -> dict[tuple[str, str], set[str]]:
             bound(modules("turn"), "voice") | mentioned(modules("turn"), "VoiceResult")
         )
         - {"none"},
-        ("wa_agentd_retries", "outcome"): bound(modules("resilience"), "outcome"),
+        # The retry loop says what became of a retry in RetryOutcome's words (instrumentation/).
+        ("wa_agentd_retries", "outcome"): {o.value for o in RetryOutcome},
         ("wa_agentd_upstream_calls", "status"): statuses,
         # The turn times its stages (_timed(report, "<stage>", ...), report.stages["total"]);
         # a client deeper down reports into them (observe/stages.record("encode", ...)).

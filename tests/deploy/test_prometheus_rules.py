@@ -140,7 +140,7 @@ def test_the_code_reader_finds_what_the_daemon_binds() -> None:
     # The sources the label checks trust, on values known to be there.
     assert {"gave_up", "deferred", "agent_down", "answered"} <= emitted.turn_outcomes()
     assert "limited_rate" in emitted.Emitted(emitted.turn_outcomes())
-    assert "budget_spent" in emitted.bound(emitted.modules("resilience"), "outcome")
+    assert "budget_spent" in emitted.from_code()[("wa_agentd_retries", "outcome")]
     assert {"sent", "failed", "skipped"} == emitted.from_code()[
         ("wa_agentd_voice_replies", "result")
     ]

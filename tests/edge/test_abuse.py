@@ -22,8 +22,9 @@ from functools import partial
 import pytest
 import trio
 
-import daemon.web
-from daemon import connections, runtime, web_guard
+import daemon.web_request
+from daemon import connections, web_guard
+from daemon.runtime.listener import listener_config
 from daemon.sim.base import Changes
 from daemon.sim.stack import Stack, open_stack
 
@@ -44,7 +45,7 @@ def _address(stack: Stack) -> Address:
 
 def _keep_alive_timeout(stack: Stack) -> float:
     """The idle timeout the daemon's hypercorn config really uses (default 5 s, §1)."""
-    config = runtime._hypercorn_config(stack.settings.server.bind, stack.settings)
+    config = listener_config(stack.settings.server.bind, stack.settings)
     return float(config.keep_alive_timeout)
 
 
@@ -303,7 +304,7 @@ SHORT_BODY_TIMEOUT = 1.5
 
 @pytest.fixture
 def short_body_timeout(monkeypatch: pytest.MonkeyPatch) -> float:
-    monkeypatch.setattr(daemon.web, "BODY_TIMEOUT", SHORT_BODY_TIMEOUT)
+    monkeypatch.setattr(daemon.web_request, "BODY_TIMEOUT", SHORT_BODY_TIMEOUT)
     return SHORT_BODY_TIMEOUT
 
 

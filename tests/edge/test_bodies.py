@@ -19,6 +19,7 @@ from functools import partial
 import pytest
 import trio
 
+from daemon.channels.twilio.settings import TwilioConfig
 from daemon.sim import twilio as twilio_sim
 from daemon.sim.base import Changes
 from daemon.sim.stack import Stack, open_stack
@@ -164,7 +165,7 @@ async def test_twilio_posts_have_a_small_body_limit() -> None:
             response = await stack.twilio_sender.post(params)
             delivered = await stack.wait_delivered(1, "15550000103")
     assert big.status == 413 and big.closed
-    assert stack.settings.twilio.max_body_bytes == 64 * 1024
-    assert 48 * 1024 < size < stack.settings.twilio.max_body_bytes
+    assert stack.settings.section(TwilioConfig).max_body_bytes == 64 * 1024
+    assert 48 * 1024 < size < stack.settings.section(TwilioConfig).max_body_bytes
     assert response.status_code == 200 and delivered[0].text
     assert urllib.parse.unquote(twilio_sim.encode_form(params).decode()).count("😀") == 4096

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 import trio
 
+from daemon.channels.twilio.settings import TwilioConfig
 from daemon.config import ARABIC, ENGLISH
 from daemon.sim import twilio as twilio_sim
 from daemon.sim.audio import describe, listen
@@ -264,7 +265,7 @@ async def test_twilio_signature_over_a_percent_encoded_query(public: str | None)
     query = "?k=a%2Fb&n=Jos%C3%A9"
     overrides = {"twilio": {"public_url": public}} if public else {}
     async with open_stack(provider="twilio", **overrides) as stack:
-        origin = public or stack.settings.twilio.public_url
+        origin = public or stack.settings.section(TwilioConfig).public_url
         params = twilio_sim.webhook_params(from_wa_id=ALICE, body="hello")
 
         def sender(signed_query: str) -> twilio_sim.TwilioWebhookSender:

@@ -10,6 +10,8 @@ import trio
 import trio.testing
 
 from daemon.errors import Reason, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
+from daemon.instrumentation.events import CircuitChanged, Event
+from daemon.instrumentation.hooks import Hook
 from daemon.resilience.breaker import CircuitBreaker, CircuitOpen, State
 from daemon.resilience.retry import was_sent
 
@@ -41,8 +43,18 @@ def make(changes: list[Change] | None = None, **overrides: float) -> CircuitBrea
         half_open_calls=int(settings["half_open_calls"]),
         half_open_timeout=settings["half_open_timeout"],
         half_open_max_seconds=settings["half_open_max_seconds"],
-        on_change=lambda name, old, new: sink.append((old, new)),
+        hook=changes_into(sink),
     )
+
+
+def changes_into(sink: list[Change]) -> Hook:
+    """A hook that keeps every state change the breaker reports."""
+
+    def hook(event: Event) -> None:
+        assert isinstance(event, CircuitChanged) and event.upstream == "up"
+        sink.append((event.old, event.new))
+
+    return hook
 
 
 async def ok() -> str:
@@ -343,7 +355,7 @@ async def test_late_outcome_of_an_earlier_state_is_ignored(
     assert breaker.snapshot().state is State.CLOSED
 
 
-async def test_on_change_sees_every_transition_in_order(
+async def test_the_hook_sees_every_transition_in_order(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     changes: list[Change] = []
@@ -378,15 +390,15 @@ async def test_state_changes_are_logged(
     ]
 
 
-async def test_broken_on_change_does_not_break_calls(
+async def test_broken_hook_does_not_break_calls(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    def broken(name: str, old: State, new: State) -> None:
+    def broken(event: Event) -> None:
         raise RuntimeError("metrics down")
 
     breaker = CircuitBreaker(
         "up", min_calls=2, slow_call_seconds=1.0, half_open_timeout=5.0,
-        half_open_max_seconds=60.0, on_change=broken,
+        half_open_max_seconds=60.0, hook=broken,
     )  # fmt: skip
     await fail(breaker, 2)
     assert breaker.snapshot().state is State.OPEN

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
+import typing
 from pathlib import Path
 
 import pytest
@@ -40,24 +41,21 @@ def test_shipped_config_toml_equals_the_built_in_defaults() -> None:
 def test_shipped_config_toml_lists_every_key() -> None:
     text = (ROOT / "config.toml").read_text()
     data = tomllib.loads(text)
-    for f in dataclasses.fields(config.Settings):
-        if f.name == "secrets":
-            continue
-        section = data.get(f.name)
-        assert section is not None, f"[{f.name}] missing from config.toml"
-        if f.name == "texts":
+    # Every section: the core ones and each provider's (daemon/channels/registry.py).
+    for name, cls in config.section_types().items():
+        section = data.get(name)
+        assert section is not None, f"[{name}] missing from config.toml"
+        if name == "texts":
             assert "default_language" in section
             for language in ("en", "ar"):
                 for key in dataclasses.fields(config.TextTable):
                     assert key.name in section[language], f"[texts.{language}] {key.name}"
             continue
-        for key in dataclasses.fields(
-            f.type if isinstance(f.type, type) else getattr(config, f.type)
-        ):
-            if (f.name, key.name) in (("cache", "faq"), ("cache", "deny")):
+        for key in dataclasses.fields(cls):
+            if (name, key.name) in (("cache", "faq"), ("cache", "deny")):
                 assert f"# [[cache.{key.name}]]" in text  # documented as a commented example
                 continue
-            assert key.name.rstrip("_") in section, f"[{f.name}] {key.name} missing"
+            assert key.name.rstrip("_") in section, f"[{name}] {key.name} missing"
 
 
 @pytest.mark.parametrize(
@@ -187,3 +185,47 @@ def test_check_config_exits_non_zero_naming_the_key(
         monkeypatch.setenv(name, value)
     assert main(["check-config", "--config", str(good)]) == 0
     assert "config ok" in capsys.readouterr().out
+
+
+# The sections whose every number must be > 0 (before the constraints were declared on the
+# fields, validate.py held this list; each field of theirs now says so in its type).
+_ALL_POSITIVE = ("server", "timeouts", "lanes", "inbox", "http", "voice", "breakers")
+_ALL_POSITIVE += ("agentforce", "whatsapp", "twilio", "redis")
+
+
+def _numbers(name: str) -> list[str]:
+    cls = config.section_types()[name]
+    hints = typing.get_type_hints(cls)  # without Annotated: the plain int / float
+    return [f.name.rstrip("_") for f in dataclasses.fields(cls) if hints[f.name] in (int, float)]
+
+
+@pytest.mark.parametrize(
+    ("section", "key"), [(name, key) for name in _ALL_POSITIVE for key in _numbers(name)]
+)
+def test_every_number_of_these_sections_must_be_positive(section: str, key: str) -> None:
+    with pytest.raises(config.ConfigError) as err:
+        config.parse({section: {key: 0}}, env={})
+    assert err.value.key == f"[{section}] {key}"
+
+
+def test_enumerated_values_are_typed() -> None:
+    settings = config.parse({"voice": {"reply": "always"}, "log": {"level": "debug"}}, env={})
+    assert settings.voice.reply is config.VoiceReply.ALWAYS
+    assert settings.log.level is config.LogLevel.DEBUG
+    with pytest.raises(config.ConfigError) as err:
+        config.parse({"log": {"level": 3}}, env={})
+    assert (err.value.key, err.value.why) == ("[log] level", "must be a string, got 3")
+    with pytest.raises(config.ConfigError) as err:
+        config.parse({"redis": {"mode": "ring"}}, env={})
+    assert err.value.why == "must be one of standalone | sentinel | cluster, got 'ring'"
+
+
+def test_provider_sections_come_from_the_registry() -> None:
+    from daemon.channels import registry
+
+    names = config.section_types()
+    for provider in registry.PROVIDERS:
+        assert names[provider.section] is provider.settings
+    settings = config.parse({"twilio": {"media_ttl": 60}}, env={})
+    assert settings.section(registry.get("twilio").settings).media_ttl == 60.0
+    assert config.replace(settings, twilio={"media_ttl": 5}).providers["twilio"].media_ttl == 5

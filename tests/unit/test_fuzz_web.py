@@ -20,15 +20,16 @@ from hypothesis import HealthCheck, example, given, settings
 
 from daemon.channels.meta.channel import MetaChannel
 from daemon.channels.twilio.channel import TwilioChannel
+from daemon.channels.twilio.public_media import PublicMedia
 from daemon.config import LimitsConfig
 from daemon.lanes import Lanes
 from daemon.limits import MemoryUserLimits
 from daemon.model import Inbound
 from daemon.sim import twilio as twilio_sim
 from daemon.sim import webhooks
-from daemon.state.public_media import PublicMedia
 from daemon.state.sqlite import SqliteStore
-from daemon.web import WebContext, create_app
+from daemon.web import create_app
+from daemon.web_context import WebContext
 from tests.unit.test_fuzz_clients import graph_client, twilio_client
 from tests.unit.test_fuzz_parsers import TEXT, meta_body
 

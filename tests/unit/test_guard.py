@@ -17,6 +17,9 @@ import trio.testing
 
 from daemon.config import Settings
 from daemon.errors import Reason, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from daemon.instrumentation.events import Event, RetryDecided
+from daemon.instrumentation.hooks import Hook, Hooks, ignore
+from daemon.observe.eventlog import EventLog
 from daemon.observe.metrics import Metrics
 from daemon.resilience.breaker import CircuitBreaker, CircuitOpen, State
 from daemon.resilience.guard import Guard
@@ -40,13 +43,14 @@ def breaker(name: str, *, min_calls: int = 10) -> CircuitBreaker:
 
 
 class Retries:
-    """Collects ``on_retry`` calls."""
+    """Collects the guard's ``RetryDecided`` events."""
 
     def __init__(self) -> None:
         self.seen: list[tuple[str, str]] = []
 
-    def __call__(self, upstream: str, outcome: str) -> None:
-        self.seen.append((upstream, outcome))
+    def __call__(self, event: Event) -> None:
+        assert isinstance(event, RetryDecided)
+        self.seen.append((event.upstream, event.outcome))
 
 
 def guard(
@@ -54,14 +58,14 @@ def guard(
     min_calls: int = 10,
     new_budget: Callable[[], RetryBudget] | None = None,
     max_attempts: int = 3,
-    on_retry: Callable[[str, str], None] | None = None,
+    hook: Hook = ignore,
 ) -> Guard:
     return Guard(
         {name: breaker(name, min_calls=min_calls) for name in (AGENT, TTS)},
         new_budget=new_budget,
         max_attempts=max_attempts,
         rng=random.Random(7),
-        on_retry=on_retry,
+        hook=hook,
     )
 
 
@@ -113,7 +117,7 @@ async def test_an_open_circuit_fails_at_once_and_is_not_retried(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     retries = Retries()
-    g = guard(min_calls=2, on_retry=retries)
+    g = guard(min_calls=2, hook=retries)
     with trio.fail_after(LIMIT):
         for _ in range(2):  # max_attempts 1 per call here: two failures open it
             with pytest.raises(UpstreamUnavailable):
@@ -205,7 +209,7 @@ async def test_budgets_are_per_upstream(autojump_clock: trio.testing.MockClock) 
     # One token each in a 10 s window, no share of traffic: easy to spend, easy to see.
     g = guard(
         new_budget=lambda: RetryBudget(ratio=0.0, min_per_second=0.1, window=10.0),
-        on_retry=retries,
+        hook=retries,
     )
     assert g.budget(AGENT) is not g.budget(TTS)
     with trio.fail_after(LIMIT):
@@ -236,13 +240,16 @@ async def test_without_budgets_retries_are_only_bounded_by_attempts(
 async def test_a_broken_retry_hook_does_not_break_the_call(
     autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def broken(upstream: str, outcome: str) -> NoReturn:
+    def broken(event: Event) -> NoReturn:
         raise RuntimeError("metrics down")
 
-    g = guard(on_retry=broken)
-    with trio.fail_after(LIMIT), caplog.at_level(logging.ERROR, logger="daemon.resilience.guard"):
+    g = guard(hook=broken)
+    with (
+        trio.fail_after(LIMIT),
+        caplog.at_level(logging.ERROR, logger="daemon.instrumentation.hooks"),
+    ):
         assert await g.call(TTS, 10.0, Script(down(), "audio"), idempotent=True) == "audio"
-    assert "on_retry failed" in caplog.text
+    assert "instrumentation hook failed on RetryDecided" in caplog.text
 
 
 # ------------------------------------------------------------------ as the daemon builds it
@@ -252,7 +259,7 @@ async def test_the_daemons_guard_logs_circuit_changes_and_counts_retries(
     autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     metrics = Metrics()
-    g = build_guard(Settings(), metrics)
+    g = build_guard(Settings(), Hooks([metrics, EventLog()]))
     assert sorted(g.breakers) == ["agentforce", "elevenlabs-stt", "elevenlabs-tts", "whatsapp"]
     assert g.budget("whatsapp") is not g.budget("agentforce")
     with trio.fail_after(LIMIT * 10), caplog.at_level(logging.INFO, logger="daemon.runtime"):

@@ -266,7 +266,7 @@ async def test_an_open_circuit_makes_the_daemon_unready(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     settings = Settings()
-    guard = build_guard(settings, Metrics())
+    guard = build_guard(settings, Metrics())  # the Prometheus sink is a hook itself
     ready = Readiness(
         draining=lambda: False,
         store=None,

@@ -6,7 +6,8 @@ import httpx
 import pytest
 
 from daemon.channels.media import host_allowed
-from daemon.config import TwilioConfig, WhatsAppConfig
+from daemon.channels.meta.settings import WhatsAppConfig
+from daemon.channels.twilio.settings import TwilioConfig
 
 
 def test_defaults_do_not_pin_a_single_host() -> None:

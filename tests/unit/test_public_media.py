@@ -6,7 +6,7 @@ import pytest
 import trio
 import trio.testing
 
-from daemon.state.public_media import PublicMedia
+from daemon.channels.twilio.public_media import PublicMedia
 
 
 async def test_put_then_get() -> None:
@@ -97,24 +97,35 @@ def test_bounds_must_be_positive() -> None:
 
 async def test_the_memory_bound_comes_from_twilio_media_memory_bytes() -> None:
     import httpx
+    from quart_trio import QuartTrio
 
     from daemon import config
     from daemon.cache.media_ids import MediaIds
-    from daemon.runtime import _build_channel
+    from daemon.runtime.compose import build_channel
 
     settings = config.replace(
         config.Settings(), channel={"provider": "twilio"}, twilio={"media_memory_bytes": 10}
     )
     async with httpx.AsyncClient() as http:
-        _, media = _build_channel(settings, http, MediaIds(max_entries=1, ttl=1.0))
-    assert media is not None
-    media.put(b"12345", "audio/ogg")
-    media.put(b"67890", "audio/ogg")
-    assert media.total_bytes == 10
-    media.put(b"abc", "audio/ogg")  # over the bound: the oldest goes
-    assert media.total_bytes == 8 and len(media) == 2
-    with pytest.raises(ValueError, match="exceed the public media bound 10"):
-        media.put(b"x" * 11, "audio/ogg")
+        built = build_channel(settings, http, MediaIds(max_entries=1, ttl=1.0))
+    app = QuartTrio("twilio-media")
+    for add_routes in built.routes:  # the provider's own /media/<token>
+        add_routes(app)
+    channel = built.channel
+    async with app.test_app() as test_app:
+        client = test_app.test_client()
+
+        async def served(token: str) -> bool:
+            return (await client.get(f"/media/{token}")).status_code == 200
+
+        first = (await channel.prepare_voice(b"12345")).ref
+        second = (await channel.prepare_voice(b"67890")).ref
+        assert await served(first) and await served(second)  # 10 bytes: at the bound
+        third = (await channel.prepare_voice(b"abc")).ref  # over the bound: the oldest goes
+        assert not await served(first)
+        assert await served(second) and await served(third)
+        with pytest.raises(ValueError, match="exceed the public media bound 10"):
+            await channel.prepare_voice(b"x" * 11)
 
 
 def test_media_memory_bytes_must_be_positive() -> None:

@@ -22,13 +22,13 @@ from quart_trio import QuartTrio
 from daemon.channels.twilio import wire
 from daemon.channels.twilio.channel import TwilioChannel
 from daemon.channels.twilio.client import TwilioClient
+from daemon.channels.twilio.public_media import PublicMedia
 from daemon.errors import UpstreamRejected
 from daemon.model import Kind, Media, User
 from daemon.sim import twilio as twilio_sim
 from daemon.sim.audio import speak
 from daemon.sim.base import Faults, start_app
 from daemon.sim.twilio import TwilioSim, TwilioWebhookSender, webhook_params
-from daemon.state.public_media import PublicMedia
 from tests.unit.test_twilio_wire import REPEATED, REPEATED_SIGNED, REPEATED_URL
 
 ACCOUNT = "AC" + "2" * 32

@@ -17,10 +17,10 @@ from daemon.channels.base import Channel, WebhookRequest
 from daemon.channels.twilio import wire
 from daemon.channels.twilio.channel import PUBLIC_MEDIA_PATH, TwilioChannel
 from daemon.channels.twilio.client import TwilioClient
-from daemon.config import TwilioConfig
+from daemon.channels.twilio.public_media import PublicMedia
+from daemon.channels.twilio.settings import TwilioConfig
 from daemon.errors import UpstreamRejected, UpstreamUnavailable
 from daemon.model import Inbound, Kind, Media, User
-from daemon.state.public_media import PublicMedia
 
 API = "https://api.twilio.com"
 ACCOUNT = "AC" + "1" * 32

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import trio
 import trio.testing
 
+from daemon.channels.provider import Routes
+from daemon.channels.twilio.public_media import PublicMedia
+from daemon.channels.twilio.routes import media_routes
 from daemon.lanes import Lanes
-from daemon.state.public_media import PublicMedia
-from daemon.web import WebContext, create_app
+from daemon.web import create_app
+from daemon.web_context import WebContext
 from tests.unit.turn.fakes import FakeChannel
 
 
@@ -30,7 +33,7 @@ async def web_app(
     *,
     channel: object | None = None,
     inbox: object | None = None,
-    public_media: PublicMedia | None = None,
+    routes: Sequence[Routes] = (),
 ) -> AsyncIterator[tuple[Any, WebContext]]:
     """The app's test client and its context, with no turns (and, by default, no webhooks)."""
 
@@ -52,7 +55,7 @@ async def web_app(
             webhook_path="/webhook",
             max_body_bytes=1024,
             ready=lambda: (True, "ready"),
-            public_media=public_media,
+            routes=routes,
         )
         async with create_app(ctx).test_app() as test_app:
             yield test_app.test_client(), ctx
@@ -63,7 +66,7 @@ async def test_public_media_route_refuses_unknown_and_expired_tokens(
 ) -> None:
     media = PublicMedia(ttl=600)
     token = media.put(b"OggS-voice", "audio/ogg")
-    async with web_app(public_media=media) as (client, _):
+    async with web_app(routes=[media_routes(media)]) as (client, _):
         ok = await client.get(f"/media/{token}")
         assert ok.status_code == 200
         assert await ok.get_data() == b"OggS-voice"

@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import httpx
 
-from daemon import upstream
+from daemon import USER_AGENT, upstream
 from daemon.channels import media
 from daemon.channels.meta.wire import (
     UPSTREAM,
@@ -30,7 +30,6 @@ from daemon.channels.meta.wire import (
     parse_graph_error,
 )
 from daemon.errors import UpstreamRejected
-from daemon.http import USER_AGENT
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ from collections.abc import Mapping
 from daemon.channels.base import BadWebhook, VoiceNote, WebhookRequest
 from daemon.channels.twilio import wire
 from daemon.channels.twilio.client import TwilioClient
+from daemon.channels.twilio.public_media import PublicMedia
 from daemon.errors import UpstreamError
 from daemon.model import Batch, Inbound, Media, User
-from daemon.state.public_media import PublicMedia
 from daemon.text import split_message
 
 log = logging.getLogger(__name__)

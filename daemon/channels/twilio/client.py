@@ -24,11 +24,10 @@ from urllib.parse import quote, urlencode
 import httpx
 import trio
 
-from daemon import upstream
+from daemon import USER_AGENT, upstream
 from daemon.channels import media
 from daemon.channels.twilio.wire import UPSTREAM, parse_error
 from daemon.errors import UpstreamRejected
-from daemon.http import USER_AGENT
 
 log = logging.getLogger(__name__)
 

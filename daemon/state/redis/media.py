@@ -2,7 +2,7 @@
 
 Twilio downloads outbound media from a URL (reference/whatsapp.md §6); behind a load
 balancer that request may reach any host, so the bytes are kept in Redis rather than in
-the memory of the host that made them (daemon/state/public_media.py, the one-host
+the memory of the host that made them (daemon/channels/twilio/public_media.py, the one-host
 version, whose contract this follows). ``P{media:<token>}`` is a hash of the bytes and
 their MIME type that Redis deletes after ``ttl`` ([twilio] media_ttl, 10 minutes).
 

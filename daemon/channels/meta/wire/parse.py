@@ -1,45 +1,23 @@
-"""Meta WhatsApp Cloud API wire format: pure functions, no I/O.
-
-Inbound: the subscription handshake (reference/whatsapp.md §1), the ``X-Hub-Signature-256``
-check (§2.1) and the webhook body (§2.2-§2.7, §3) turned into a provider-neutral ``Batch``.
-Outbound: the ``/messages`` payloads (§5) and Graph error bodies mapped onto the daemon's
-error tree (§5.1).
-"""
+"""The webhook body (reference/whatsapp.md §2.2-§2.7, §3) turned into a provider-neutral
+``Batch``: pure functions, no I/O."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
-from daemon import upstream
-from daemon.channels.base import BadWebhook, error_code, scrub_numbers
-from daemon.errors import Reason, UpstreamError
-from daemon.model import Batch, Inbound, Kind, Media, User
+from daemon.channels.base import BadWebhook, error_code
+from daemon.channels.meta.wire.decode import as_text as _text
+from daemon.channels.meta.wire.decode import loads
+from daemon.model import Batch, DeliveryStatus, Inbound, Kind, Media, User
 
-UPSTREAM = "whatsapp"
-SIGNATURE_HEADER = "x-hub-signature-256"
-TEXT_LIMIT = 4096  # characters in a text body (§5)
-# The MIME type of our voice notes, in the upload's ``type`` field and on its file part. Graph
-# lists Ogg as "OPUS codecs only; base audio/ogg not supported" (§4.1), and its own error text
-# names the accepted form literally: "Please use one of audio/ogg; codecs=opus, ...".
-VOICE_MIME = "audio/ogg; codecs=opus"
+K = TypeVar("K")
 
-_HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 # A timestamp is a string of Unix seconds (§2.2). ASCII digits only: str.isdigit() also
 # accepts "²" and other digits int() refuses; twelve of them reach the year 33658.
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
-# Integers in the JSON longer than this are not read as numbers: CPython refuses to convert
-# more than 4300 digits (a ValueError that would fail the whole delivery), and no field of a
-# webhook needs more than a timestamp's or an error code's few digits.
-_MAX_INT_DIGITS = 30
 
-# Message types that owe no answer, and the reason counted in Batch.ignored. A reaction is not
-# a question; system messages (number or identity changed, §2.5) and request_welcome come
-# from WhatsApp itself; edits and deletions refer to a message already answered.
 # The webhook fields a WhatsApp Business Account can subscribe to besides "messages".
 _OTHER_FIELDS = frozenset(
     {
@@ -66,6 +44,9 @@ _OTHER_FIELDS = frozenset(
         "user_preferences",
     }
 )
+# Message types that owe no answer, and the reason counted in Batch.ignored. A reaction is not
+# a question; system messages (number or identity changed, §2.5) and request_welcome come
+# from WhatsApp itself; edits and deletions refer to a message already answered.
 _NO_ANSWER_TYPES = frozenset({"reaction", "system", "request_welcome", "edit", "revoke"})
 # Interactive messages that answer something the business itself asked for, not a question
 # for the agent: a call permission granted or declined (pywa: CallPermissionUpdate), a Flow
@@ -74,97 +55,18 @@ _NO_ANSWER_TYPES = frozenset({"reaction", "system", "request_welcome", "edit", "
 _NO_ANSWER_INTERACTIVE = frozenset({"call_permission_reply", "nfm_reply"})
 # Older deliveries report edits as ``unsupported`` with the real type inside (§2.5 example).
 _NO_ANSWER_UNSUPPORTED = frozenset({"edit", "revoke"})
-
-# Graph error codes worth retrying later (§5.1): server errors, throttling, maintenance.
-_RETRYABLE_CODES = frozenset({1, 2, 4, 80007, 130429, 131000, 131016, 131056, 131057})
-# Codes that will not get better by retrying (§5.1): auth, permissions, bad parameters,
-# the 24 h window, undeliverable, spam limits, media, restricted accounts.
-_FATAL_CODES = frozenset(
-    {0, 3, 10, 100, 190, 368}
-    | set(range(200, 300))
-    | {130472, 131008, 131009, 131021, 131026, 131031, 131047, 131048, 131049, 131050}
-    | {131051, 131052, 131053}
-)
-
-# What a code means in the daemon's words (UpstreamError.reason, daemon/errors.py), §5.1-§5.2.
-_REASONS: dict[int, Reason] = {
-    # Not processed; slow down. 4: the app's call rate; 80007: the WABA's; 130429: the
-    # number's message throughput. 131057 is what Graph answers while it raises a number's
-    # throughput (maintenance mode, up to a minute, §5.2): refused for capacity, not done.
-    4: Reason.SLOW_DOWN,
-    80007: Reason.SLOW_DOWN,
-    130429: Reason.SLOW_DOWN,
-    131057: Reason.SLOW_DOWN,
-    # Too many messages to this one user; others are not affected (§5.2).
-    131056: Reason.USER_BUSY,
-    # The user cannot be messaged now; an apology would fail the same way.
-    131047: Reason.RECIPIENT,  # more than 24 h since the user last wrote
-    131026: Reason.RECIPIENT,  # undeliverable: not on WhatsApp, old client, terms
-    131050: Reason.RECIPIENT,  # the user stopped marketing messages
-    131049: Reason.RECIPIENT,  # held back "to maintain healthy ecosystem engagement"
-    130472: Reason.RECIPIENT,  # the user's number is part of an experiment
-    131030: Reason.RECIPIENT,  # not in the allowed list (test numbers of a dev app)
+# The statuses of our own messages as Meta documents them (§2.6): sent, delivered, read,
+# played (a voice note), failed; and deleted and warning, which WhatsApp's older status
+# webhooks also carried. The word comes from the payload; any other is OTHER.
+_STATUSES = {
+    "sent": DeliveryStatus.SENT,
+    "delivered": DeliveryStatus.DELIVERED,
+    "read": DeliveryStatus.READ,
+    "played": DeliveryStatus.PLAYED,
+    "failed": DeliveryStatus.FAILED,
+    "deleted": DeliveryStatus.DELETED,
+    "warning": DeliveryStatus.WARNING,
 }
-# Codes whose known meaning is not "slow down": a 429 or 503 carrying one is decided by the
-# code (§5.1: a 429 with 131048, the spam limit, means stop, not wait). Unknown errors (1,
-# 131000) may have been processed, so they are not "not processed" either.
-_DECISIVE_CODES = _FATAL_CODES | {1, 131000}
-# The codes' meanings; without a code we know, the status decides (daemon.upstream.GRAPH).
-_CODES = upstream.Codes(
-    retryable=_RETRYABLE_CODES, fatal=_FATAL_CODES, reasons=_REASONS, final=_DECISIVE_CODES
-)
-# On a call that names a media id (a send by id, GET /{media-id}), these codes mean Graph no
-# longer has that media (uploads live 30 days, user media 7, §4): 100 for an id it does not
-# know (what it answers for any unknown object), 131009 a parameter value not valid, 131052 /
-# 131053 media errors. Elsewhere they mean what they say, and no new upload would help.
-MEDIA_GONE_CODES = frozenset({100, 131009, 131052, 131053})
-
-
-# --- handshake and signature ------------------------------------------------------------------
-
-
-def handshake(query: Mapping[str, str], verify_token: str) -> str | None:
-    """The ``hub.challenge`` to echo when Meta's subscription GET is genuine (§1), else None."""
-    if not verify_token or query.get("hub.mode") != "subscribe":
-        return None
-    given = query.get("hub.verify_token", "")
-    if not hmac.compare_digest(given.encode(), verify_token.encode()):
-        return None
-    challenge = query.get("hub.challenge", "")
-    return challenge or None
-
-
-def _signature_digest(header: str | None) -> str | None:
-    """The lower-case hex digest of ``sha256=<64 hex>`` (§2.1), or None for any other shape."""
-    if not header:
-        return None
-    scheme, sep, given = header.strip().partition("=")
-    given = given.strip().lower()
-    if sep != "=" or scheme.strip().lower() != "sha256" or not _HEX_DIGEST.fullmatch(given):
-        return None
-    return given
-
-
-def signature_well_formed(header: str | None) -> bool:
-    """True when ``header`` has the shape ``verify_signature`` could accept: checked before
-    the body is read, so a request nobody signed costs no body buffering."""
-    return _signature_digest(header) is not None
-
-
-def verify_signature(app_secret: str, body: bytes, header: str | None) -> bool:
-    """Check ``X-Hub-Signature-256: sha256=<hex>`` against the RAW body bytes (§2.1).
-
-    Never over re-serialised JSON: Meta signs its ASCII-escaped encoding (``\\u00e4``), which a
-    round trip through a JSON parser does not reproduce.
-    """
-    given = _signature_digest(header)
-    if not app_secret or given is None:
-        return False
-    expected = hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, given)
-
-
-# --- webhook body -----------------------------------------------------------------------------
 
 
 def parse_webhook(body: bytes, *, phone_number_id: str | None) -> Batch:
@@ -196,29 +98,7 @@ def parse_webhook(body: bytes, *, phone_number_id: str | None) -> Batch:
     return batch
 
 
-class OversizedNumber:
-    """An integer literal too long to be any webhook field (``_MAX_INT_DIGITS``); it is no
-    ``int`` and no ``str``, so every field check treats it as a wrong type."""
-
-    __slots__ = ("digits",)
-
-    def __init__(self, digits: int) -> None:
-        self.digits = digits
-
-    def __repr__(self) -> str:
-        return f"OversizedNumber({self.digits} digits)"
-
-
-def _parse_int(literal: str) -> int | OversizedNumber:
-    return int(literal) if len(literal) <= _MAX_INT_DIGITS else OversizedNumber(len(literal))
-
-
-def loads(body: bytes | str) -> Any:
-    """``json.loads`` that never fails on a long integer literal (see OversizedNumber)."""
-    return json.loads(body, parse_int=_parse_int)
-
-
-def _count(counter: dict[str, int], key: str, n: int = 1) -> None:
+def _count(counter: dict[K, int], key: K, n: int = 1) -> None:
     counter[key] = counter.get(key, 0) + n
 
 
@@ -231,10 +111,6 @@ def _objects(parent: Mapping[str, Any], key: str, where: str) -> list[Any]:
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
         raise BadWebhook(f"{where}: {key} is not a list of objects")
     return items
-
-
-def _text(value: object) -> str:
-    return value if isinstance(value, str) else ""
 
 
 def _parse_change(change: Mapping[str, Any], batch: Batch, own_number: str | None) -> None:
@@ -271,7 +147,7 @@ def _parse_change(change: Mapping[str, Any], batch: Batch, own_number: str | Non
             _skip(batch, "status is not an object")
             continue
         state = _text(status.get("status")) or "unknown"
-        _count(batch.statuses, state)
+        _count(batch.statuses, _STATUSES.get(state, DeliveryStatus.OTHER))
         if state == "failed":
             failures = status.get("errors")
             codes = (
@@ -453,96 +329,3 @@ def _content(kind_name: str, message: Mapping[str, Any]) -> tuple[Kind, str, Med
             )
             return Kind.VOICE, "", media
     return Kind.UNSUPPORTED, "", None
-
-
-# --- outbound payloads (§5) -------------------------------------------------------------------
-
-
-def addressed(address: str) -> dict[str, str]:
-    """The field that names whom a send goes to (§2.7, §5).
-
-    ``address`` is a ``User.address``: ``+E164`` when the user's phone number is known, else
-    their business-scoped user id (a username user, whose ``wa_id`` and ``from`` are "").
-    A phone number goes in ``to``; a BSUID goes in ``recipient`` with ``to`` left out, as
-    pywa 4.x does (the Dec 2025 doc put BSUIDs in ``to``; the newer clients do not).
-    """
-    if address.startswith("+"):
-        return {"to": address}
-    return {"recipient": address}
-
-
-def text_payload(to: str, body: str, *, preview_url: bool = False) -> dict[str, Any]:
-    return {
-        "messaging_product": "whatsapp",
-        "recipient_type": "individual",
-        **addressed(to),
-        "type": "text",
-        "text": {"preview_url": preview_url, "body": body},
-    }
-
-
-def voice_payload(to: str, media_id: str) -> dict[str, Any]:
-    """An uploaded Ogg/Opus clip sent as a voice note: ``voice: true`` makes it one (§4.2)."""
-    return {
-        "messaging_product": "whatsapp",
-        "recipient_type": "individual",
-        **addressed(to),
-        "type": "audio",
-        "audio": {"id": media_id, "voice": True},
-    }
-
-
-def read_payload(message_id: str, *, typing: bool) -> dict[str, Any]:
-    """Mark a message read; with ``typing`` also show "typing…" for up to 25 s (§5)."""
-    payload: dict[str, Any] = {
-        "messaging_product": "whatsapp",
-        "status": "read",
-        "message_id": message_id,
-    }
-    if typing:
-        payload["typing_indicator"] = {"type": "text"}
-    return payload
-
-
-# --- errors (§5.1) ----------------------------------------------------------------------------
-
-
-def names_media(payload: Mapping[str, Any]) -> bool:
-    """True when a /messages payload sends media by an uploaded id (§5), not by link."""
-    kind = payload.get("type")
-    media = payload.get(kind) if isinstance(kind, str) else None
-    return isinstance(media, dict) and "id" in media
-
-
-def parse_graph_error(
-    status: int, body: bytes, *, media_call: bool = False, retry_after: float | None = None
-) -> UpstreamError:
-    """A Graph error answer as an UpstreamError, decided on ``error.code`` (§5.1).
-
-    Meta says to handle errors on the code, not on the HTTP status; the status decides only
-    when the body has no code we know (5xx, 423 and 429 may pass, the rest will not). The
-    ``reason`` likewise: the code first (§5.1), then 429 / 503. ``media_call``: the request
-    named a media id, so the MEDIA_GONE_CODES mean that media is gone. ``retry_after``: the
-    answer's Retry-After. Phone numbers in the texts are scrubbed: the message reaches the logs.
-    """
-    error: Mapping[str, Any] = {}
-    try:
-        doc = loads(body)
-    except (ValueError, RecursionError):
-        doc = None
-    if isinstance(doc, dict) and isinstance(doc.get("error"), dict):
-        error = doc["error"]
-    code = error_code(error.get("code"))
-    text = _text(error.get("message")) or f"HTTP {status}"
-    error_data = error.get("error_data")
-    details = _text(error_data.get("details")) if isinstance(error_data, dict) else ""
-    message = scrub_numbers(f"{text} ({details})" if details else text)
-    return _CODES.error(
-        UPSTREAM,
-        message,
-        status=status,
-        code=code,
-        statuses=upstream.GRAPH,
-        reason=Reason.MEDIA_GONE if media_call and code in MEDIA_GONE_CODES else None,
-        retry_after=retry_after,
-    )
